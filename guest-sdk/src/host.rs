@@ -1,0 +1,76 @@
+//! Thin, typed wrappers over the host interfaces, so operations deal in serde values and
+//! `Error`, never in raw bindings.
+
+use crate::bindings::opshost::host as wit;
+use crate::Error;
+
+fn parse_json(text: &str, what: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Internal(format!("host returned invalid {what}: {e}")))
+}
+
+/// The configuration file.
+pub mod config {
+    use super::*;
+
+    /// The configuration file as a JSON value.
+    pub fn get() -> Result<serde_json::Value, Error> {
+        parse_json(&wit::config::get()?, "configuration")
+    }
+
+    /// Sets flattened keys persistently; all are validated before anything is written.
+    pub fn set<'a>(changes: impl IntoIterator<Item = (&'a str, &'a serde_json::Value)>) -> Result<(), Error> {
+        let changes: Vec<(String, String)> =
+            changes.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        wit::config::set(&changes)
+    }
+}
+
+/// Facts about the machine and this server.
+pub mod sysinfo {
+    use super::*;
+    pub use crate::bindings::opshost::host::sysinfo::Section;
+
+    /// One section of `system_information` as JSON.
+    pub fn get(section: Section) -> Result<serde_json::Value, Error> {
+        parse_json(&wit::sysinfo::get(section)?, "system information")
+    }
+}
+
+/// Control over the running server.
+pub mod control {
+    use super::*;
+
+    /// Restart in place after this call answers.
+    pub fn restart() -> Result<(), Error> {
+        wit::control::restart()
+    }
+}
+
+/// Log lines into the host's log.
+pub mod log {
+    use super::wit::log::{write, Level};
+
+    pub fn info(message: &str) {
+        write(Level::Info, message);
+    }
+    pub fn warn(message: &str) {
+        write(Level::Warn, message);
+    }
+    pub fn error(message: &str) {
+        write(Level::Error, message);
+    }
+    pub fn debug(message: &str) {
+        write(Level::Debug, message);
+    }
+}
+
+/// On wasm32-unknown-unknown a panic message is otherwise lost: send it to the host log
+/// before the trap ends the call.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            wit::log::write(wit::log::Level::Error, &format!("operation panicked: {info}"));
+        }));
+    });
+}

@@ -1,0 +1,103 @@
+//! opshost guest SDK: write an Operations API operation as a plain Rust type, export it as a
+//! WebAssembly component with one macro. Backed by wit-bindgen over the repo's `wit/` package.
+//!
+//! ```ignore
+//! use opshost_guest::prelude::*;
+//!
+//! pub struct GetConfiguration;
+//! impl Operation for GetConfiguration {
+//!     const NAME: &'static str = "get_configuration";
+//!     type Request = Empty;
+//!     type Response = serde_json::Value;
+//!     fn handle(_ctx: &Context, _req: Empty) -> Result<Self::Response, Error> {
+//!         config::get_json()
+//!     }
+//! }
+//! opshost_guest::export_operation!(GetConfiguration);
+//! ```
+
+mod decode;
+mod host;
+
+pub use decode::{decode_request, Empty};
+pub use host::{config, control, log, sysinfo};
+
+/// The raw bindings. Operation authors use the trait and the macro instead.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "operation",
+        pub_export_macro: true,
+        default_bindings_module: "opshost_guest::bindings",
+        generate_all,
+    });
+}
+
+pub use bindings::opshost::host::types::CallContext as Context;
+pub use bindings::opshost::host::types::OpError as Error;
+
+/// Everything an operation crate usually needs.
+pub mod prelude {
+    pub use crate::{config, control, log, sysinfo};
+    pub use crate::{Context, Empty, Error, Operation};
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::{json, Value};
+}
+
+/// One operation of the Operations API.
+pub trait Operation {
+    /// The `operation` value this answers.
+    const NAME: &'static str;
+    /// Only `super_user` roles may call it (HarperDB's default for utilities).
+    const SUPER_USER_ONLY: bool = true;
+    /// The host runs it as a background job and answers with a job id.
+    const JOB: bool = false;
+    /// The decoded request body. Decoding errors name the field in HarperDB's words.
+    type Request: serde::de::DeserializeOwned;
+    /// The response body.
+    type Response: serde::Serialize;
+
+    fn handle(ctx: &Context, request: Self::Request) -> Result<Self::Response, Error>;
+}
+
+/// Exports `$ty` (an [`Operation`]) as this component's `describe` and `handle`.
+#[macro_export]
+macro_rules! export_operation {
+    ($ty:ty) => {
+        const _: () = {
+            struct OpshostExport;
+            impl $crate::bindings::Guest for OpshostExport {
+                fn describe() -> $crate::bindings::opshost::host::types::OperationInfo {
+                    $crate::__describe::<$ty>(env!("CARGO_PKG_VERSION"))
+                }
+                fn handle(
+                    ctx: $crate::Context,
+                    request: ::std::string::String,
+                ) -> ::std::result::Result<::std::string::String, $crate::Error> {
+                    $crate::__handle::<$ty>(ctx, request)
+                }
+            }
+            $crate::bindings::export!(OpshostExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub fn __describe<T: Operation>(version: &str) -> bindings::opshost::host::types::OperationInfo {
+    bindings::opshost::host::types::OperationInfo {
+        name: T::NAME.to_string(),
+        version: version.to_string(),
+        super_user_only: T::SUPER_USER_ONLY,
+        job: T::JOB,
+    }
+}
+
+#[doc(hidden)]
+pub fn __handle<T: Operation>(ctx: Context, request: String) -> Result<String, Error> {
+    host::install_panic_hook();
+    let request: T::Request = decode_request(&request)?;
+    let response = T::handle(&ctx, request)?;
+    serde_json::to_string(&response)
+        .map_err(|e| Error::Internal(format!("could not encode the response: {e}")))
+}

@@ -1,0 +1,19 @@
+//! `get_configuration`: the configuration file as nested JSON, exactly as the file says.
+//!
+//! Request: `{"operation": "get_configuration"}`. Capabilities: `config`.
+
+use opshost_guest::prelude::*;
+
+pub struct GetConfiguration;
+
+impl Operation for GetConfiguration {
+    const NAME: &'static str = "get_configuration";
+    type Request = Empty;
+    type Response = Value;
+
+    fn handle(_ctx: &Context, _request: Empty) -> Result<Value, Error> {
+        config::get()
+    }
+}
+
+opshost_guest::export_operation!(GetConfiguration);

@@ -1,0 +1,115 @@
+//! `cargo xtask`: the project's build tooling. `build` makes `target/opshost/` (the host binary
+//! and one component per operation), `run` starts the server, `test` runs the whole suite,
+//! `bench` prints the performance figures.
+
+mod bench;
+mod guests;
+mod paths;
+mod services;
+
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_else(|| "help".to_string());
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "build" => build(true).map(|_| ()),
+        "build-guests" => guests::build_all(&guests::Toolchain::detect_or_install()?, true),
+        "run" => run(&rest),
+        "test" => test(&rest),
+        "bench" => bench::run(&rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 build   build the host and every operation into target/opshost/\n\
+                 run     build what is missing and start the server with its defaults\n\
+                 test    build what is missing, start what the tests need, run the whole suite\n\
+                 bench   print the performance figures (call overhead, throughput, start-up)"
+            );
+            if command == "help" { Ok(()) } else { bail!("unknown command '{command}'") }
+        }
+    }
+}
+
+/// Builds the guests (operations, and the test guests when `with_test_guests`) and the host
+/// into `target/opshost/`.
+fn build(with_test_guests: bool) -> Result<()> {
+    let toolchain = guests::Toolchain::detect_or_install()?;
+    guests::build_all(&toolchain, with_test_guests)?;
+    build_host()?;
+    Ok(())
+}
+
+/// The host in release mode, in the shared cache target folder, copied beside its operations.
+fn build_host() -> Result<()> {
+    let status = host_cargo()
+        .args(["build", "--release", "--package", "opshost", "--bin", "opshost", "--example", "call_overhead"])
+        .status()
+        .context("running cargo for the host")?;
+    if !status.success() {
+        bail!("building the host failed");
+    }
+    let built = paths::host_target().join("release").join("opshost");
+    let dest = paths::dist().join("opshost");
+    std::fs::create_dir_all(paths::dist())?;
+    copy_if_changed(&built, &dest)?;
+    Ok(())
+}
+
+/// Cargo for native crates, with the target folder outside the clone so a fresh clone on the
+/// same machine reuses the wasmtime build (TOOLCHAIN.md).
+fn host_cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    cmd.current_dir(paths::root()).env("CARGO_TARGET_DIR", paths::host_target());
+    cmd
+}
+
+fn run(args: &[String]) -> Result<()> {
+    build(false)?;
+    let status = Command::new(paths::dist().join("opshost"))
+        .arg("run")
+        .args(args)
+        .status()
+        .context("starting opshost")?;
+    if !status.success() {
+        bail!("opshost exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    build(true)?;
+    let _services = services::start_for_tests()?;
+    // Native unit tests of the guest crates (their pure helpers), then the host and end-to-end tests.
+    let mut cmd = host_cargo();
+    cmd.args(["test", "--release", "--workspace", "--exclude", "xtask"])
+        .env("OPSHOST_DIST", paths::dist())
+        .env("OPSHOST_TEST_GUESTS", paths::test_guests())
+        .args(args);
+    let status = cmd.status().context("running cargo test")?;
+    if !status.success() {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` unless the bytes are already identical, so unchanged files keep
+/// their modification time.
+pub fn copy_if_changed(from: &std::path::Path, to: &std::path::Path) -> Result<bool> {
+    let new = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    if std::fs::read(to).ok().as_deref() == Some(&new[..]) {
+        return Ok(false);
+    }
+    let tmp = to.with_extension("tmp");
+    std::fs::write(&tmp, &new)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(from)?.permissions().mode();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+    }
+    std::fs::rename(&tmp, to)?;
+    Ok(true)
+}

@@ -1,0 +1,36 @@
+//! Where things are: the repo, the output folder, and the build caches outside the clone.
+
+use std::path::PathBuf;
+
+/// The repository root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+}
+
+/// `target/opshost/`: the self-contained server folder.
+pub fn dist() -> PathBuf {
+    root().join("target").join("opshost")
+}
+
+/// Built test-only guests (never shipped in `dist`).
+pub fn test_guests() -> PathBuf {
+    root().join("target").join("opshost-test-guests")
+}
+
+/// Build caches live outside the clone (`$OPSHOST_CACHE`, default `~/.cache/opshost`), so a
+/// fresh clone on the same machine does not rebuild wasmtime or std for wasm.
+pub fn cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OPSHOST_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    home.join(".cache").join("opshost")
+}
+
+pub fn host_target() -> PathBuf {
+    cache().join("target")
+}
+
+pub fn guest_target() -> PathBuf {
+    cache().join("guest-target")
+}
