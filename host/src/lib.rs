@@ -1,1 +1,57 @@
+//! opshost: a HarperDB Operations API server in which every operation is a WebAssembly
+//! component. This library holds the whole server; `main.rs` only parses the command line.
 
+pub mod api;
+pub mod bindings;
+pub mod capabilities;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+pub mod services;
+
+use arc_swap::ArcSwap;
+use axum::routing::post;
+use axum::Router;
+use registry::Registry;
+use runtime::{CallLimits, Runtime};
+use services::config::Settings;
+use services::Services;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything a request needs, shared by all of them.
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub auth: api::auth::Authenticator,
+    pub runtime: Arc<Runtime>,
+    /// Swapped whole on restart; a call holds the registry it started with.
+    pub registry: ArcSwap<Registry>,
+    pub settings: ArcSwap<Settings>,
+    /// Bounds concurrent guest calls to what the instance pool can hold.
+    pub call_slots: Arc<tokio::sync::Semaphore>,
+    /// Asks the server loop to restart in place.
+    pub restart: tokio::sync::mpsc::UnboundedSender<()>,
+    pub builtin_dir: PathBuf,
+}
+
+impl AppState {
+    pub fn call_limits(&self) -> CallLimits {
+        let s = self.settings.load();
+        CallLimits { memory_bytes: s.call_memory, timeout: s.call_timeout }
+    }
+
+    /// Loads every component with the current settings (blocking: compiles on a cache miss).
+    pub fn load_registry(&self) -> Registry {
+        let settings = self.settings.load();
+        Registry::load(&self.runtime, &self.services, self.call_limits(), &self.builtin_dir, &settings.components_root)
+    }
+}
+
+/// The HTTP application: `POST /` runs an operation.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", post(api::routes::operation))
+        // Bulk inserts are large; the limit still stops a runaway client.
+        .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
+        .with_state(state)
+}

@@ -1,1 +1,101 @@
-fn main() {}
+//! The `opshost` binary: parses the command line and environment, then runs the server
+//! (or a maintenance subcommand).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use opshost::server::Options;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "opshost", version, about = "HarperDB Operations API server with WebAssembly operations")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct RunArgs {
+    /// Root folder for configuration, data, keys and components.
+    #[arg(long, env = "ROOTPATH", global = true)]
+    root: Option<PathBuf>,
+    /// Operations API port (overrides operationsApi.network.port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind (overrides operationsApi.network.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// super_user created on first start.
+    #[arg(long, env = "HDB_ADMIN_USERNAME")]
+    admin_username: Option<String>,
+    /// Its password; generated and printed once when not given.
+    #[arg(long, env = "HDB_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Folder of built-in operation components (default: `operations/` beside the binary).
+    #[arg(long, env = "OPSHOST_OPERATIONS_DIR")]
+    operations_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Run,
+    /// Manage users in the root's user store (while the server is stopped).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long, env = "OPSHOST_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Give the user super_user rights.
+        #[arg(long)]
+        super_user: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = match cli.run.root.clone() {
+        Some(root) => root,
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --root")?).join("opshost"),
+    };
+    match cli.command {
+        None | Some(Command::Run) => opshost::server::run(options(root, cli.run)),
+        Some(Command::User { command: UserCommand::Add { username, password, role, super_user } }) => {
+            std::fs::create_dir_all(&root)?;
+            let users = opshost::services::users::UserStore::open(&root)?;
+            users.add(&username, &password, &role, super_user)?;
+            println!("added user '{username}' with role '{role}'");
+            Ok(())
+        }
+    }
+}
+
+/// Environment variables named like configuration keys, then flags (which win).
+fn options(root: PathBuf, args: RunArgs) -> Options {
+    let mut overrides = opshost::services::config::ConfigService::env_overrides(|name| std::env::var(name).ok());
+    if let Some(port) = args.port {
+        overrides.push(("operationsApi.network.port".into(), port.into()));
+    }
+    if let Some(host) = args.host {
+        overrides.push(("operationsApi.network.host".into(), host.into()));
+    }
+    Options {
+        root,
+        overrides,
+        admin_username: args.admin_username,
+        admin_password: args.admin_password,
+        builtin_dir: args.operations_dir,
+    }
+}

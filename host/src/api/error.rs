@@ -1,0 +1,72 @@
+//! The one error type of the HTTP layer and its one mapping to status codes and bodies
+//! (HarperDB's texts, one `{"error": ...}` shape; deviations.md).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    UnsupportedMediaType(String),
+    Unauthorized(String),
+    /// A non-super_user called a super_user-only operation.
+    SuperUserOnly { operation: String },
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    /// The operation failed on the server side; the detail is in the log under `id`.
+    Internal { message: String, id: String },
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
+            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({ "error": m })),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({ "error": m })),
+            ApiError::SuperUserOnly { operation } => (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "error": "This operation is not authorized due to role restrictions and/or invalid database items",
+                    "unauthorized_access": [format!("Operation '{operation}' is restricted to 'super_user' roles")],
+                    "invalid_schema_items": [],
+                }),
+            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({ "error": m })),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
+            ApiError::Internal { message, id } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": format!("{message} (request id {id})") }))
+            }
+        };
+        json_response(status, body.to_string())
+    }
+}
+
+/// A JSON body with HarperDB's plain `application/json` content type.
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+impl From<crate::bindings::OpError> for ApiError {
+    fn from(e: crate::bindings::OpError) -> Self {
+        use crate::bindings::OpError;
+        match e {
+            OpError::BadRequest(m) => ApiError::BadRequest(m),
+            OpError::Unauthorized(m) => ApiError::Unauthorized(m),
+            OpError::Forbidden(m) => ApiError::Forbidden(m),
+            OpError::NotFound(m) => ApiError::NotFound(m),
+            OpError::Conflict(m) => ApiError::Conflict(m),
+            OpError::Internal(m) | OpError::Other(m) => {
+                let id = uuid::Uuid::new_v4().to_string();
+                tracing::error!(request_id = %id, "operation reported an internal error: {m}");
+                ApiError::Internal { message: m, id }
+            }
+        }
+    }
+}

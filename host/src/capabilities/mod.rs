@@ -1,0 +1,144 @@
+//! Capability modules: one per WIT interface, each a thin `Host` impl over a service.
+//! Every function checks the operation's grant first, then calls the service.
+
+mod config;
+mod control;
+mod log;
+mod sysinfo;
+
+use crate::runtime::{CallEffects, CallLimits};
+use crate::services::Services;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// The data of one call's `Store`: who is calling, what the operation may use, and its limits.
+pub struct CallState {
+    pub(crate) services: Arc<Services>,
+    pub(crate) grants: Grants,
+    pub(crate) operation: String,
+    pub(crate) request_id: String,
+    pub(crate) limits: Limiter,
+    pub(crate) effects: CallEffects,
+}
+
+impl CallState {
+    pub fn new(
+        services: Arc<Services>,
+        grants: Grants,
+        operation: String,
+        request_id: String,
+        limits: CallLimits,
+    ) -> Self {
+        Self {
+            services,
+            grants,
+            operation,
+            request_id,
+            limits: Limiter { inner: Self::store_limits(limits), memory_denied: false },
+            effects: CallEffects::default(),
+        }
+    }
+
+    /// `Ok` when the operation was granted `interface`, else the error the guest receives.
+    fn check(&self, interface: &str) -> Result<(), crate::bindings::OpError> {
+        if self.grants.has(interface) {
+            Ok(())
+        } else {
+            Err(crate::bindings::OpError::Forbidden(format!(
+                "operation '{}' is not granted the '{interface}' capability",
+                self.operation
+            )))
+        }
+    }
+}
+
+/// The host interfaces an operation may import. Deny by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants(BTreeSet<String>);
+
+/// Interfaces of our package every operation may import: shared types and its own log.
+const ALWAYS: [&str; 2] = ["types", "log"];
+/// Every interface of `opshost:host` the host implements.
+pub const INTERFACES: [&str; 5] = ["types", "log", "config", "sysinfo", "control"];
+
+impl Grants {
+    /// Nothing at all, not even the log (used while a component describes itself).
+    pub fn none() -> Self {
+        Self(BTreeSet::new())
+    }
+
+    /// The always-granted interfaces plus `extra`.
+    pub fn with(extra: &[&str]) -> Self {
+        Self(ALWAYS.iter().chain(extra).map(|s| s.to_string()).collect())
+    }
+
+    pub fn has(&self, interface: &str) -> bool {
+        self.0.contains(interface)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// Whether a component import such as `opshost:host/config@0.1.0` is allowed.
+    pub fn allows_import(&self, import: &str) -> bool {
+        match import.strip_prefix("opshost:host/") {
+            Some(rest) => {
+                let interface = rest.split('@').next().unwrap_or(rest);
+                self.has(interface)
+            }
+            // WASI and anything else is not granted to anyone yet.
+            None => false,
+        }
+    }
+}
+
+impl crate::bindings::opshost::host::types::Host for CallState {}
+
+/// `StoreLimits` that also remembers a refused memory growth, so a guest that aborts after
+/// running out of memory is reported as such rather than as a plain trap.
+pub struct Limiter {
+    inner: wasmtime::StoreLimits,
+    pub(crate) memory_denied: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_denied = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_checked_by_interface_name() {
+        let g = Grants::with(&["config"]);
+        assert!(g.allows_import("opshost:host/config@0.1.0"));
+        assert!(g.allows_import("opshost:host/log@0.1.0"));
+        assert!(!g.allows_import("opshost:host/control@0.1.0"));
+        assert!(!g.allows_import("wasi:cli/stdout@0.2.0"));
+        assert!(!Grants::none().allows_import("opshost:host/log@0.1.0"));
+    }
+}

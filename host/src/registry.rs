@@ -1,0 +1,121 @@
+//! The registry: operation name -> loaded component, built from the built-in operations folder
+//! and `componentsRoot`, swapped atomically as a whole (calls in flight keep the version they
+//! started with).
+
+use crate::capabilities::Grants;
+use crate::runtime::{CallLimits, LoadedOperation, Runtime};
+use crate::services::Services;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct Registry {
+    pub operations: HashMap<String, Arc<LoadedOperation>>,
+    /// Components that failed to load, with the reason (also logged).
+    pub failures: Vec<LoadFailure>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadFailure {
+    pub source: PathBuf,
+    pub reason: String,
+}
+
+/// What each built-in operation may import; everything else gets only `types` and `log`.
+fn builtin_grants(name: &str) -> Grants {
+    match name {
+        "get_configuration" | "set_configuration" => Grants::with(&["config"]),
+        "system_information" => Grants::with(&["sysinfo"]),
+        "restart" => Grants::with(&["control"]),
+        _ => Grants::with(&[]),
+    }
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<&Arc<LoadedOperation>> {
+        self.operations.get(name)
+    }
+
+    /// Loads every `.wasm` of `builtin_dir`, then of `components_root`. A component that fails
+    /// to compile, link or describe itself is skipped with a log line; the rest serve. A
+    /// third-party component may not take a built-in operation's name.
+    pub fn load(
+        runtime: &Runtime,
+        services: &Arc<Services>,
+        limits: CallLimits,
+        builtin_dir: &Path,
+        components_root: &Path,
+    ) -> Registry {
+        let mut registry = Registry::default();
+        let builtins = load_dir(runtime, services, limits, builtin_dir, builtin_grants);
+        let third_party = load_dir(runtime, services, limits, components_root, |_| Grants::with(&[]));
+        for (is_builtin, results) in [(true, builtins), (false, third_party)] {
+            for (path, result) in results {
+                match result {
+                    Ok(op) => {
+                        let name = op.info.name.clone();
+                        if let Some(existing) = registry.operations.get(&name) {
+                            let reason = if is_builtin {
+                                format!("operation '{name}' is already served by {}", existing.source.display())
+                            } else {
+                                format!("operation '{name}' is a built-in operation and cannot be replaced from componentsRoot")
+                            };
+                            registry.fail(path, reason);
+                            continue;
+                        }
+                        tracing::info!("loaded operation '{name}' {} from {}", op.info.version, path.display());
+                        registry.operations.insert(name, Arc::new(op));
+                    }
+                    Err(e) => registry.fail(path, format!("{e:#}")),
+                }
+            }
+        }
+        registry
+    }
+
+    fn fail(&mut self, source: PathBuf, reason: String) {
+        tracing::error!("skipping component {}: {reason}", source.display());
+        self.failures.push(LoadFailure { source, reason });
+    }
+}
+
+type LoadResult = (PathBuf, anyhow::Result<LoadedOperation>);
+
+/// Loads a folder's components in parallel (compilation dominates a cold start).
+fn load_dir(
+    runtime: &Runtime,
+    services: &Arc<Services>,
+    limits: CallLimits,
+    dir: &Path,
+    grants: fn(&str) -> Grants,
+) -> Vec<LoadResult> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect(),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot read the components folder {}: {e}", dir.display());
+            }
+            return Vec::new();
+        }
+    };
+    files.sort();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .into_iter()
+            .map(|path| {
+                scope.spawn(move || {
+                    let result = runtime.load(&path, services, limits, grants);
+                    (path, result)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .collect()
+    })
+}

@@ -1,0 +1,281 @@
+//! The wasm runtime: one wasmtime `Engine` (pooling allocator, epoch interruption), the
+//! `Linker` with every capability, the on-disk cache of compiled components, and the call
+//! path (fresh `Store` per call from a pre-instantiated component, with memory and CPU limits).
+
+use crate::bindings::{CallContext, OpError, Operation, OperationInfo, OperationPre};
+use crate::capabilities::{CallState, Grants};
+use crate::services::Services;
+use anyhow::{anyhow, Context, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-call limits, read from `operationsApi.limits` (re-read on restart).
+#[derive(Clone, Copy, Debug)]
+pub struct CallLimits {
+    /// Largest linear memory a guest may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock CPU budget of one call; the guest traps when it is spent.
+    pub timeout: Duration,
+}
+
+/// The engine, linker and compile cache, shared by every loaded operation.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache_dir: PathBuf,
+    engine_hash: String,
+    pooled: bool,
+    _ticker: EpochTicker,
+}
+
+/// A component that compiled, linked and described itself, ready to serve calls.
+pub struct LoadedOperation {
+    pub info: OperationInfo,
+    pub source: PathBuf,
+    /// SHA-256 of the component file.
+    pub hash: String,
+    pub grants: Grants,
+    pub loaded_at: std::time::SystemTime,
+    pre: OperationPre<CallState>,
+}
+
+/// How a call ended.
+pub enum CallOutcome {
+    /// The operation answered (with its own success or error).
+    Answered(Result<String, OpError>, CallEffects),
+    /// A trap, an exhausted deadline or memory limit: the detail is for the log only.
+    Failed(Failure, anyhow::Error),
+}
+
+/// Why a call failed, coarse enough to tell the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The epoch deadline passed.
+    Timeout,
+    /// Memory growth beyond the limit was refused and the guest gave up.
+    Memory,
+    /// Any other trap (a panic, an out-of-bounds access, ...).
+    Trap,
+}
+
+/// What a call asked the host to do after it answers.
+#[derive(Default, Debug)]
+pub struct CallEffects {
+    pub restart: bool,
+}
+
+impl Runtime {
+    /// Builds the engine with a pooling allocator sized for `max_instances` concurrent calls,
+    /// falling back to on-demand allocation when the address-space reservation fails.
+    pub fn new(cache_dir: PathBuf, max_instances: u32, max_memory: usize) -> Result<Self> {
+        let (engine, pooled) = match Engine::new(&engine_config(Some((max_instances, max_memory)))) {
+            Ok(engine) => (engine, true),
+            Err(e) => {
+                tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
+                (Engine::new(&engine_config(None))?, false)
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        Operation::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish());
+        std::fs::create_dir_all(&cache_dir)
+            .with_context(|| format!("creating the component cache {}", cache_dir.display()))?;
+        let _ticker = EpochTicker::start(engine.clone());
+        Ok(Self { engine, linker, cache_dir, engine_hash, pooled, _ticker })
+    }
+
+    pub fn pooled(&self) -> bool {
+        self.pooled
+    }
+
+    /// Compiles (or loads from the cache), links and describes one component file.
+    /// `grants_for` decides, from the name the component gives itself, what it may import.
+    pub fn load(
+        &self,
+        path: &Path,
+        services: &Arc<Services>,
+        limits: CallLimits,
+        grants_for: impl Fn(&str) -> Grants,
+    ) -> Result<LoadedOperation> {
+        let bytes = std::fs::read(path).context("reading the file")?;
+        let hash = hex::encode(Sha256::digest(&bytes));
+        let component = self.compile_cached(&bytes, &hash)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking")?;
+        let pre = OperationPre::new(pre).map_err(anyhow::Error::from).context("checking the exports")?;
+
+        // Describe runs with no grants at all: a component must not act before it is accepted.
+        let state = CallState::new(services.clone(), Grants::none(), "describe".into(), String::new(), limits);
+        let mut store = self.store(state, limits);
+        let instance = pre.instantiate(&mut store).map_err(anyhow::Error::from).context("instantiating")?;
+        let info = instance.call_describe(&mut store).map_err(anyhow::Error::from).context("calling describe")?;
+        if info.name.is_empty() {
+            return Err(anyhow!("describe returned an empty operation name"));
+        }
+
+        let grants = grants_for(&info.name);
+        for import in component.component_type().imports(&self.engine).map(|(name, _)| name) {
+            if !grants.allows_import(import) {
+                return Err(anyhow!(
+                    "operation '{}' imports '{import}', which is not granted to it",
+                    info.name
+                ));
+            }
+        }
+        Ok(LoadedOperation {
+            info,
+            source: path.to_path_buf(),
+            hash,
+            grants,
+            loaded_at: std::time::SystemTime::now(),
+            pre,
+        })
+    }
+
+    /// Runs `handle` of a loaded operation in a fresh store. Blocking: call it from a blocking
+    /// thread. Traps never escape: they come back as `CallOutcome::Failed`.
+    pub fn call(
+        &self,
+        op: &LoadedOperation,
+        services: &Arc<Services>,
+        context: &CallContext,
+        request: &str,
+        limits: CallLimits,
+    ) -> CallOutcome {
+        let state = CallState::new(
+            services.clone(),
+            op.grants.clone(),
+            op.info.name.clone(),
+            context.request_id.clone(),
+            limits,
+        );
+        let mut store = self.store(state, limits);
+        let result = op
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_handle(&mut store, context, request));
+        match result {
+            Ok(answer) => CallOutcome::Answered(answer, std::mem::take(&mut store.data_mut().effects)),
+            Err(error) => {
+                let failure = if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                    Failure::Timeout
+                } else if store.data().limits.memory_denied {
+                    Failure::Memory
+                } else {
+                    Failure::Trap
+                };
+                CallOutcome::Failed(failure, anyhow::Error::from(error))
+            }
+        }
+        // The store (and a trapped instance with it) is dropped here, never reused.
+    }
+
+    fn store(&self, state: CallState, limits: CallLimits) -> Store<CallState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Compiled artifacts are cached as `<sha256>-<engine hash>.cwasm`; only files this
+    /// process wrote are ever deserialized (deserializing untrusted bytes is unsafe).
+    fn compile_cached(&self, bytes: &[u8], hash: &str) -> Result<Component> {
+        let cached = self.cache_dir.join(format!("{hash}-{}.cwasm", self.engine_hash));
+        if cached.exists() {
+            // SAFETY: the cache folder holds only artifacts serialized by this engine
+            // configuration (the file name carries its compatibility hash), written atomically.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", cached.display()),
+            }
+        }
+        let started = Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from).context("compiling")?;
+        tracing::debug!("compiled component {hash} in {:?}", started.elapsed());
+        match component.serialize() {
+            Ok(artifact) => {
+                let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+                if std::fs::write(&tmp, artifact).and_then(|_| std::fs::rename(&tmp, &cached)).is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                    tracing::warn!("could not write the compile cache entry {}", cached.display());
+                }
+            }
+            Err(e) => tracing::warn!("could not serialize a compiled component: {e:#}"),
+        }
+        Ok(component)
+    }
+}
+
+impl CallState {
+    pub(crate) fn store_limits(limits: CallLimits) -> wasmtime::StoreLimits {
+        StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(64)
+            .tables(64)
+            .memories(8)
+            .build()
+    }
+}
+
+fn engine_config(pool: Option<(u32, usize)>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.parallel_compilation(true);
+    if let Some((instances, max_memory)) = pool {
+        let mut p = PoolingAllocationConfig::default();
+        p.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16)
+            .max_memory_size(max_memory)
+            // Keeping a little memory resident between calls avoids page faults on reuse.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(64 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    }
+    config
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` so deadlines fire; stops on drop.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,239 @@
+//! Start-up and the serve loop: first-start set-up (root folder, configuration, super_user),
+//! the listener, restart in place (reload configuration and components, rebind only when the
+//! address changed), and clean shutdown on SIGTERM/SIGINT.
+
+use crate::api::auth::Authenticator;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::services::config::ConfigService;
+use crate::services::sysinfo::SysinfoService;
+use crate::services::users::UserStore;
+use crate::services::Services;
+use crate::AppState;
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing_subscriber::{reload, EnvFilter};
+
+/// What the command line and environment say, beyond the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub root: PathBuf,
+    /// Overrides by dotted configuration path, applied (and written) at start-up.
+    pub overrides: Vec<(String, Value)>,
+    pub admin_username: Option<String>,
+    pub admin_password: Option<String>,
+    /// Built-in operations; default `operations/` beside the binary.
+    pub builtin_dir: Option<PathBuf>,
+}
+
+type LogHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// Runs the server until SIGTERM/SIGINT.
+pub fn run(options: Options) -> Result<()> {
+    let started = Instant::now();
+    let config = ConfigService::open(&options.root)?;
+    config.apply_overrides(&options.overrides).context("applying environment and flag overrides")?;
+    let settings = config.settings()?;
+    let log = init_logging(&settings.log_level);
+
+    for dir in [&settings.components_root, &settings.root.join("keys"), &settings.root.join("database")] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let users = Arc::new(UserStore::open(&settings.root)?);
+    ensure_super_user(&users, &options)?;
+
+    let runtime = Arc::new(Runtime::new(
+        settings.root.join("cache").join("components"),
+        settings.max_concurrent_calls,
+        settings.call_memory,
+    )?);
+    let builtin_dir = options.builtin_dir.clone().unwrap_or_else(default_builtin_dir);
+    let services = Arc::new(Services { config, sysinfo: SysinfoService::start() });
+    let (restart_tx, restart_rx) = tokio::sync::mpsc::unbounded_channel();
+    let state = Arc::new(AppState {
+        services,
+        auth: Authenticator::new(users),
+        runtime,
+        registry: ArcSwap::from_pointee(Registry::default()),
+        call_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_calls as usize)),
+        settings: ArcSwap::from_pointee(settings.clone()),
+        restart: restart_tx,
+        builtin_dir,
+    });
+    state.registry.store(Arc::new(state.load_registry()));
+    tracing::info!(
+        "loaded {} operations in {:?} (pooling allocator: {})",
+        state.registry.load().operations.len(),
+        started.elapsed(),
+        state.runtime.pooled()
+    );
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads)
+        .enable_all()
+        .build()?;
+    tokio.block_on(serve(state, restart_rx, log))
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    mut restart_rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    log: Option<LogHandle>,
+) -> Result<()> {
+    let mut listener = Listener::bind(state.clone(), state.settings.load().operations_addr).await?;
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = restart_rx.recv() => {
+                // Several restarts asked for at once are one restart.
+                while restart_rx.try_recv().is_ok() {}
+                if let Err(e) = restart(&state, &mut listener, log.as_ref()).await {
+                    tracing::error!("restart failed, still serving the previous configuration: {e:#}");
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    listener.stop().await;
+    Ok(())
+}
+
+/// Restart in place: re-read the configuration, reload every component, rebind the listener
+/// only when its address changed. Calls in flight finish on what they started with.
+async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&LogHandle>) -> Result<()> {
+    let started = Instant::now();
+    let settings = state.services.config.settings()?;
+    if let Some(handle) = log {
+        let _ = handle.reload(filter_for(&settings.log_level));
+    }
+    std::fs::create_dir_all(&settings.components_root)?;
+    state.settings.store(Arc::new(settings.clone()));
+    state.auth.clear();
+    let loader = state.clone();
+    let registry = tokio::task::spawn_blocking(move || loader.load_registry()).await?;
+    state.registry.store(Arc::new(registry));
+    if settings.operations_addr != listener.addr {
+        let next = Listener::bind(state.clone(), settings.operations_addr).await?;
+        let previous = std::mem::replace(listener, next);
+        tokio::spawn(previous.stop());
+    }
+    tracing::info!("restarted in {:?}", started.elapsed());
+    Ok(())
+}
+
+/// One bound listener serving the app, stoppable gracefully.
+struct Listener {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    async fn bind(state: Arc<AppState>, addr: SocketAddr) -> Result<Self> {
+        let socket = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let addr = socket.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::app(state);
+        let task = tokio::spawn(async move {
+            let server = axum::serve(socket, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = server.await {
+                tracing::error!("listener {addr} failed: {e}");
+            }
+        });
+        // The line tests and operators wait for.
+        println!("opshost listening on http://{addr}");
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Stops accepting, lets requests in flight finish (bounded), then returns.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// On first start, creates the super_user from the options (HDB_ADMIN_USERNAME /
+/// HDB_ADMIN_PASSWORD or flags); with no password given, generates one and prints it once.
+fn ensure_super_user(users: &UserStore, options: &Options) -> Result<()> {
+    if !users.is_empty() {
+        return Ok(());
+    }
+    let username = options.admin_username.clone().unwrap_or_else(|| "admin".to_string());
+    let (password, generated) = match &options.admin_password {
+        Some(p) => (p.clone(), false),
+        None => {
+            use rand::Rng;
+            let p: String = rand::thread_rng()
+                .sample_iter(&rand::distributions::Alphanumeric)
+                .take(24)
+                .map(char::from)
+                .collect();
+            (p, true)
+        }
+    };
+    users.add(&username, &password, "super_user", true)?;
+    if generated {
+        println!("opshost: created super_user '{username}' with password '{password}' (shown once; keep it)");
+    } else {
+        println!("opshost: created super_user '{username}'");
+    }
+    Ok(())
+}
+
+fn default_builtin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("operations")))
+        .unwrap_or_else(|| PathBuf::from("operations"))
+}
+
+/// HarperDB's level names mapped onto tracing's; `RUST_LOG` wins when set.
+fn filter_for(level: &str) -> EnvFilter {
+    if let Ok(filter) = EnvFilter::try_from_env("RUST_LOG") {
+        return filter;
+    }
+    let level = match level {
+        "notify" | "info" => "info",
+        "fatal" | "error" => "error",
+        "warn" => "warn",
+        "debug" => "debug",
+        "trace" => "trace",
+        _ => "warn",
+    };
+    EnvFilter::new(format!("opshost={level},wasmtime=warn"))
+}
+
+fn init_logging(level: &str) -> Option<LogHandle> {
+    use tracing_subscriber::prelude::*;
+    let (filter, handle) = reload::Layer::new(filter_for(level));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    tracing_subscriber::registry().with(filter).with(fmt).try_init().ok().map(|_| handle)
+}

@@ -1,0 +1,465 @@
+//! The configuration service: `<rootPath>/opshost-config.yaml`, created with embedded defaults,
+//! validated against a schema, written atomically with a backup, and cached in memory keyed by
+//! the file's modification stamp (get_configuration is a hot path).
+
+use super::ServiceError;
+use anyhow::{Context, Result};
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub const FILE_NAME: &str = "opshost-config.yaml";
+const DEFAULTS: &str = include_str!("default-config.yaml");
+const LEVELS: &[&str] = &["notify", "fatal", "error", "warn", "info", "debug", "trace"];
+
+/// What a configuration value may be.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Bool,
+    /// A non-negative number.
+    Number,
+    /// A positive integer.
+    Count,
+    String,
+    /// A port number, or `"host:port"` as HarperDB accepts.
+    Port,
+    /// A port, or null for "off".
+    OptionalPort,
+    /// `1d`, `30m`, `3600s`, ... as HarperDB's token timeouts.
+    Duration,
+    /// An absolute path.
+    Path,
+    OneOf(&'static [&'static str]),
+}
+
+/// Every key the file may hold. `set_configuration` refuses anything else by name.
+const SCHEMA: &[(&str, Kind)] = &[
+    ("authentication.cacheTTL", Kind::Number),
+    ("authentication.operationTokenTimeout", Kind::Duration),
+    ("authentication.refreshTokenTimeout", Kind::Duration),
+    ("componentsRoot", Kind::Path),
+    ("logging.auditAuthEvents.logFailed", Kind::Bool),
+    ("logging.auditAuthEvents.logSuccessful", Kind::Bool),
+    ("logging.level", Kind::OneOf(LEVELS)),
+    ("logging.root", Kind::Path),
+    ("logging.stdStreams", Kind::Bool),
+    ("operationsApi.network.host", Kind::String),
+    ("operationsApi.network.port", Kind::Port),
+    ("operationsApi.network.securePort", Kind::OptionalPort),
+    ("operationsApi.limits.callMemoryMB", Kind::Count),
+    ("operationsApi.limits.callTimeout", Kind::Count),
+    ("operationsApi.limits.maxConcurrentCalls", Kind::Count),
+    ("rootPath", Kind::Path),
+    ("storage.path", Kind::Path),
+    ("storage.writeAsync", Kind::Bool),
+    ("threads.count", Kind::Count),
+    ("tls.certificate", Kind::Path),
+    ("tls.certificateAuthority", Kind::Path),
+    ("tls.privateKey", Kind::Path),
+];
+
+/// Keys fixed at first start: the root is where the file itself lives.
+const READ_ONLY: &[&str] = &["rootPath"];
+
+/// The typed, effective settings the host runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub root: PathBuf,
+    pub components_root: PathBuf,
+    pub operations_addr: SocketAddr,
+    pub log_level: String,
+    pub call_memory: usize,
+    pub call_timeout: Duration,
+    pub max_concurrent_calls: u32,
+    pub auth_cache_ttl: Duration,
+    pub threads: usize,
+}
+
+pub struct ConfigService {
+    root: PathBuf,
+    path: PathBuf,
+    cache: Mutex<Option<Cached>>,
+    /// Serializes writers so two set_configuration calls cannot interleave.
+    write_lock: Mutex<()>,
+}
+
+struct Cached {
+    stamp: (SystemTime, u64),
+    json: Arc<str>,
+    value: Value,
+}
+
+impl ConfigService {
+    /// Opens `<root>/opshost-config.yaml`, creating the root and the file with defaults when
+    /// they do not exist.
+    pub fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).with_context(|| format!("creating the root folder {}", root.display()))?;
+        let path = root.join(FILE_NAME);
+        let service = Self { root: root.to_path_buf(), path, cache: Mutex::new(None), write_lock: Mutex::new(()) };
+        if !service.path.exists() {
+            let text = DEFAULTS.replace("{ROOT}", &root.display().to_string());
+            write_atomically(&service.path, text.as_bytes())?;
+        }
+        Ok(service)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file as JSON text, from the cache unless the file changed on disk.
+    pub fn file_json(&self) -> Result<Arc<str>, ServiceError> {
+        self.cached(|c| c.json.clone())
+    }
+
+    /// The file as a JSON value.
+    pub fn file_value(&self) -> Result<Value, ServiceError> {
+        self.cached(|c| c.value.clone())
+    }
+
+    fn cached<T>(&self, f: impl FnOnce(&Cached) -> T) -> Result<T, ServiceError> {
+        let stamp = file_stamp(&self.path).map_err(ServiceError::Internal)?;
+        let mut cache = self.cache.lock();
+        if let Some(c) = cache.as_ref().filter(|c| c.stamp == stamp) {
+            return Ok(f(c));
+        }
+        let value = read_file(&self.path).map_err(ServiceError::Internal)?;
+        let json: Arc<str> = value.to_string().into();
+        let fresh = Cached { stamp, json, value };
+        let out = f(&fresh);
+        *cache = Some(fresh);
+        Ok(out)
+    }
+
+    /// Sets flattened keys. Every key and value is validated before anything is written;
+    /// the old file goes to `<root>/backup/` and the new one replaces it atomically.
+    pub fn set(&self, changes: &[(String, String)]) -> Result<(), ServiceError> {
+        let mut resolved = Vec::with_capacity(changes.len());
+        for (key, raw) in changes {
+            let (path, kind) = lookup_flat(key)
+                .ok_or_else(|| ServiceError::BadRequest(format!("Unknown configuration key '{key}'")))?;
+            if READ_ONLY.contains(&path) {
+                return Err(ServiceError::BadRequest(format!(
+                    "'{key}' cannot be changed with set_configuration"
+                )));
+            }
+            let value: Value = serde_json::from_str(raw)
+                .map_err(|_| ServiceError::BadRequest(format!("'{key}' is not a valid value")))?;
+            validate(path, kind, &value).map_err(ServiceError::BadRequest)?;
+            resolved.push((path, value));
+        }
+        self.write_changes(&resolved, true).map_err(ServiceError::Internal)
+    }
+
+    /// Applies overrides given by dotted path (environment variables and flags at start-up,
+    /// as HarperDB does, which also writes them into the file). Invalid values fail start-up.
+    pub fn apply_overrides(&self, overrides: &[(String, Value)]) -> Result<()> {
+        let mut resolved = Vec::new();
+        for (path, value) in overrides {
+            let (path, kind) = SCHEMA
+                .iter()
+                .find(|(p, _)| p == path)
+                .copied()
+                .with_context(|| format!("unknown configuration key '{path}'"))?;
+            validate(path, kind, value).map_err(anyhow::Error::msg)?;
+            resolved.push((path, value.clone()));
+        }
+        let current = self.file_value().map_err(ServiceError::into_anyhow)?;
+        if resolved.iter().all(|(p, v)| get_path(&current, p) == Some(v)) {
+            return Ok(());
+        }
+        self.write_changes(&resolved, false)
+    }
+
+    /// Environment overrides named like the configuration keys (`LOGGING_LEVEL`,
+    /// `OPERATIONSAPI_NETWORK_PORT`, ...), values parsed as YAML scalars.
+    pub fn env_overrides(env: impl Fn(&str) -> Option<String>) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for (path, _) in SCHEMA {
+            if READ_ONLY.contains(path) {
+                continue;
+            }
+            let name = path.replace('.', "_").to_uppercase();
+            if let Some(raw) = env(&name) {
+                let value = serde_yaml::from_str::<Value>(&raw).unwrap_or(Value::String(raw));
+                out.push((path.to_string(), value));
+            }
+        }
+        out
+    }
+
+    /// The effective settings, from the file.
+    pub fn settings(&self) -> Result<Settings> {
+        let file = self.file_value().map_err(ServiceError::into_anyhow)?;
+        let defaults = defaults_value(&self.root)?;
+        let get = |path: &str| get_path(&file, path).filter(|v| !v.is_null()).or_else(|| get_path(&defaults, path)).cloned();
+        let num = |path: &str| get(path).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let string = |path: &str| get(path).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let host = string("operationsApi.network.host");
+        let port = get("operationsApi.network.port").unwrap_or(Value::from(9925));
+        let operations_addr = resolve_listen(&host, &port)?;
+        Ok(Settings {
+            root: self.root.clone(),
+            components_root: PathBuf::from(string("componentsRoot")),
+            operations_addr,
+            log_level: string("logging.level"),
+            call_memory: (num("operationsApi.limits.callMemoryMB") as usize).max(1) << 20,
+            call_timeout: Duration::from_millis(num("operationsApi.limits.callTimeout").max(1.0) as u64),
+            max_concurrent_calls: (num("operationsApi.limits.maxConcurrentCalls") as u32).max(1),
+            auth_cache_ttl: Duration::from_millis(num("authentication.cacheTTL") as u64),
+            threads: (num("threads.count") as usize).max(1),
+        })
+    }
+
+    fn write_changes(&self, changes: &[(&str, Value)], backup: bool) -> Result<()> {
+        let _guard = self.write_lock.lock();
+        let mut doc = read_file(&self.path)?;
+        for (path, value) in changes {
+            set_path(&mut doc, path, value.clone());
+        }
+        if backup {
+            let dir = self.root.join("backup");
+            std::fs::create_dir_all(&dir)?;
+            let stamp = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+                .replace(':', "-");
+            let old = std::fs::read(&self.path)?;
+            write_atomically(&dir.join(format!("{stamp}-{FILE_NAME}.bak")), &old)?;
+        }
+        let text = format!(
+            "# opshost configuration (HarperDB-shaped). Edit with set_configuration and restart.\n{}",
+            serde_yaml::to_string(&doc)?
+        );
+        write_atomically(&self.path, text.as_bytes())?;
+        *self.cache.lock() = None;
+        Ok(())
+    }
+}
+
+/// Finds the schema entry for a flattened key, case-insensitively
+/// (`operationsapi_network_port` -> `operationsApi.network.port`).
+fn lookup_flat(key: &str) -> Option<(&'static str, Kind)> {
+    let key = key.to_ascii_lowercase();
+    SCHEMA.iter().find(|(path, _)| path.replace('.', "_").to_ascii_lowercase() == key).copied()
+}
+
+fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
+    let fail = |what: &str| Err(format!("HarperDB config file validation error: '{path}' {what}"));
+    match kind {
+        Kind::Bool if value.is_boolean() => Ok(()),
+        Kind::Bool => fail("must be a boolean"),
+        Kind::Number if value.as_f64().is_some_and(|n| n >= 0.0) => Ok(()),
+        Kind::Number => fail("must be a number"),
+        Kind::Count if value.as_u64().is_some_and(|n| n >= 1) => Ok(()),
+        Kind::Count => fail("must be a positive integer"),
+        Kind::String if value.as_str().is_some_and(|s| !s.is_empty()) => Ok(()),
+        Kind::String => fail("must be a string"),
+        Kind::OptionalPort if value.is_null() => Ok(()),
+        Kind::Port | Kind::OptionalPort => match value {
+            Value::Number(n) if n.as_u64().is_some_and(|p| (1..=65535).contains(&p)) => Ok(()),
+            Value::String(s) if s.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_some_and(|p| p > 0) => Ok(()),
+            _ => fail("must be a port number (1-65535) or 'host:port'"),
+        },
+        Kind::Duration => match value.as_str() {
+            Some(s) if parse_duration(s).is_some() => Ok(()),
+            _ => fail("must be a duration such as '1d', '12h', '30m' or '60s'"),
+        },
+        Kind::Path => match value.as_str() {
+            Some(s) if Path::new(s).is_absolute() => Ok(()),
+            _ => fail("must be an absolute path"),
+        },
+        Kind::OneOf(allowed) => match value.as_str() {
+            Some(s) if allowed.contains(&s) => Ok(()),
+            _ => fail(&format!("must be one of [{}]", allowed.join(", "))),
+        },
+    }
+}
+
+/// `1d`, `12h`, `30m`, `60s` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// The listen address from `host` and a port value (a number, or `"host:port"`).
+fn resolve_listen(host: &str, port: &Value) -> Result<SocketAddr> {
+    let spec = match port {
+        Value::Number(n) => format!("{host}:{n}"),
+        Value::String(s) => s.clone(),
+        other => anyhow::bail!("operationsApi.network.port has an unusable value {other}"),
+    };
+    spec.to_socket_addrs()
+        .with_context(|| format!("resolving the listen address '{spec}'"))?
+        .next()
+        .with_context(|| format!("'{spec}' resolves to no address"))
+}
+
+fn defaults_value(root: &Path) -> Result<Value> {
+    let text = DEFAULTS.replace("{ROOT}", &root.display().to_string());
+    Ok(serde_yaml::from_str(&text)?)
+}
+
+fn read_file(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(if value.is_null() { Value::Object(Map::new()) } else { value })
+}
+
+fn file_stamp(path: &Path) -> Result<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((meta.modified()?, meta.len()))
+}
+
+fn get_path<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(doc, |v, key| v.get(key))
+}
+
+/// Sets a dotted path, creating sections that do not exist yet.
+fn set_path(doc: &mut Value, path: &str, value: Value) {
+    let mut node = doc;
+    let mut keys = path.split('.').peekable();
+    while let Some(key) = keys.next() {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        let Value::Object(map) = node else { return };
+        if keys.peek().is_none() {
+            map.insert(key.to_string(), value);
+            return;
+        }
+        node = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Temp file in the same folder, fsync, rename: readers see the old file or the new one,
+/// never half of either.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().context("a file path has a parent")?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| -> Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> (tempdir::Dir, ConfigService) {
+        let dir = tempdir::Dir::new();
+        let svc = ConfigService::open(dir.path()).expect("open");
+        (dir, svc)
+    }
+
+    fn set(svc: &ConfigService, key: &str, value: Value) -> Result<(), ServiceError> {
+        svc.set(&[(key.to_string(), value.to_string())])
+    }
+
+    #[test]
+    fn first_start_writes_defaults_with_the_root() {
+        let (dir, svc) = service();
+        let v = svc.file_value().expect("value");
+        assert_eq!(v["rootPath"], Value::String(dir.path().display().to_string()));
+        assert_eq!(v["operationsApi"]["network"]["port"], 9925);
+        let s = svc.settings().expect("settings");
+        assert_eq!(s.operations_addr.to_string(), "127.0.0.1:9925");
+        assert_eq!(s.call_memory, 128 << 20);
+    }
+
+    #[test]
+    fn set_validates_before_writing_and_backs_up() {
+        let (dir, svc) = service();
+        let before = std::fs::read(svc.path()).expect("read");
+        let err = svc
+            .set(&[
+                ("logging_level".into(), "\"info\"".into()),
+                ("threads_count".into(), "\"many\"".into()),
+            ])
+            .expect_err("mistyped");
+        assert!(matches!(&err, ServiceError::BadRequest(t) if t.contains("'threads.count'")), "{err:?}");
+        assert_eq!(std::fs::read(svc.path()).expect("read"), before, "nothing written");
+
+        let err = set(&svc, "logging_level", Value::from("loud")).expect_err("enum");
+        assert!(matches!(&err, ServiceError::BadRequest(t) if t == "HarperDB config file validation error: 'logging.level' must be one of [notify, fatal, error, warn, info, debug, trace]"));
+        let err = set(&svc, "bogus_key", Value::from(1)).expect_err("unknown");
+        assert!(matches!(&err, ServiceError::BadRequest(t) if t.contains("'bogus_key'")));
+
+        set(&svc, "LOGGING_LEVEL", Value::from("debug")).expect("valid");
+        set(&svc, "operationsapi_network_port", Value::from("127.0.0.1:9999")).expect("valid");
+        let v = svc.file_value().expect("value");
+        assert_eq!(v["logging"]["level"], "debug");
+        assert_eq!(svc.settings().expect("settings").operations_addr.port(), 9999);
+        let backups = std::fs::read_dir(dir.path().join("backup")).expect("backup dir").count();
+        assert_eq!(backups, 2);
+    }
+
+    #[test]
+    fn env_overrides_are_named_like_keys() {
+        let env = |name: &str| match name {
+            "OPERATIONSAPI_NETWORK_PORT" => Some("9931".to_string()),
+            "LOGGING_LEVEL" => Some("info".to_string()),
+            _ => None,
+        };
+        let overrides = ConfigService::env_overrides(env);
+        assert!(overrides.contains(&("operationsApi.network.port".to_string(), Value::from(9931))));
+        let (_dir, svc) = service();
+        svc.apply_overrides(&overrides).expect("apply");
+        assert_eq!(svc.settings().expect("settings").operations_addr.port(), 9931);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("x"), None);
+    }
+
+    /// A temporary folder removed on drop (no extra crate needed for this one use).
+    mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!("opshost-test-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&p).expect("temp dir");
+                Self(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}
