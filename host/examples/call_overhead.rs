@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     let services = Arc::new(Services { config: ConfigService::open(&root)?, sysinfo: SysinfoService::start() });
     let runtime = Runtime::new(root.join("cache"), 64, 128 << 20)?;
     let limits = CallLimits { memory_bytes: 128 << 20, timeout: Duration::from_secs(10) };
-    let op = runtime.load(component.as_ref(), &services, limits, |_| Grants::with(&["config", "sysinfo"]))?;
+    let op = runtime.load(component.as_ref(), &services, limits, |_| Ok(Grants::with(&["config", "sysinfo"])))?;
     let context = CallContext {
         username: "bench".into(),
         role: "super_user".into(),

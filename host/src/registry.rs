@@ -48,8 +48,17 @@ impl Registry {
         components_root: &Path,
     ) -> Registry {
         let mut registry = Registry::default();
-        let builtins = load_dir(runtime, services, limits, builtin_dir, builtin_grants);
-        let third_party = load_dir(runtime, services, limits, components_root, |_| Grants::with(&[]));
+        let builtins = load_dir(runtime, services, limits, builtin_dir, &|name: &str| Ok(builtin_grants(name)));
+        let builtin_names: Vec<String> =
+            builtins.iter().filter_map(|(_, r)| r.as_ref().ok().map(|op| op.info.name.clone())).collect();
+        let third_party_grants = |name: &str| {
+            if builtin_names.iter().any(|b| b == name) {
+                Err(format!("operation '{name}' is a built-in operation and cannot be replaced from componentsRoot"))
+            } else {
+                Ok(Grants::with(&[]))
+            }
+        };
+        let third_party = load_dir(runtime, services, limits, components_root, &third_party_grants);
         for (is_builtin, results) in [(true, builtins), (false, third_party)] {
             for (path, result) in results {
                 match result {
@@ -88,7 +97,7 @@ fn load_dir(
     services: &Arc<Services>,
     limits: CallLimits,
     dir: &Path,
-    grants: fn(&str) -> Grants,
+    grants: &(dyn Fn(&str) -> Result<Grants, String> + Sync),
 ) -> Vec<LoadResult> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries

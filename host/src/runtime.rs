@@ -99,13 +99,14 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache), links and describes one component file.
-    /// `grants_for` decides, from the name the component gives itself, what it may import.
+    /// `grants_for` decides, from the name the component gives itself, what it may import
+    /// (or refuses the name).
     pub fn load(
         &self,
         path: &Path,
         services: &Arc<Services>,
         limits: CallLimits,
-        grants_for: impl Fn(&str) -> Grants,
+        grants_for: impl Fn(&str) -> Result<Grants, String>,
     ) -> Result<LoadedOperation> {
         let bytes = std::fs::read(path).context("reading the file")?;
         let hash = hex::encode(Sha256::digest(&bytes));
@@ -122,7 +123,7 @@ impl Runtime {
             return Err(anyhow!("describe returned an empty operation name"));
         }
 
-        let grants = grants_for(&info.name);
+        let grants = grants_for(&info.name).map_err(anyhow::Error::msg)?;
         for import in component.component_type().imports(&self.engine).map(|(name, _)| name) {
             if !grants.allows_import(import) {
                 return Err(anyhow!(

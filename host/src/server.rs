@@ -180,10 +180,10 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// On first start, creates the super_user from the options (HDB_ADMIN_USERNAME /
+/// On first start (no super_user yet), creates the super_user from the options (HDB_ADMIN_USERNAME /
 /// HDB_ADMIN_PASSWORD or flags); with no password given, generates one and prints it once.
 fn ensure_super_user(users: &UserStore, options: &Options) -> Result<()> {
-    if !users.is_empty() {
+    if users.has_super_user() {
         return Ok(());
     }
     let username = options.admin_username.clone().unwrap_or_else(|| "admin".to_string());

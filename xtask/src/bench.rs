@@ -1,7 +1,177 @@
-//! `cargo xtask bench`: prints the performance figures (filled in below).
+//! `cargo xtask bench`: prints the foundation's performance figures on this machine:
+//! wasm overhead per call, `get_configuration` throughput over HTTP at concurrency 16 (wrk),
+//! and start-up to first served request with a cold and a warm compile cache.
 
-use anyhow::Result;
+use crate::paths;
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &[String]) -> Result<()> {
-    anyhow::bail!("bench: not yet implemented")
+const USER: &str = "admin";
+const PASS: &str = "bench-pass";
+
+pub fn run(args: &[String]) -> Result<()> {
+    crate::build(false)?;
+    let seconds = args.first().map(|s| s.parse()).transpose()?.unwrap_or(10u32);
+    call_overhead()?;
+    startup()?;
+    throughput(seconds)?;
+    Ok(())
+}
+
+fn call_overhead() -> Result<()> {
+    let example = paths::host_target().join("release").join("examples").join("call_overhead");
+    let component = paths::dist().join("operations").join("get_configuration.wasm");
+    let status = Command::new(example).arg(component).arg("20000").status()?;
+    if !status.success() {
+        bail!("call_overhead failed");
+    }
+    Ok(())
+}
+
+fn startup() -> Result<()> {
+    let root = scratch_root("startup")?;
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for i in 0..6 {
+        if i % 3 == 0 {
+            // Drop the compile cache: the next start is cold.
+            let _ = std::fs::remove_dir_all(root.join("cache"));
+        }
+        let port = free_port()?;
+        let started = Instant::now();
+        let mut child = spawn_server(&root, port)?;
+        wait_ready(port, Duration::from_secs(60))?;
+        let elapsed = started.elapsed();
+        stop(&mut child);
+        if i % 3 == 0 { cold.push(elapsed) } else { warm.push(elapsed) }
+    }
+    println!(
+        "start-up to first served request (4 operations): cold cache median {:.0} ms, warm cache median {:.0} ms",
+        median_ms(&mut cold),
+        median_ms(&mut warm)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+fn throughput(seconds: u32) -> Result<()> {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("xtask: installing wrk (Debian package) for the throughput benchmark");
+        let ok = Command::new("apt-get").args(["install", "-y", "wrk"]).status().map(|s| s.success()).unwrap_or(false);
+        if !ok {
+            bail!("wrk is not installed and could not be installed: apt-get install wrk");
+        }
+    }
+    let root = scratch_root("throughput")?;
+    let port = free_port()?;
+    let mut child = spawn_server(&root, port)?;
+    wait_ready(port, Duration::from_secs(60))?;
+    let script = root.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{{\"operation\":\"get_configuration\"}}'\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"Authorization\"] = \"Basic {}\"\n\
+             done = function(summary, latency, requests)\n\
+               io.write(string.format(\"non-2xx or errors: %d\\n\", summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\n\
+             end\n",
+            base64(format!("{USER}:{PASS}").as_bytes())
+        ),
+    )?;
+    let out = Command::new("wrk")
+        .args(["-t2", "-c16", &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("running wrk")?;
+    stop(&mut child);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?");
+    let p50 = text.lines().find(|l| l.trim_start().starts_with("50%")).unwrap_or("50% ?").trim();
+    let p99 = text.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("99% ?").trim();
+    let errors = text.lines().find(|l| l.starts_with("non-2xx")).unwrap_or("");
+    println!(
+        "get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Basic auth: {rps} (latency p50 {}, p99 {}; {errors})",
+        p50.trim_start_matches("50%").trim(),
+        p99.trim_start_matches("99%").trim()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+fn scratch_root(name: &str) -> Result<std::path::PathBuf> {
+    let root = std::env::temp_dir().join(format!("opshost-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    Ok(root)
+}
+
+fn spawn_server(root: &Path, port: u16) -> Result<Child> {
+    Command::new(paths::dist().join("opshost"))
+        .arg("run")
+        .env("ROOTPATH", root)
+        .env("HDB_ADMIN_USERNAME", USER)
+        .env("HDB_ADMIN_PASSWORD", PASS)
+        .env("OPERATIONSAPI_NETWORK_PORT", port.to_string())
+        .env("LOGGING_LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting opshost")
+}
+
+/// Polls with a real authenticated `get_configuration` until it answers 200.
+fn wait_ready(port: u16, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let body = r#"{"operation":"get_configuration"}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Basic {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        base64(format!("{USER}:{PASS}").as_bytes()),
+        body.len()
+    );
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let mut response = String::new();
+            if stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok()
+                && response.starts_with("HTTP/1.1 200")
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    bail!("the server did not answer within {timeout:?}")
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn median_ms(samples: &mut [Duration]) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e3
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { T[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
 }

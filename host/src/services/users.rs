@@ -59,8 +59,9 @@ impl UserStore {
         Ok(Self { path, users: RwLock::new(users) })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.users.read().is_empty()
+    /// Whether any active super_user exists (first start creates one when none does).
+    pub fn has_super_user(&self) -> bool {
+        self.users.read().iter().any(|u| u.super_user && u.active)
     }
 
     /// Adds a user; refuses a duplicate name or a blank name or password.

@@ -1,0 +1,8 @@
+//! End-to-end tests: one binary, one module per area. Each test starts the real server
+//! (built by `cargo xtask build`) on its own port and root folder.
+
+mod auth;
+mod faults;
+mod pipeline;
+mod restart;
+mod utilities;
