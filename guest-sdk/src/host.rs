@@ -17,6 +17,13 @@ pub mod config {
         parse_json(&wit::config::get()?, "configuration")
     }
 
+    /// The configuration file as the host's JSON text, passed through without re-encoding
+    /// (get_configuration is a hot path).
+    pub fn get_raw() -> Result<Box<serde_json::value::RawValue>, Error> {
+        serde_json::value::RawValue::from_string(wit::config::get()?)
+            .map_err(|e| Error::Internal(format!("host returned invalid configuration: {e}")))
+    }
+
     /// Sets flattened keys persistently; all are validated before anything is written.
     pub fn set<'a>(changes: impl IntoIterator<Item = (&'a str, &'a serde_json::Value)>) -> Result<(), Error> {
         let changes: Vec<(String, String)> =

@@ -25,10 +25,11 @@ fn main() -> anyhow::Result<()> {
         request_id: "bench".into(),
     };
     let request = format!(r#"{{"operation":"{}"}}"#, op.info.name);
+    let executor = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 1000 {
         let started = Instant::now();
-        let outcome = runtime.call(&op, &services, &context, &request, limits);
+        let outcome = executor.block_on(runtime.call(&op, &services, &context, &request, limits));
         let elapsed = started.elapsed();
         if !matches!(outcome, CallOutcome::Answered(Ok(_), _)) {
             anyhow::bail!("call {i} did not succeed");

@@ -3,6 +3,9 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "operation",
+    // Guest calls run as futures on a fiber and yield at every epoch tick, so a long call
+    // never holds a server thread; host imports stay synchronous (they are short).
+    exports: { default: async },
 });
 
 // The world `use`s the shared types, so `CallContext`, `OpError` and `OperationInfo` are

@@ -14,7 +14,7 @@ const USER: &str = "admin";
 const PASS: &str = "bench-pass";
 
 pub fn run(args: &[String]) -> Result<()> {
-    crate::build(false)?;
+    crate::build(true)?;
     let seconds = args.first().map(|s| s.parse()).transpose()?.unwrap_or(10u32);
     call_overhead()?;
     startup()?;
@@ -24,10 +24,12 @@ pub fn run(args: &[String]) -> Result<()> {
 
 fn call_overhead() -> Result<()> {
     let example = paths::host_target().join("release").join("examples").join("call_overhead");
-    let component = paths::dist().join("operations").join("get_configuration.wasm");
-    let status = Command::new(example).arg(component).arg("20000").status()?;
-    if !status.success() {
-        bail!("call_overhead failed");
+    // A trivial operation (the wasm cost alone), then a real one that calls the host.
+    for component in [paths::test_guests().join("hello_v1.wasm"), paths::dist().join("operations").join("get_configuration.wasm")] {
+        let status = Command::new(&example).arg(component).arg("20000").status()?;
+        if !status.success() {
+            bail!("call_overhead failed");
+        }
     }
     Ok(())
 }

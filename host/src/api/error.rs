@@ -63,7 +63,7 @@ impl From<crate::bindings::OpError> for ApiError {
             OpError::NotFound(m) => ApiError::NotFound(m),
             OpError::Conflict(m) => ApiError::Conflict(m),
             OpError::Internal(m) | OpError::Other(m) => {
-                let id = uuid::Uuid::new_v4().to_string();
+                let id = super::routes::next_request_id();
                 tracing::error!(request_id = %id, "operation reported an internal error: {m}");
                 ApiError::Internal { message: m, id }
             }

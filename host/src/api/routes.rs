@@ -26,7 +26,7 @@ pub async fn operation(State(app): State<Arc<AppState>>, headers: HeaderMap, bod
         return Err(ApiError::SuperUserOnly { operation: name });
     }
 
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = next_request_id();
     let context = CallContext {
         username: user.username,
         role: user.role,
@@ -40,13 +40,7 @@ pub async fn operation(State(app): State<Arc<AppState>>, headers: HeaderMap, bod
     })?;
     let request = String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("Request body must be UTF-8".into()))?;
     let limits = app.call_limits();
-    let (runtime, services, call_op) = (app.runtime.clone(), app.services.clone(), op.clone());
-    let outcome = tokio::task::spawn_blocking(move || runtime.call(&call_op, &services, &context, &request, limits))
-        .await
-        .map_err(|e| {
-            tracing::error!(request_id = %request_id, operation = %name, "call task failed: {e}");
-            ApiError::Internal { message: format!("Operation '{name}' failed"), id: request_id.clone() }
-        })?;
+    let outcome = app.runtime.call(&op, &app.services, &context, &request, limits).await;
 
     match outcome {
         CallOutcome::Answered(Ok(body), effects) => {
@@ -92,4 +86,15 @@ fn operation_name(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> 
         Some(Value::String(name)) => Ok(name.clone()),
         _ => Err(ApiError::BadRequest("Request body must include an 'operation' property.".into())),
     }
+}
+
+/// A request id unique across restarts of this host: a random per-process prefix and a
+/// counter (cheaper than a random UUID per request, and still unguessable across processes).
+pub fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    format!("{prefix}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }

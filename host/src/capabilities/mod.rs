@@ -8,7 +8,6 @@ mod sysinfo;
 
 use crate::runtime::{CallEffects, CallLimits};
 use crate::services::Services;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The data of one call's `Store`: who is calling, what the operation may use, and its limits.
@@ -52,32 +51,34 @@ impl CallState {
     }
 }
 
-/// The host interfaces an operation may import. Deny by default.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Grants(BTreeSet<String>);
+/// The host interfaces an operation may import. Deny by default. A bit set, so copying it
+/// into every call's store costs nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Grants(u32);
 
-/// Interfaces of our package every operation may import: shared types and its own log.
-const ALWAYS: [&str; 2] = ["types", "log"];
-/// Every interface of `opshost:host` the host implements.
+/// Every interface of `opshost:host` the host implements; a grant is an index into this.
 pub const INTERFACES: [&str; 5] = ["types", "log", "config", "sysinfo", "control"];
+/// Interfaces every operation may import: shared types and its own log.
+const ALWAYS: [&str; 2] = ["types", "log"];
 
 impl Grants {
     /// Nothing at all, not even the log (used while a component describes itself).
     pub fn none() -> Self {
-        Self(BTreeSet::new())
+        Self(0)
     }
 
-    /// The always-granted interfaces plus `extra`.
+    /// The always-granted interfaces plus `extra` (unknown names grant nothing).
     pub fn with(extra: &[&str]) -> Self {
-        Self(ALWAYS.iter().chain(extra).map(|s| s.to_string()).collect())
+        let bits = ALWAYS.iter().chain(extra).filter_map(|name| bit(name)).fold(0, |acc, b| acc | b);
+        Self(bits)
     }
 
     pub fn has(&self, interface: &str) -> bool {
-        self.0.contains(interface)
+        bit(interface).is_some_and(|b| self.0 & b != 0)
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        INTERFACES.iter().copied().filter(|name| self.has(name))
     }
 
     /// Whether a component import such as `opshost:host/config@0.1.0` is allowed.
@@ -91,6 +92,10 @@ impl Grants {
             None => false,
         }
     }
+}
+
+fn bit(interface: &str) -> Option<u32> {
+    INTERFACES.iter().position(|i| *i == interface).map(|i| 1 << i)
 }
 
 impl crate::bindings::opshost::host::types::Host for CallState {}

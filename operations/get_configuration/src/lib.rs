@@ -3,16 +3,17 @@
 //! Request: `{"operation": "get_configuration"}`. Capabilities: `config`.
 
 use opshost_guest::prelude::*;
+use serde_json::value::RawValue;
 
 pub struct GetConfiguration;
 
 impl Operation for GetConfiguration {
     const NAME: &'static str = "get_configuration";
     type Request = Empty;
-    type Response = Value;
+    type Response = Box<RawValue>;
 
-    fn handle(_ctx: &Context, _request: Empty) -> Result<Value, Error> {
-        config::get()
+    fn handle(_ctx: &Context, _request: Empty) -> Result<Box<RawValue>, Error> {
+        config::get_raw()
     }
 }
 
