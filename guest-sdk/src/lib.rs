@@ -16,6 +16,7 @@
 //! opshost_guest::export_operation!(GetConfiguration);
 //! ```
 
+pub mod data;
 mod decode;
 mod host;
 
@@ -39,7 +40,7 @@ pub use bindings::opshost::host::types::OpError as Error;
 
 /// Everything an operation crate usually needs.
 pub mod prelude {
-    pub use crate::{config, control, log, sysinfo};
+    pub use crate::{config, control, data, log, sysinfo};
     pub use crate::{Context, Empty, Error, Operation};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{json, Value};
@@ -49,6 +50,8 @@ pub mod prelude {
 pub trait Operation {
     /// The `operation` value this answers.
     const NAME: &'static str;
+    /// Other names it answers to (`create_schema` for `create_database`).
+    const ALIASES: &'static [&'static str] = &[];
     /// Only `super_user` roles may call it (HarperDB's default for utilities).
     const SUPER_USER_ONLY: bool = true;
     /// The host runs it as a background job and answers with a job id.
@@ -87,6 +90,7 @@ macro_rules! export_operation {
 pub fn __describe<T: Operation>(version: &str) -> bindings::opshost::host::types::OperationInfo {
     bindings::opshost::host::types::OperationInfo {
         name: T::NAME.to_string(),
+        aliases: T::ALIASES.iter().map(|a| a.to_string()).collect(),
         version: version.to_string(),
         super_user_only: T::SUPER_USER_ONLY,
         job: T::JOB,

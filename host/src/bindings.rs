@@ -6,6 +6,19 @@ wasmtime::component::bindgen!({
     // Guest calls run as futures on a fiber and yield at every epoch tick, so a long call
     // never holds a server thread; host imports stay synchronous (they are short).
     exports: { default: async },
+    // Writes fsync and schema changes create or drop column families: they run on a blocking
+    // thread so other requests keep this one. Reads are short and stay inline.
+    imports: {
+        "opshost:host/storage.write": async,
+        "opshost:host/storage.delete": async,
+        "opshost:host/storage.create-database": async,
+        "opshost:host/storage.drop-database": async,
+        "opshost:host/storage.create-table": async,
+        "opshost:host/storage.drop-table": async,
+    },
+    with: {
+        "opshost:host/storage.cursor": crate::services::storage::Cursor,
+    },
 });
 
 // The world `use`s the shared types, so `CallContext`, `OpError` and `OperationInfo` are

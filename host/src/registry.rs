@@ -28,6 +28,9 @@ fn builtin_grants(name: &str) -> Grants {
         "get_configuration" | "set_configuration" => Grants::with(&["config"]),
         "system_information" => Grants::with(&["sysinfo"]),
         "restart" => Grants::with(&["control"]),
+        "create_database" | "drop_database" | "create_table" | "drop_table" | "describe_all"
+        | "describe_database" | "describe_table" | "insert" | "update" | "upsert" | "delete"
+        | "search_by_hash" | "search_by_value" | "search_by_conditions" | "sql" => Grants::with(&["storage"]),
         _ => Grants::with(&[]),
     }
 }
@@ -49,8 +52,11 @@ impl Registry {
     ) -> Registry {
         let mut registry = Registry::default();
         let builtins = load_dir(runtime, services, limits, builtin_dir, &|name: &str| Ok(builtin_grants(name)));
-        let builtin_names: Vec<String> =
-            builtins.iter().filter_map(|(_, r)| r.as_ref().ok().map(|op| op.info.name.clone())).collect();
+        let builtin_names: Vec<String> = builtins
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flat_map(|op| std::iter::once(op.info.name.clone()).chain(op.info.aliases.iter().cloned()))
+            .collect();
         let third_party_grants = |name: &str| {
             if builtin_names.iter().any(|b| b == name) {
                 Err(format!("operation '{name}' is a built-in operation and cannot be replaced from componentsRoot"))
@@ -63,8 +69,8 @@ impl Registry {
             for (path, result) in results {
                 match result {
                     Ok(op) => {
-                        let name = op.info.name.clone();
-                        if let Some(existing) = registry.operations.get(&name) {
+                        let names: Vec<String> = std::iter::once(op.info.name.clone()).chain(op.info.aliases.iter().cloned()).collect();
+                        if let Some((name, existing)) = names.iter().find_map(|n| registry.operations.get(n).map(|e| (n, e))) {
                             let reason = if is_builtin {
                                 format!("operation '{name}' is already served by {}", existing.source.display())
                             } else {
@@ -73,8 +79,11 @@ impl Registry {
                             registry.fail(path, reason);
                             continue;
                         }
-                        tracing::info!("loaded operation '{name}' {} from {}", op.info.version, path.display());
-                        registry.operations.insert(name, Arc::new(op));
+                        tracing::info!("loaded operation '{}' {} from {}", names.join("' / '"), op.info.version, path.display());
+                        let op = Arc::new(op);
+                        for name in names {
+                            registry.operations.insert(name, op.clone());
+                        }
                     }
                     Err(e) => registry.fail(path, format!("{e:#}")),
                 }

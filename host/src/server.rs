@@ -6,6 +6,7 @@ use crate::api::auth::Authenticator;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::services::config::ConfigService;
+use crate::services::storage::Storage;
 use crate::services::sysinfo::SysinfoService;
 use crate::services::users::UserStore;
 use crate::services::Services;
@@ -41,7 +42,7 @@ pub fn run(options: Options) -> Result<()> {
     let settings = config.settings()?;
     let log = init_logging(&settings.log_level);
 
-    for dir in [&settings.components_root, &settings.root.join("keys"), &settings.root.join("database")] {
+    for dir in [&settings.components_root, &settings.root.join("keys")] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let users = Arc::new(UserStore::open(&settings.root)?);
@@ -53,7 +54,8 @@ pub fn run(options: Options) -> Result<()> {
         settings.call_memory,
     )?);
     let builtin_dir = options.builtin_dir.clone().unwrap_or_else(default_builtin_dir);
-    let services = Arc::new(Services { config, sysinfo: SysinfoService::start() });
+    let storage = Arc::new(Storage::open(&settings.storage_path, settings.write_async)?);
+    let services = Arc::new(Services { config, sysinfo: SysinfoService::start(), storage });
     let (restart_tx, restart_rx) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(AppState {
         services,

@@ -52,13 +52,17 @@ impl TempRoot {
 }
 
 impl Default for TempRoot {
+    /// An empty handle (nothing to remove), left behind by `Server::crash`.
     fn default() -> Self {
-        Self::new()
+        Self(PathBuf::new())
     }
 }
 
 impl Drop for TempRoot {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -83,20 +87,29 @@ impl ServerBuilder {
         self
     }
 
+    /// Starts on an existing root folder (e.g. the one a crashed server left).
+    pub fn root(mut self, root: TempRoot) -> Self {
+        self.root = root;
+        self
+    }
+
     pub fn start(self) -> Server {
         let components = self.root.path().join("components");
         std::fs::create_dir_all(&components).expect("components dir");
         for (path, name) in &self.components {
             std::fs::copy(path, components.join(name)).unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
         }
-        // A non-super_user, created through the host's user store before the server starts.
+        let reused = self.root.path().join("users.json").exists();
+        // A non-super_user, created through the host's user store before the server starts
+        // (on a reused root it already exists and the command fails harmlessly).
         let status = Command::new(dist().join("opshost"))
             .args(["user", "add", "--username", USER.0, "--password", USER.1, "--role", "plain_role"])
             .env("ROOTPATH", self.root.path())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .expect("running opshost user add");
-        assert!(status.success(), "opshost user add failed");
+        assert!(status.success() || reused, "opshost user add failed");
         Server::spawn(self.root, self.env)
     }
 }
@@ -221,6 +234,13 @@ impl Server {
     /// status and body text.
     pub fn raw(&self, content_type: Option<&str>, body: &[u8], auth: Option<&str>) -> (u16, String) {
         post_raw(&self.url(), content_type, body, auth)
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything) and hands back its root.
+    pub fn crash(mut self) -> TempRoot {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::take(&mut self.root)
     }
 
     /// Sends SIGTERM and waits for a clean exit.

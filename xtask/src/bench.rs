@@ -19,7 +19,125 @@ pub fn run(args: &[String]) -> Result<()> {
     call_overhead()?;
     startup()?;
     throughput(seconds)?;
+    data(seconds)?;
+    cursor_walk()?;
     Ok(())
+}
+
+/// The data layer: bulk insert, search_by_hash and durable single inserts at concurrency 16,
+/// and search_by_value latency on an indexed attribute of a 1,000,000-record table.
+fn data(seconds: u32) -> Result<()> {
+    let root = scratch_root("data")?;
+    let port = free_port()?;
+    let mut child = spawn_server(&root, port)?;
+    wait_ready(port, Duration::from_secs(60))?;
+    let result = (|| -> Result<()> {
+        post(port, r#"{"operation":"create_table","database":"bench","table":"dog","primary_key":"id"}"#)?;
+        let batch = |from: usize| {
+            let records: Vec<String> = (from..from + 10_000)
+                .map(|i| format!(r#"{{"id":{i},"name":"dog-{i}","breed":"breed-{}","age":{},"owner":"owner-{}","weight":{}.5}}"#, i % 500, i % 20, i % 1000, i % 90))
+                .collect();
+            format!(r#"{{"operation":"insert","database":"bench","table":"dog","records":[{}]}}"#, records.join(","))
+        };
+        let started = Instant::now();
+        for chunk in 0..10 {
+            post(port, &batch(chunk * 10_000))?;
+        }
+        let bulk = started.elapsed();
+        println!("bulk insert of 100,000 records (6 attributes) as 10 x 10,000: {:.2} s ({:.0} records/s)", bulk.as_secs_f64(), 100_000.0 / bulk.as_secs_f64());
+
+        let by_hash = wrk(port, seconds, &root, r#"{"operation":"search_by_hash","database":"bench","table":"dog","hash_values":[4242],"get_attributes":["*"]}"#, None)?;
+        println!("search_by_hash, wrk -t2 -c16 -d{seconds}s: {by_hash}");
+        let insert = wrk(port, seconds, &root, "", Some(
+            "local seen = 0\nsetup = function(thread)\n  thread:set(\"tid\", seen)\n  seen = seen + 1\nend\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  local id = 1000000000 + tid * 100000000 + counter\n  return wrk.format(nil, nil, nil, string.format('{\"operation\":\"insert\",\"database\":\"bench\",\"table\":\"dog\",\"records\":[{\"id\":%d,\"name\":\"n\",\"breed\":\"b\",\"age\":1,\"owner\":\"o\",\"weight\":2.5}]}', id))\nend\n",
+        ))?;
+        println!("single-record insert (durable, fsync per batch), wrk -t2 -c16 -d{seconds}s: {insert}");
+
+        for chunk in 10..100 {
+            post(port, &batch(chunk * 10_000))?;
+        }
+        let latency = wrk_latency(port, &root, r#"{"operation":"search_by_value","database":"bench","table":"dog","attribute":"owner","value":"owner-777","get_attributes":["id","name"]}"#)?;
+        println!("search_by_value on an indexed attribute of a 1,000,000-record table (1,000 matches), wrk -t1 -c1 -d5s: {latency}");
+        let latency = wrk_latency(port, &root, r#"{"operation":"search_by_value","database":"bench","table":"dog","attribute":"name","value":"dog-777777","get_attributes":["id","name"]}"#)?;
+        println!("search_by_value on an indexed attribute of a 1,000,000-record table (1 match), wrk -t1 -c1 -d5s: {latency}");
+        Ok(())
+    })();
+    stop(&mut child);
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+fn cursor_walk() -> Result<()> {
+    let example = paths::host_target().join("release").join("examples").join("cursor_walk");
+    let status = Command::new(example).status()?;
+    if !status.success() {
+        bail!("cursor_walk failed");
+    }
+    Ok(())
+}
+
+/// One authenticated POST, waiting for the whole answer; fails on a non-200.
+fn post(port: u16, body: &str) -> Result<String> {
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Basic {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        base64(format!("{USER}:{PASS}").as_bytes()),
+        body.len()
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if !response.starts_with("HTTP/1.1 200") {
+        bail!("request failed: {}", response.lines().last().unwrap_or_default());
+    }
+    Ok(response)
+}
+
+/// wrk at concurrency 16 with a fixed body (or a Lua `request` function); the req/s line.
+fn wrk(port: u16, seconds: u32, root: &Path, body: &str, request_fn: Option<&str>) -> Result<String> {
+    let script = root.join("bench.lua");
+    let mut lua = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Basic {}\"\n",
+        base64(format!("{USER}:{PASS}").as_bytes())
+    );
+    match request_fn {
+        Some(f) => lua.push_str(f),
+        None => lua.push_str(&format!("wrk.body = '{body}'\n")),
+    }
+    lua.push_str("done = function(summary, latency, requests)\n  io.write(string.format(\"errors: %d\\n\", summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n");
+    std::fs::write(&script, lua)?;
+    let out = Command::new("wrk")
+        .args(["-t2", "-c16", &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?").trim();
+    let errors = text.lines().find(|l| l.starts_with("errors")).unwrap_or("errors: ?");
+    Ok(format!("{rps} ({errors})"))
+}
+
+/// One connection, 5 s: the latency percentiles.
+fn wrk_latency(port: u16, root: &Path, body: &str) -> Result<String> {
+    let script = root.join("latency.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Basic {}\"\n",
+            base64(format!("{USER}:{PASS}").as_bytes())
+        ),
+    )?;
+    let out = Command::new("wrk")
+        .args(["-t1", "-c1", "-d5s", "--latency", "-s"])
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pick = |p: &str| text.lines().find(|l| l.trim_start().starts_with(p)).map(|l| l.trim().to_string()).unwrap_or_default();
+    Ok(format!("p50 {}, p99 {}", pick("50%").trim_start_matches("50%").trim(), pick("99%").trim_start_matches("99%").trim()))
 }
 
 fn call_overhead() -> Result<()> {

@@ -44,8 +44,9 @@ fn build(with_test_guests: bool) -> Result<()> {
 
 /// The host in release mode, in the shared cache target folder, copied beside its operations.
 fn build_host() -> Result<()> {
+    ensure_libclang()?;
     let status = host_cargo()
-        .args(["build", "--release", "--package", "opshost", "--bin", "opshost", "--example", "call_overhead"])
+        .args(["build", "--release", "--package", "opshost", "--bin", "opshost", "--example", "call_overhead", "--example", "cursor_walk"])
         .status()
         .context("running cargo for the host")?;
     if !status.success() {
@@ -56,6 +57,42 @@ fn build_host() -> Result<()> {
     std::fs::create_dir_all(paths::dist())?;
     copy_if_changed(&built, &dest)?;
     Ok(())
+}
+
+/// RocksDB's Rust bindings are generated with libclang at build time.
+fn ensure_libclang() -> Result<()> {
+    let found = std::fs::read_dir("/usr/lib")
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                let lib = e.path().join("lib");
+                e.file_name().to_string_lossy().starts_with("llvm-")
+                    && std::fs::read_dir(lib).map(|l| l.filter_map(Result::ok).any(|f| is_libclang(&f.file_name().to_string_lossy()))).unwrap_or(false)
+            })
+        })
+        .unwrap_or(false);
+    if found || std::env::var_os("LIBCLANG_PATH").is_some() {
+        return Ok(());
+    }
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    if is_root && std::path::Path::new("/etc/debian_version").exists() {
+        eprintln!("xtask: installing libclang-dev (RocksDB's bindings need it)");
+        let ok = Command::new("apt-get").arg("update").status().map(|s| s.success()).unwrap_or(false)
+            && Command::new("apt-get")
+                .args(["install", "-y", "libclang-dev"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+    }
+    bail!("libclang is needed to build RocksDB's bindings: apt-get install libclang-dev (or set LIBCLANG_PATH)")
+}
+
+/// `libclang.so*` or `libclang-14.so*`, not `libclang-cpp` (which lld's packages bring).
+fn is_libclang(name: &str) -> bool {
+    name.starts_with("libclang.so") || (name.starts_with("libclang-") && !name.starts_with("libclang-cpp") && name.contains(".so"))
 }
 
 /// Cargo for native crates, with the target folder outside the clone so a fresh clone on the

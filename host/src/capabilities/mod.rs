@@ -4,6 +4,7 @@
 mod config;
 mod control;
 mod log;
+mod storage;
 mod sysinfo;
 
 use crate::runtime::{CallEffects, CallLimits};
@@ -18,6 +19,8 @@ pub struct CallState {
     pub(crate) request_id: String,
     pub(crate) limits: Limiter,
     pub(crate) effects: CallEffects,
+    /// Resources the guest holds handles to (storage cursors).
+    pub(crate) table: wasmtime::component::ResourceTable,
 }
 
 impl CallState {
@@ -35,6 +38,7 @@ impl CallState {
             request_id,
             limits: Limiter { inner: Self::store_limits(limits), memory_denied: false },
             effects: CallEffects::default(),
+            table: wasmtime::component::ResourceTable::new(),
         }
     }
 
@@ -57,7 +61,7 @@ impl CallState {
 pub struct Grants(u32);
 
 /// Every interface of `opshost:host` the host implements; a grant is an index into this.
-pub const INTERFACES: [&str; 5] = ["types", "log", "config", "sysinfo", "control"];
+pub const INTERFACES: [&str; 6] = ["types", "log", "config", "sysinfo", "control", "storage"];
 /// Interfaces every operation may import: shared types and its own log.
 const ALWAYS: [&str; 2] = ["types", "log"];
 

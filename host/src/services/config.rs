@@ -76,6 +76,8 @@ pub struct Settings {
     pub max_concurrent_calls: u32,
     pub auth_cache_ttl: Duration,
     pub threads: usize,
+    pub storage_path: PathBuf,
+    pub write_async: bool,
 }
 
 pub struct ConfigService {
@@ -211,6 +213,8 @@ impl ConfigService {
             max_concurrent_calls: (num("operationsApi.limits.maxConcurrentCalls") as u32).max(1),
             auth_cache_ttl: Duration::from_millis(num("authentication.cacheTTL") as u64),
             threads: (num("threads.count") as usize).max(1),
+            storage_path: PathBuf::from(string("storage.path")),
+            write_async: get("storage.writeAsync").and_then(|v| v.as_bool()).unwrap_or(false),
         })
     }
 

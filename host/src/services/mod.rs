@@ -1,6 +1,7 @@
 //! Services: the real work, in plain Rust with no WIT types. Capability modules call them.
 
 pub mod config;
+pub mod storage;
 pub mod sysinfo;
 pub mod users;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 pub struct Services {
     pub config: config::ConfigService,
     pub sysinfo: Arc<sysinfo::SysinfoService>,
+    pub storage: Arc<storage::Storage>,
 }
 
 /// A service failure, classified by what the caller can do about it.

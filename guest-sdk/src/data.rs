@@ -1,0 +1,252 @@
+//! Typed access to the `storage` interface for data operations, and the logic several of
+//! them share (request defaults, describe shapes, search-condition trees, result collection).
+
+use crate::bindings::opshost::host::storage as wit;
+use crate::Error;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+pub use wit::{Comparator, WriteMode};
+
+/// HarperDB's default database when a request names none.
+pub fn default_database() -> String {
+    "data".to_string()
+}
+
+/// What a write or delete did, keys as JSON values.
+pub struct Written {
+    pub written: Vec<Value>,
+    pub skipped: Vec<Value>,
+}
+
+fn keys(texts: Vec<String>) -> Vec<Value> {
+    texts.iter().map(|t| serde_json::from_str(t).unwrap_or(Value::Null)).collect()
+}
+
+fn texts<T: serde::Serialize>(values: &[T]) -> Vec<String> {
+    values.iter().map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into())).collect()
+}
+
+pub fn create_database(database: &str) -> Result<(), Error> {
+    wit::create_database(database)
+}
+
+pub fn drop_database(database: &str) -> Result<(), Error> {
+    wit::drop_database(database)
+}
+
+pub fn create_table(database: &str, table: &str, primary_key: &str) -> Result<(), Error> {
+    wit::create_table(database, table, primary_key)
+}
+
+pub fn drop_table(database: &str, table: &str) -> Result<(), Error> {
+    wit::drop_table(database, table)
+}
+
+/// Every user database with its tables' names.
+pub fn list_databases() -> Result<Vec<(String, Vec<String>)>, Error> {
+    wit::list_databases()
+}
+
+/// Writes records; an unknown table is a bad request for writes (HarperDB answers 400).
+pub fn write<T: serde::Serialize>(database: &str, table: &str, mode: WriteMode, records: &[T]) -> Result<Written, Error> {
+    let r = wit::write(database, table, mode, &texts(records)).map_err(not_found_is_bad_request)?;
+    Ok(Written { written: keys(r.written), skipped: keys(r.skipped) })
+}
+
+pub fn delete(database: &str, table: &str, ids: &[Value]) -> Result<Written, Error> {
+    let r = wit::delete(database, table, &texts(ids)).map_err(not_found_is_bad_request)?;
+    Ok(Written { written: keys(r.written), skipped: keys(r.skipped) })
+}
+
+fn not_found_is_bad_request(e: Error) -> Error {
+    match e {
+        Error::NotFound(m) => Error::BadRequest(m),
+        other => other,
+    }
+}
+
+/// Records by primary key as raw JSON (no re-encoding on the way out).
+pub fn get(database: &str, table: &str, ids: &[Value], attributes: &[String]) -> Result<Vec<Box<RawValue>>, Error> {
+    let found = wit::get(database, table, &texts(ids), attributes)?;
+    found.into_iter().map(raw).collect()
+}
+
+fn raw(text: String) -> Result<Box<RawValue>, Error> {
+    RawValue::from_string(text).map_err(|e| Error::Internal(format!("host returned invalid JSON: {e}")))
+}
+
+/// HarperDB's `describe_table` shape for one table.
+pub fn describe(database: &str, table: &str) -> Result<Value, Error> {
+    let info = wit::describe_table(database, table)?;
+    let mut attributes: Vec<Value> = info
+        .attributes
+        .iter()
+        .map(|a| {
+            if *a == info.primary_key {
+                json!({ "attribute": a, "is_primary_key": true })
+            } else {
+                json!({ "attribute": a, "indexed": true })
+            }
+        })
+        .collect();
+    for t in ["__createdtime__", "__updatedtime__"] {
+        attributes.push(json!({ "attribute": t, "indexed": true }));
+    }
+    let mut out = Map::new();
+    out.insert("schema".into(), json!(info.database));
+    out.insert("name".into(), json!(info.table));
+    out.insert("hash_attribute".into(), json!(info.primary_key));
+    // opshost keeps no audit log (yet): say so rather than claim one.
+    out.insert("audit".into(), json!(false));
+    out.insert("schema_defined".into(), json!(false));
+    out.insert("attributes".into(), Value::Array(attributes));
+    out.insert("db_size".into(), json!(info.table_size));
+    out.insert("sources".into(), json!([]));
+    out.insert("record_count".into(), json!(info.record_count));
+    out.insert("table_size".into(), json!(info.table_size));
+    out.insert("db_audit_size".into(), json!(0));
+    if let Some(last) = info.last_updated {
+        out.insert("last_updated_record".into(), json!(last));
+    }
+    Ok(Value::Object(out))
+}
+
+/// A search condition tree, flattened into WIT's node list by [`Search::run`].
+#[derive(Clone, Debug)]
+pub enum Cond {
+    Leaf { attribute: String, comparator: Comparator, value: Value, upper: Option<Value> },
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+}
+
+impl Cond {
+    pub fn leaf(attribute: impl Into<String>, comparator: Comparator, value: Value) -> Self {
+        Cond::Leaf { attribute: attribute.into(), comparator, value, upper: None }
+    }
+
+    fn flatten(&self, nodes: &mut Vec<wit::Node>) -> u32 {
+        let index = nodes.len() as u32;
+        match self {
+            Cond::Leaf { attribute, comparator, value, upper } => nodes.push(wit::Node::Leaf(wit::Condition {
+                attribute: attribute.clone(),
+                comparator: *comparator,
+                value: value.to_string(),
+                upper: upper.as_ref().map(Value::to_string),
+            })),
+            Cond::And(children) | Cond::Or(children) => {
+                let logic = if matches!(self, Cond::And(_)) { wit::Logic::And } else { wit::Logic::Or };
+                nodes.push(wit::Node::Group(wit::Group { logic, children: Vec::new() }));
+                let ids: Vec<u32> = children.iter().map(|c| c.flatten(nodes)).collect();
+                if let wit::Node::Group(g) = &mut nodes[index as usize] {
+                    g.children = ids;
+                }
+            }
+            Cond::Not(child) => {
+                nodes.push(wit::Node::Group(wit::Group { logic: wit::Logic::Not, children: Vec::new() }));
+                let id = child.flatten(nodes);
+                if let wit::Node::Group(g) = &mut nodes[index as usize] {
+                    g.children = vec![id];
+                }
+            }
+        }
+        index
+    }
+}
+
+/// A search to run against one table.
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    pub cond: Option<Cond>,
+    pub attributes: Vec<String>,
+    pub sort: Vec<(String, bool)>,
+    pub offset: u64,
+    pub limit: Option<u64>,
+}
+
+/// Streams a search's results.
+pub struct Cursor(wit::Cursor);
+
+impl Cursor {
+    /// Up to `max` records as raw JSON; empty at the end.
+    pub fn next_batch(&self, max: u32) -> Result<Vec<Box<RawValue>>, Error> {
+        self.0.next_batch(max)?.into_iter().map(raw).collect()
+    }
+
+    /// Every remaining record.
+    pub fn collect_all(&self) -> Result<Vec<Box<RawValue>>, Error> {
+        let mut out = Vec::new();
+        loop {
+            let batch = self.next_batch(1000)?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            out.extend(batch);
+        }
+    }
+}
+
+impl Search {
+    pub fn run(&self, database: &str, table: &str) -> Result<Cursor, Error> {
+        let mut nodes = Vec::new();
+        if let Some(c) = &self.cond {
+            c.flatten(&mut nodes);
+        }
+        let query = wit::Query {
+            nodes,
+            attributes: self.attributes.clone(),
+            sort: self.sort.iter().map(|(a, d)| wit::SortKey { attribute: a.clone(), descending: *d }).collect(),
+            offset: self.offset,
+            limit: self.limit,
+        };
+        wit::search(database, table, &query).map(Cursor)
+    }
+}
+
+/// HarperDB's `*` wildcards in a search_by_value: `abc*`, `*abc`, `*abc*`, `*`.
+pub fn wildcard(attribute: &str, value: &Value) -> Cond {
+    let Some(text) = value.as_str() else { return Cond::leaf(attribute, Comparator::Equals, value.clone()) };
+    if text == "*" {
+        return Cond::leaf(attribute, Comparator::Exists, Value::Null);
+    }
+    let (starts, ends) = (text.starts_with('*'), text.ends_with('*') && text.len() > 1);
+    let inner = text.trim_start_matches('*').trim_end_matches('*').to_string();
+    let comparator = match (starts, ends) {
+        (true, true) => Comparator::Contains,
+        (true, false) => Comparator::EndsWith,
+        (false, true) => Comparator::StartsWith,
+        (false, false) => Comparator::Equals,
+    };
+    Cond::leaf(attribute, comparator, Value::String(if comparator == Comparator::Equals { text.to_string() } else { inner }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_map_to_comparators() {
+        let c = |v: &str| match wildcard("a", &json!(v)) {
+            Cond::Leaf { comparator, value, .. } => (comparator, value),
+            _ => panic!("leaf"),
+        };
+        assert_eq!(c("ab*"), (Comparator::StartsWith, json!("ab")));
+        assert_eq!(c("*ab"), (Comparator::EndsWith, json!("ab")));
+        assert_eq!(c("*ab*"), (Comparator::Contains, json!("ab")));
+        assert_eq!(c("ab"), (Comparator::Equals, json!("ab")));
+        assert_eq!(c("*").0, Comparator::Exists);
+    }
+
+    #[test]
+    fn trees_flatten_with_children_by_index() {
+        let tree = Cond::Or(vec![Cond::leaf("a", Comparator::Equals, json!(1)), Cond::Not(Box::new(Cond::leaf("b", Comparator::Equals, json!(2))))]);
+        let mut nodes = Vec::new();
+        assert_eq!(tree.flatten(&mut nodes), 0);
+        assert_eq!(nodes.len(), 4);
+        match &nodes[0] {
+            wit::Node::Group(g) => assert_eq!(g.children, vec![1, 2]),
+            _ => panic!("group"),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `storage` capability: databases, tables, records and searches, through the storage
+//! service. Converts between WIT records (JSON text values) and the service's types.
+
+use super::CallState;
+use crate::bindings::opshost::host::storage::{
+    Comparator, Condition, Host, HostCursor, Logic, Node, Query, TableInfo, WriteMode, WriteResult,
+};
+use crate::bindings::OpError;
+use crate::services::storage::query::{Cmp, Cond, Query as ServiceQuery};
+use crate::services::storage::{self, Cursor, WriteOutcome};
+use serde_json::Value;
+use wasmtime::component::Resource;
+
+/// JSON text from the guest; garbage is the guest's bad request, not a host failure.
+fn json(text: &str, what: &str) -> Result<Value, OpError> {
+    serde_json::from_str(text).map_err(|_| OpError::BadRequest(format!("{what} is not valid JSON")))
+}
+
+fn jsons(texts: &[String], what: &str) -> Result<Vec<Value>, OpError> {
+    texts.iter().map(|t| json(t, what)).collect()
+}
+
+fn outcome(o: WriteOutcome) -> WriteResult {
+    WriteResult {
+        written: o.written.iter().map(Value::to_string).collect(),
+        skipped: o.skipped.iter().map(Value::to_string).collect(),
+    }
+}
+
+/// Runs a blocking storage call off the async worker.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::services::ServiceError> + Send + 'static,
+) -> Result<T, OpError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(OpError::from),
+        Err(e) => {
+            tracing::error!("storage task failed: {e}");
+            Err(OpError::Internal("storage task failed".into()))
+        }
+    }
+}
+
+impl Host for CallState {
+    async fn create_database(&mut self, database: String) -> Result<(), OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let s = self.services.storage.clone();
+        blocking(move || s.create_database(&database)).await
+    }
+
+    async fn drop_database(&mut self, database: String) -> Result<(), OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let s = self.services.storage.clone();
+        blocking(move || s.drop_database(&database)).await
+    }
+
+    async fn create_table(&mut self, database: String, table: String, primary_key: String) -> Result<(), OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let s = self.services.storage.clone();
+        blocking(move || s.create_table(&database, &table, &primary_key)).await
+    }
+
+    async fn drop_table(&mut self, database: String, table: String) -> Result<(), OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let s = self.services.storage.clone();
+        blocking(move || s.drop_table(&database, &table)).await
+    }
+
+    fn list_databases(&mut self) -> Result<Vec<(String, Vec<String>)>, OpError> {
+        self.check("storage")?;
+        Ok(self.services.storage.list_databases())
+    }
+
+    fn describe_table(&mut self, database: String, table: String) -> Result<TableInfo, OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let info = self.services.storage.describe_table(&database, &table)?;
+        Ok(TableInfo {
+            database: info.database,
+            table: info.table,
+            primary_key: info.primary_key,
+            attributes: info.attributes,
+            record_count: info.record_count,
+            table_size: info.table_size,
+            last_updated: info.last_updated,
+        })
+    }
+
+    async fn write(&mut self, database: String, table: String, mode: WriteMode, records: Vec<String>) -> Result<WriteResult, OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let records = jsons(&records, "a record")?;
+        let mode = match mode {
+            WriteMode::Insert => storage::WriteMode::Insert,
+            WriteMode::Update => storage::WriteMode::Update,
+            WriteMode::Upsert => storage::WriteMode::Upsert,
+        };
+        let s = self.services.storage.clone();
+        blocking(move || s.write(&database, &table, mode, records)).await.map(outcome)
+    }
+
+    async fn delete(&mut self, database: String, table: String, ids: Vec<String>) -> Result<WriteResult, OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let ids = jsons(&ids, "an id")?;
+        let s = self.services.storage.clone();
+        blocking(move || s.delete(&database, &table, ids)).await.map(outcome)
+    }
+
+    fn get(&mut self, database: String, table: String, ids: Vec<String>, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let ids = jsons(&ids, "an id")?;
+        let records = self.services.storage.get(&database, &table, &ids, &attributes)?;
+        Ok(records.iter().map(Value::to_string).collect())
+    }
+
+    fn search(&mut self, database: String, table: String, query: Query) -> Result<Resource<Cursor>, OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let query = convert_query(query)?;
+        let cursor = self.services.storage.search(&database, &table, query)?;
+        self.table.push(cursor).map_err(|_| OpError::Internal("too many open cursors".into()))
+    }
+}
+
+impl HostCursor for CallState {
+    fn next_batch(&mut self, cursor: Resource<Cursor>, max: u32) -> Result<Vec<String>, OpError> {
+        let cursor = self.table.get_mut(&cursor).map_err(|_| OpError::BadRequest("unknown cursor".into()))?;
+        let batch = cursor.next_batch(max as usize)?;
+        Ok(batch.iter().map(Value::to_string).collect())
+    }
+
+    fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {
+        self.table.delete(cursor)?;
+        Ok(())
+    }
+}
+
+/// The `system` database holds the host's own tables; operations do not reach it.
+fn reserved(database: &str) -> Result<(), OpError> {
+    if database == storage::SYSTEM_DATABASE {
+        Err(OpError::Forbidden("the 'system' database is reserved".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Rebuilds the condition tree from WIT's flat node list (children by index), refusing
+/// out-of-range indexes and cycles.
+fn convert_query(q: Query) -> Result<ServiceQuery, OpError> {
+    let cond = if q.nodes.is_empty() { None } else { Some(build(&q.nodes, 0, 0)?) };
+    Ok(ServiceQuery {
+        cond,
+        attributes: q.attributes,
+        sort: q.sort.into_iter().map(|k| (k.attribute, k.descending)).collect(),
+        offset: q.offset,
+        limit: q.limit,
+    })
+}
+
+fn build(nodes: &[Node], index: u32, depth: usize) -> Result<Cond, OpError> {
+    if depth > 64 {
+        return Err(OpError::BadRequest("conditions are nested too deeply".into()));
+    }
+    let node = nodes
+        .get(index as usize)
+        .ok_or_else(|| OpError::BadRequest(format!("condition node {index} does not exist")))?;
+    match node {
+        Node::Leaf(c) => leaf(c),
+        Node::Group(g) => {
+            let children = g.children.iter().map(|i| build(nodes, *i, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+            match g.logic {
+                Logic::And => Ok(Cond::And(children)),
+                Logic::Or => Ok(Cond::Or(children)),
+                Logic::Not => match <[Cond; 1]>::try_from(children) {
+                    Ok([child]) => Ok(Cond::Not(Box::new(child))),
+                    Err(_) => Err(OpError::BadRequest("'not' takes exactly one condition".into())),
+                },
+            }
+        }
+    }
+}
+
+fn leaf(c: &Condition) -> Result<Cond, OpError> {
+    let cmp = match c.comparator {
+        Comparator::Equals => Cmp::Equals,
+        Comparator::NotEqual => Cmp::NotEqual,
+        Comparator::Contains => Cmp::Contains,
+        Comparator::StartsWith => Cmp::StartsWith,
+        Comparator::EndsWith => Cmp::EndsWith,
+        Comparator::GreaterThan => Cmp::GreaterThan,
+        Comparator::GreaterThanEqual => Cmp::GreaterThanEqual,
+        Comparator::LessThan => Cmp::LessThan,
+        Comparator::LessThanEqual => Cmp::LessThanEqual,
+        Comparator::Between => Cmp::Between,
+        Comparator::Exists => Cmp::Exists,
+        Comparator::IsNull => Cmp::IsNull,
+    };
+    let upper = c.upper.as_deref().map(|u| json(u, "a condition value")).transpose()?;
+    if cmp == Cmp::Between && upper.is_none() {
+        return Err(OpError::BadRequest("'between' needs two values".into()));
+    }
+    Ok(Cond::Leaf { attribute: c.attribute.clone(), cmp, value: json(&c.value, "a condition value")?, upper })
+}

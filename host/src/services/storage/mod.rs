@@ -1,0 +1,818 @@
+//! The storage service: databases, tables and JSON records in RocksDB, with a secondary index
+//! on every top-level scalar attribute. Plain Rust; the `storage` capability wraps it.
+//!
+//! Key layout (one RocksDB instance at `storage.path`):
+//! - column family `meta`: `db/<database>` -> `{}`; `table/<database>/<table>` -> table JSON
+//!   (`{"primary_key": ..}`); `attr/<database>/<table>/<attribute>` -> empty (every attribute
+//!   ever written); `count/<database>/<table>` and `last/<database>/<table>` -> u64 counters
+//!   kept by a merge operator (add, max), so concurrent writers need no shared lock.
+//! - column family `r/<database>/<table>`: `encode(primary key)` -> the record as JSON.
+//! - column family `i/<database>/<table>`: `attribute 0x00 encode(value) encode(primary key)`
+//!   -> empty, for each top-level attribute whose value is a scalar (not the primary key).
+//!
+//! `encode` is the order-preserving encoding of `keys.rs`. Writes to one table take striped
+//! locks by primary key (so a record and its index entries change together) and commit in one
+//! `WriteBatch`, fsynced unless `storage.writeAsync` is set.
+
+pub mod keys;
+pub mod query;
+
+use super::ServiceError;
+use anyhow::Context as _;
+use parking_lot::{Mutex, RwLock};
+use query::{Cond, Driver, Query};
+use rocksdb::{
+    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, IteratorMode, MergeOperands, MultiThreaded, Options,
+    ReadOptions, WriteBatch, WriteOptions,
+};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+pub const SYSTEM_DATABASE: &str = "system";
+const META: &str = "meta";
+const CREATED: &str = "__createdtime__";
+const UPDATED: &str = "__updatedtime__";
+const STRIPES: usize = 256;
+
+/// How a batch of records is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    Insert,
+    Update,
+    Upsert,
+}
+
+/// What a write or delete did, by primary key.
+#[derive(Debug, Default, PartialEq)]
+pub struct WriteOutcome {
+    pub written: Vec<Value>,
+    pub skipped: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub database: String,
+    pub table: String,
+    pub primary_key: String,
+    pub attributes: Vec<String>,
+    pub record_count: u64,
+    pub table_size: u64,
+    pub last_updated: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct TableMeta {
+    primary_key: String,
+    attributes: BTreeSet<String>,
+}
+
+pub struct Storage {
+    db: Db,
+    sync: bool,
+    /// database -> table -> metadata; mirrors the `meta` column family.
+    catalog: RwLock<BTreeMap<String, BTreeMap<String, TableMeta>>>,
+    /// Serializes schema changes (create/drop), which are rare.
+    schema_lock: Mutex<()>,
+    stripes: Vec<Mutex<()>>,
+}
+
+/// `[A-Za-z0-9_]+`, for databases, tables and attributes (deviations.md: no path tricks).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn records_cf(db: &str, table: &str) -> String {
+    format!("r/{db}/{table}")
+}
+
+fn index_cf(db: &str, table: &str) -> String {
+    format!("i/{db}/{table}")
+}
+
+fn internal(e: impl Into<anyhow::Error>) -> ServiceError {
+    ServiceError::Internal(e.into())
+}
+
+fn not_found_table(db: &str, table: &str) -> ServiceError {
+    ServiceError::NotFound(format!("Table '{db}.{table}' does not exist"))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `count/` keys add, `last/` keys keep the maximum.
+fn merge_counters(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let read = |b: &[u8]| b.try_into().map(i64::from_le_bytes).unwrap_or(0);
+    let mut acc = existing.map(read).unwrap_or(0);
+    let max = key.starts_with(b"last/");
+    for op in operands {
+        let v = read(op);
+        acc = if max { acc.max(v) } else { acc + v };
+    }
+    Some(acc.to_le_bytes().to_vec())
+}
+
+impl Storage {
+    /// Opens (or creates) the store at `path` and loads its catalog.
+    pub fn open(path: &Path, write_async: bool) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        let mut meta_opts = Options::default();
+        meta_opts.set_merge_operator_associative("counters", merge_counters);
+        let existing = Db::list_cf(&opts, path).unwrap_or_default();
+        let mut descriptors = vec![ColumnFamilyDescriptor::new(META, meta_opts)];
+        for name in existing.iter().filter(|n| n.as_str() != META && n.as_str() != "default") {
+            descriptors.push(ColumnFamilyDescriptor::new(name, table_cf_options()));
+        }
+        let db = Db::open_cf_descriptors(&opts, path, descriptors).with_context(|| format!("opening RocksDB at {}", path.display()))?;
+        let storage = Self {
+            db,
+            sync: !write_async,
+            catalog: RwLock::new(BTreeMap::new()),
+            schema_lock: Mutex::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        };
+        storage.load_catalog()?;
+        Ok(storage)
+    }
+
+    fn load_catalog(&self) -> anyhow::Result<()> {
+        let meta = self.meta()?;
+        let mut catalog = BTreeMap::new();
+        for item in self.db.iterator_cf(&meta, IteratorMode::Start) {
+            let (key, value) = item?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let parts: Vec<&str> = key.split('/').collect();
+            match parts.as_slice() {
+                ["db", db] => {
+                    catalog.entry(db.to_string()).or_insert_with(BTreeMap::new);
+                }
+                ["table", db, table] => {
+                    let v: Value = serde_json::from_slice(&value)?;
+                    let pk = v["primary_key"].as_str().unwrap_or("id").to_string();
+                    let mut attributes = BTreeSet::new();
+                    attributes.insert(pk.clone());
+                    catalog
+                        .entry(db.to_string())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(table.to_string(), TableMeta { primary_key: pk, attributes });
+                }
+                ["attr", db, table, attr] => {
+                    if let Some(t) = catalog.get_mut(*db).and_then(|d: &mut BTreeMap<String, TableMeta>| d.get_mut(*table)) {
+                        t.attributes.insert(attr.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        *self.catalog.write() = catalog;
+        Ok(())
+    }
+
+    fn meta(&self) -> anyhow::Result<Arc<BoundColumnFamily<'_>>> {
+        self.db.cf_handle(META).context("the meta column family is missing")
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.sync);
+        w
+    }
+
+    fn table_meta(&self, db: &str, table: &str) -> Result<TableMeta, ServiceError> {
+        let catalog = self.catalog.read();
+        let tables = catalog.get(db).ok_or_else(|| ServiceError::NotFound(format!("database '{db}' does not exist")))?;
+        tables.get(table).cloned().ok_or_else(|| not_found_table(db, table))
+    }
+
+    fn cfs(&self, db: &str, table: &str) -> Result<(Arc<BoundColumnFamily<'_>>, Arc<BoundColumnFamily<'_>>), ServiceError> {
+        let r = self.db.cf_handle(&records_cf(db, table)).ok_or_else(|| not_found_table(db, table))?;
+        let i = self.db.cf_handle(&index_cf(db, table)).ok_or_else(|| not_found_table(db, table))?;
+        Ok((r, i))
+    }
+
+    // ---- schema ------------------------------------------------------------------------
+
+    pub fn create_database(&self, db: &str) -> Result<(), ServiceError> {
+        check_name("database", db)?;
+        let _guard = self.schema_lock.lock();
+        if self.catalog.read().contains_key(db) {
+            return Err(ServiceError::BadRequest(format!("database '{db}' already exists")));
+        }
+        let meta = self.meta().map_err(internal)?;
+        self.db.put_cf_opt(&meta, format!("db/{db}"), b"{}", &self.write_options()).map_err(internal)?;
+        self.catalog.write().insert(db.to_string(), BTreeMap::new());
+        Ok(())
+    }
+
+    pub fn drop_database(&self, db: &str) -> Result<(), ServiceError> {
+        let _guard = self.schema_lock.lock();
+        let tables: Vec<String> = {
+            let catalog = self.catalog.read();
+            let tables = catalog.get(db).ok_or_else(|| ServiceError::NotFound(format!("database '{db}' does not exist")))?;
+            tables.keys().cloned().collect()
+        };
+        for table in &tables {
+            self.drop_table_locked(db, table)?;
+        }
+        let meta = self.meta().map_err(internal)?;
+        self.db.delete_cf_opt(&meta, format!("db/{db}"), &self.write_options()).map_err(internal)?;
+        self.catalog.write().remove(db);
+        Ok(())
+    }
+
+    /// Creates a table, and its database when missing (as HarperDB does).
+    pub fn create_table(&self, db: &str, table: &str, primary_key: &str) -> Result<(), ServiceError> {
+        check_name("database", db)?;
+        check_name("table", table)?;
+        check_name("primary_key", primary_key)?;
+        let _guard = self.schema_lock.lock();
+        if self.catalog.read().get(db).is_some_and(|t| t.contains_key(table)) {
+            return Err(ServiceError::BadRequest(format!("Table '{table}' already exists in '{db}'")));
+        }
+        self.db.create_cf(records_cf(db, table), &table_cf_options()).map_err(internal)?;
+        self.db.create_cf(index_cf(db, table), &table_cf_options()).map_err(internal)?;
+        let meta = self.meta().map_err(internal)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&meta, format!("db/{db}"), b"{}");
+        batch.put_cf(&meta, format!("table/{db}/{table}"), serde_json::json!({ "primary_key": primary_key }).to_string());
+        batch.put_cf(&meta, format!("attr/{db}/{table}/{primary_key}"), b"");
+        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        let mut attributes = BTreeSet::new();
+        attributes.insert(primary_key.to_string());
+        self.catalog
+            .write()
+            .entry(db.to_string())
+            .or_default()
+            .insert(table.to_string(), TableMeta { primary_key: primary_key.to_string(), attributes });
+        Ok(())
+    }
+
+    pub fn drop_table(&self, db: &str, table: &str) -> Result<(), ServiceError> {
+        let _guard = self.schema_lock.lock();
+        self.drop_table_locked(db, table)
+    }
+
+    fn drop_table_locked(&self, db: &str, table: &str) -> Result<(), ServiceError> {
+        self.table_meta(db, table)?;
+        let meta = self.meta().map_err(internal)?;
+        let mut batch = WriteBatch::default();
+        let prefix = format!("attr/{db}/{table}/");
+        for item in self.db.prefix_iterator_cf(&meta, prefix.as_bytes()) {
+            let (key, _) = item.map_err(internal)?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            batch.delete_cf(&meta, key);
+        }
+        for key in [format!("table/{db}/{table}"), format!("count/{db}/{table}"), format!("last/{db}/{table}")] {
+            batch.delete_cf(&meta, key);
+        }
+        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        if let Some(tables) = self.catalog.write().get_mut(db) {
+            tables.remove(table);
+        }
+        self.db.drop_cf(&records_cf(db, table)).map_err(internal)?;
+        self.db.drop_cf(&index_cf(db, table)).map_err(internal)?;
+        Ok(())
+    }
+
+    /// Every user database with its tables (the `system` database is the host's own).
+    pub fn list_databases(&self) -> Vec<(String, Vec<String>)> {
+        self.catalog
+            .read()
+            .iter()
+            .filter(|(db, _)| db.as_str() != SYSTEM_DATABASE)
+            .map(|(db, tables)| (db.clone(), tables.keys().cloned().collect()))
+            .collect()
+    }
+
+    pub fn describe_table(&self, db: &str, table: &str) -> Result<TableInfo, ServiceError> {
+        let meta_info = self.table_meta(db, table)?;
+        let meta = self.meta().map_err(internal)?;
+        let counter = |key: String| -> Result<Option<u64>, ServiceError> {
+            Ok(self
+                .db
+                .get_cf(&meta, key)
+                .map_err(internal)?
+                .and_then(|b| b.as_slice().try_into().ok().map(i64::from_le_bytes))
+                .map(|n| n.max(0) as u64))
+        };
+        let (r, i) = self.cfs(db, table)?;
+        let size = |cf: &Arc<BoundColumnFamily<'_>>| {
+            ["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"]
+                .iter()
+                .map(|p| self.db.property_int_value_cf(cf, *p).ok().flatten().unwrap_or(0))
+                .sum::<u64>()
+        };
+        Ok(TableInfo {
+            database: db.to_string(),
+            table: table.to_string(),
+            primary_key: meta_info.primary_key,
+            attributes: meta_info.attributes.into_iter().collect(),
+            record_count: counter(format!("count/{db}/{table}"))?.unwrap_or(0),
+            table_size: size(&r) + size(&i),
+            last_updated: counter(format!("last/{db}/{table}"))?.filter(|n| *n > 0),
+        })
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    /// Writes a batch atomically: all records are validated first (nothing is written when one
+    /// is bad), then each is inserted, merged or skipped according to `mode`.
+    pub fn write(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
+        let meta_info = self.table_meta(db, table)?;
+        let pk_name = meta_info.primary_key.clone();
+        let mut prepared: Vec<(Value, Map<String, Value>)> = Vec::with_capacity(records.len());
+        for (n, record) in records.into_iter().enumerate() {
+            let Value::Object(mut map) = record else {
+                return Err(ServiceError::BadRequest(format!("record {n} is not an object")));
+            };
+            map.remove(CREATED);
+            map.remove(UPDATED);
+            for key in map.keys() {
+                if !valid_name(key) {
+                    return Err(ServiceError::BadRequest(format!(
+                        "attribute names must match [A-Za-z0-9_]+, got '{key}'"
+                    )));
+                }
+            }
+            let pk = match map.get(&pk_name) {
+                Some(Value::String(s)) if !s.is_empty() => Value::String(s.clone()),
+                Some(Value::Number(n)) => Value::Number(n.clone()),
+                None | Some(Value::Null) if mode != WriteMode::Update => {
+                    let id = Value::String(uuid::Uuid::new_v4().to_string());
+                    map.insert(pk_name.clone(), id.clone());
+                    id
+                }
+                None | Some(Value::Null) => {
+                    return Err(ServiceError::BadRequest(format!("record {n} is missing its primary key '{pk_name}'")))
+                }
+                Some(other) => {
+                    return Err(ServiceError::BadRequest(format!(
+                        "primary key '{pk_name}' must be a string or a number, got {other}"
+                    )))
+                }
+            };
+            prepared.push((pk, map));
+        }
+
+        let (rcf, icf) = self.cfs(db, table)?;
+        let meta = self.meta().map_err(internal)?;
+        let _locks = self.lock_keys(prepared.iter().map(|(pk, _)| pk));
+        let keys: Vec<Vec<u8>> = prepared.iter().map(|(pk, _)| keys::encoded(pk)).collect();
+        let existing = self.db.batched_multi_get_cf(&rcf, &keys, false);
+        let now = now_ms();
+        let mut batch = WriteBatch::default();
+        let mut outcome = WriteOutcome::default();
+        // A key written earlier in this batch is what later records of the batch see.
+        let mut pending: std::collections::HashMap<Vec<u8>, Option<Map<String, Value>>> = Default::default();
+        let mut new_attributes = BTreeSet::new();
+        let mut added: i64 = 0;
+        for (((pk, map), key), old) in prepared.into_iter().zip(keys).zip(existing) {
+            let old: Option<Map<String, Value>> = match pending.get(&key) {
+                Some(p) => p.clone(),
+                None => match old.map_err(internal)? {
+                    Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(internal)?),
+                    None => None,
+                },
+            };
+            let new = match (mode, &old) {
+                (WriteMode::Insert, Some(_)) | (WriteMode::Update, None) => {
+                    outcome.skipped.push(pk);
+                    continue;
+                }
+                (_, None) => {
+                    let mut rec = map;
+                    rec.insert(CREATED.into(), now.into());
+                    rec.insert(UPDATED.into(), now.into());
+                    added += 1;
+                    rec
+                }
+                (_, Some(old)) => {
+                    let mut rec = old.clone();
+                    for (k, v) in map {
+                        rec.insert(k, v);
+                    }
+                    rec.insert(UPDATED.into(), now.into());
+                    rec
+                }
+            };
+            for attr in new.keys() {
+                if attr != CREATED && attr != UPDATED && !meta_info.attributes.contains(attr) {
+                    new_attributes.insert(attr.clone());
+                }
+            }
+            self.reindex(&mut batch, &icf, &pk_name, &key, old.as_ref(), Some(&new));
+            batch.put_cf(&rcf, &key, serde_json::to_vec(&new).map_err(internal)?);
+            pending.insert(key, Some(new));
+            outcome.written.push(pk);
+        }
+        if outcome.written.is_empty() {
+            return Ok(outcome);
+        }
+        for attr in &new_attributes {
+            batch.put_cf(&meta, format!("attr/{db}/{table}/{attr}"), b"");
+        }
+        if added != 0 {
+            batch.merge_cf(&meta, format!("count/{db}/{table}"), added.to_le_bytes());
+        }
+        batch.merge_cf(&meta, format!("last/{db}/{table}"), (now as i64).to_le_bytes());
+        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        if !new_attributes.is_empty() {
+            if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
+                t.attributes.extend(new_attributes);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes by primary key; keys that do not exist are reported as skipped.
+    pub fn delete(&self, db: &str, table: &str, ids: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
+        let meta_info = self.table_meta(db, table)?;
+        let (rcf, icf) = self.cfs(db, table)?;
+        let meta = self.meta().map_err(internal)?;
+        let _locks = self.lock_keys(ids.iter());
+        let mut batch = WriteBatch::default();
+        let mut outcome = WriteOutcome::default();
+        let mut seen = BTreeSet::new();
+        for id in ids {
+            let key = keys::encoded(&id);
+            let old = if seen.insert(key.clone()) { self.db.get_cf(&rcf, &key).map_err(internal)? } else { None };
+            match old {
+                Some(bytes) => {
+                    let old: Map<String, Value> = serde_json::from_slice(&bytes).map_err(internal)?;
+                    self.reindex(&mut batch, &icf, &meta_info.primary_key, &key, Some(&old), None);
+                    batch.delete_cf(&rcf, &key);
+                    outcome.written.push(id);
+                }
+                None => outcome.skipped.push(id),
+            }
+        }
+        if !outcome.written.is_empty() {
+            batch.merge_cf(&meta, format!("count/{db}/{table}"), (-(outcome.written.len() as i64)).to_le_bytes());
+            self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Index entries: removes the old record's, adds the new record's (unchanged ones stay).
+    fn reindex(
+        &self,
+        batch: &mut WriteBatch,
+        icf: &Arc<BoundColumnFamily<'_>>,
+        pk_name: &str,
+        key: &[u8],
+        old: Option<&Map<String, Value>>,
+        new: Option<&Map<String, Value>>,
+    ) {
+        let indexed = |(attr, value): (&String, &Value)| {
+            attr.as_str() != pk_name && !value.is_object() && !value.is_array()
+        };
+        if let Some(old) = old {
+            for (attr, value) in old.iter().filter(|e| indexed(*e)) {
+                if new.and_then(|n| n.get(attr)) != Some(value) {
+                    batch.delete_cf(icf, index_key(attr, value, key));
+                }
+            }
+        }
+        if let Some(new) = new {
+            for (attr, value) in new.iter().filter(|e| indexed(*e)) {
+                if old.and_then(|o| o.get(attr)) != Some(value) {
+                    batch.put_cf(icf, index_key(attr, value, key), b"");
+                }
+            }
+        }
+    }
+
+    /// Locks the stripes of `keys` in a fixed order (no deadlock between two batches).
+    fn lock_keys<'a>(&self, keys: impl Iterator<Item = &'a Value>) -> Vec<parking_lot::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys
+            .map(|k| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                keys::encoded(k).hash(&mut h);
+                (h.finish() as usize) % STRIPES
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|s| self.stripes[s].lock()).collect()
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// Records by primary key in the order asked, missing ones left out, projected.
+    pub fn get(&self, db: &str, table: &str, ids: &[Value], attributes: &[String]) -> Result<Vec<Value>, ServiceError> {
+        let meta_info = self.table_meta(db, table)?;
+        let projection = Projection::new(&meta_info, attributes)?;
+        let (rcf, _) = self.cfs(db, table)?;
+        let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
+            if let Some(bytes) = found.map_err(internal)? {
+                let record: Value = serde_json::from_slice(&bytes).map_err(internal)?;
+                out.push(projection.apply(&record));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts a search; the cursor streams matches in batches.
+    pub fn search(self: &Arc<Self>, db: &str, table: &str, query: Query) -> Result<Cursor, ServiceError> {
+        let meta_info = self.table_meta(db, table)?;
+        let projection = Projection::new(&meta_info, &query.attributes)?;
+        let mut named = Vec::new();
+        if let Some(c) = &query.cond {
+            c.attributes(&mut named);
+        }
+        for (attr, _) in &query.sort {
+            named.push(attr);
+        }
+        for attr in named {
+            if !meta_info.attributes.contains(attr) && attr != CREATED && attr != UPDATED {
+                return Err(ServiceError::BadRequest(format!("unknown attribute '{attr}'")));
+            }
+        }
+        self.cfs(db, table)?;
+        let driver = query::plan(query.cond.as_ref(), &meta_info.primary_key);
+        Ok(Cursor {
+            storage: self.clone(),
+            db: db.to_string(),
+            table: table.to_string(),
+            driver,
+            cond: query.cond,
+            projection,
+            sort: query.sort,
+            to_skip: query.offset,
+            left: query.limit,
+            resume: None,
+            done: false,
+            sorted: None,
+        })
+    }
+
+    /// One step of a scan: up to `max` matching raw records after `resume`, and where to
+    /// resume next (None at the end).
+    fn scan_step(
+        &self,
+        db: &str,
+        table: &str,
+        driver: &Driver,
+        cond: Option<&Cond>,
+        resume: Option<&[u8]>,
+        max: usize,
+    ) -> Result<(Vec<Value>, Option<Vec<u8>>), ServiceError> {
+        let (rcf, icf) = self.cfs(db, table)?;
+        let decode = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).map_err(internal);
+        let keep = |r: &Value| cond.is_none_or(|c| c.matches(r));
+        let mut out = Vec::new();
+        match driver {
+            Driver::Keys(ids) => {
+                // Small by construction: one step returns them all.
+                if resume.is_none() {
+                    let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
+                    for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
+                        if let Some(bytes) = found.map_err(internal)? {
+                            let r = decode(&bytes)?;
+                            if keep(&r) {
+                                out.push(r);
+                            }
+                        }
+                    }
+                }
+                Ok((out, None))
+            }
+            Driver::FullScan | Driver::PrimaryRange { .. } => {
+                let (start, end) = match driver {
+                    Driver::PrimaryRange { start, end } => (start.clone(), Some(end.clone())),
+                    _ => (Vec::new(), None),
+                };
+                let mut opts = ReadOptions::default();
+                if let Some(end) = end {
+                    opts.set_iterate_upper_bound(end);
+                }
+                let from = resume.map(|r| r.to_vec()).unwrap_or(start);
+                let mut last = None;
+                let mut examined = 0;
+                for item in self.db.iterator_cf_opt(&rcf, opts, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
+                    let (key, value) = item.map_err(internal)?;
+                    if resume.is_some_and(|r| r == &key[..]) {
+                        continue;
+                    }
+                    examined += 1;
+                    let r = decode(&value)?;
+                    if keep(&r) {
+                        out.push(r);
+                    }
+                    last = Some(key.to_vec());
+                    if out.len() >= max || examined >= max * 8 {
+                        return Ok((out, last));
+                    }
+                }
+                Ok((out, None))
+            }
+            Driver::Index { attribute, start, end } => {
+                let mut prefix = attribute.as_bytes().to_vec();
+                prefix.push(0);
+                let lower = [prefix.as_slice(), start].concat();
+                let upper = [prefix.as_slice(), end].concat();
+                let mut opts = ReadOptions::default();
+                opts.set_iterate_upper_bound(upper);
+                let from = resume.map(|r| r.to_vec()).unwrap_or(lower);
+                let mut pks: Vec<Vec<u8>> = Vec::new();
+                let mut last = None;
+                let mut exhausted = true;
+                for item in self.db.iterator_cf_opt(&icf, opts, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
+                    let (key, _) = item.map_err(internal)?;
+                    if resume.is_some_and(|r| r == &key[..]) {
+                        continue;
+                    }
+                    let rest = &key[prefix.len()..];
+                    let Some((_, pk)) = keys::decode(rest) else { continue };
+                    pks.push(pk.to_vec());
+                    last = Some(key.to_vec());
+                    if pks.len() >= max {
+                        exhausted = false;
+                        break;
+                    }
+                }
+                for found in self.db.batched_multi_get_cf(&rcf, &pks, false) {
+                    if let Some(bytes) = found.map_err(internal)? {
+                        let r = decode(&bytes)?;
+                        if keep(&r) {
+                            out.push(r);
+                        }
+                    }
+                }
+                Ok((out, if exhausted { None } else { last }))
+            }
+        }
+    }
+}
+
+fn index_key(attr: &str, value: &Value, pk_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(attr.len() + 1 + 16 + pk_key.len());
+    k.extend_from_slice(attr.as_bytes());
+    k.push(0);
+    keys::encode(value, &mut k);
+    k.extend_from_slice(pk_key);
+    k
+}
+
+fn table_cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(ServiceError::BadRequest(format!("'{what}' must match [A-Za-z0-9_]+, got '{name}'")))
+    }
+}
+
+/// Which attributes a result carries, in which order.
+#[derive(Clone, Debug)]
+struct Projection {
+    names: Vec<String>,
+}
+
+impl Projection {
+    /// `["*"]` is the primary key, the two timestamps, then every attribute alphabetically
+    /// (HarperDB's export order). Unknown names are refused.
+    fn new(meta: &TableMeta, attributes: &[String]) -> Result<Self, ServiceError> {
+        if attributes.is_empty() || attributes.iter().any(|a| a == "*") {
+            let mut names = vec![meta.primary_key.clone(), CREATED.to_string(), UPDATED.to_string()];
+            names.extend(meta.attributes.iter().filter(|a| **a != meta.primary_key).cloned());
+            return Ok(Self { names });
+        }
+        for a in attributes {
+            if !meta.attributes.contains(a) && a != CREATED && a != UPDATED {
+                return Err(ServiceError::BadRequest(format!("unknown attribute '{a}'")));
+            }
+        }
+        Ok(Self { names: attributes.to_vec() })
+    }
+
+    fn apply(&self, record: &Value) -> Value {
+        let mut out = Map::with_capacity(self.names.len());
+        for name in &self.names {
+            out.insert(name.clone(), record.get(name).cloned().unwrap_or(Value::Null));
+        }
+        Value::Object(out)
+    }
+}
+
+/// A running search. Without a sort it streams (memory stays flat whatever the table size);
+/// with one it collects the matches once, sorts them and then hands them out.
+pub struct Cursor {
+    storage: Arc<Storage>,
+    db: String,
+    table: String,
+    driver: Driver,
+    cond: Option<Cond>,
+    projection: Projection,
+    sort: Vec<(String, bool)>,
+    to_skip: u64,
+    left: Option<u64>,
+    resume: Option<Vec<u8>>,
+    done: bool,
+    sorted: Option<VecDeque<Value>>,
+}
+
+impl Cursor {
+    /// Up to `max` projected records; empty at the end.
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, ServiceError> {
+        let max = max.clamp(1, 10_000);
+        if !self.sort.is_empty() && self.sorted.is_none() {
+            self.sorted = Some(self.collect_sorted()?);
+        }
+        let mut out = Vec::new();
+        while out.len() < max && self.left != Some(0) {
+            let raw = match self.sorted.as_mut() {
+                Some(queue) => {
+                    let Some(r) = queue.pop_front() else { break };
+                    vec![r]
+                }
+                None => {
+                    if self.done {
+                        break;
+                    }
+                    let (batch, resume) = self.storage.scan_step(
+                        &self.db,
+                        &self.table,
+                        &self.driver,
+                        self.cond.as_ref(),
+                        self.resume.as_deref(),
+                        max - out.len(),
+                    )?;
+                    self.done = resume.is_none();
+                    self.resume = resume;
+                    batch
+                }
+            };
+            for r in raw {
+                if self.to_skip > 0 {
+                    self.to_skip -= 1;
+                    continue;
+                }
+                if self.left == Some(0) {
+                    break;
+                }
+                if let Some(l) = self.left.as_mut() {
+                    *l -= 1;
+                }
+                out.push(self.projection.apply(&r));
+            }
+        }
+        Ok(out)
+    }
+
+    fn collect_sorted(&mut self) -> Result<VecDeque<Value>, ServiceError> {
+        let mut all = Vec::new();
+        let mut resume: Option<Vec<u8>> = None;
+        loop {
+            let (batch, next) =
+                self.storage.scan_step(&self.db, &self.table, &self.driver, self.cond.as_ref(), resume.as_deref(), 1000)?;
+            all.extend(batch);
+            match next {
+                Some(n) => resume = Some(n),
+                None => break,
+            }
+        }
+        let sort = self.sort.clone();
+        all.sort_by(|a, b| {
+            for (attr, desc) in &sort {
+                let o = query::sort_order(a.get(attr).unwrap_or(&Value::Null), b.get(attr).unwrap_or(&Value::Null));
+                let o = if *desc { o.reverse() } else { o };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        // Only offset + limit records are ever handed out.
+        if let Some(limit) = self.left {
+            all.truncate((self.to_skip + limit) as usize);
+        }
+        self.done = true;
+        Ok(all.into())
+    }
+}
+
+#[cfg(test)]
+mod tests;
