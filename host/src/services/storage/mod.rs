@@ -150,6 +150,8 @@ impl Storage {
     fn load_catalog(&self) -> anyhow::Result<()> {
         let meta = self.meta()?;
         let mut catalog = BTreeMap::new();
+        // `attr/` keys sort before `table/` keys: attach them once every table is known.
+        let mut attrs = Vec::new();
         for item in self.db.iterator_cf(&meta, IteratorMode::Start) {
             let (key, value) = item?;
             let key = String::from_utf8_lossy(&key).into_owned();
@@ -168,12 +170,13 @@ impl Storage {
                         .or_insert_with(BTreeMap::new)
                         .insert(table.to_string(), TableMeta { primary_key: pk, attributes });
                 }
-                ["attr", db, table, attr] => {
-                    if let Some(t) = catalog.get_mut(*db).and_then(|d: &mut BTreeMap<String, TableMeta>| d.get_mut(*table)) {
-                        t.attributes.insert(attr.to_string());
-                    }
-                }
+                ["attr", db, table, attr] => attrs.push((db.to_string(), table.to_string(), attr.to_string())),
                 _ => {}
+            }
+        }
+        for (db, table, attr) in attrs {
+            if let Some(t) = catalog.get_mut(&db).and_then(|d: &mut BTreeMap<String, TableMeta>| d.get_mut(&table)) {
+                t.attributes.insert(attr);
             }
         }
         *self.catalog.write() = catalog;
@@ -604,7 +607,6 @@ impl Storage {
                     opts.set_iterate_upper_bound(end);
                 }
                 let from = resume.map(|r| r.to_vec()).unwrap_or(start);
-                let mut last = None;
                 let mut examined = 0;
                 for item in self.db.iterator_cf_opt(&rcf, opts, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
                     let (key, value) = item.map_err(internal)?;
@@ -616,9 +618,10 @@ impl Storage {
                     if keep(&r) {
                         out.push(r);
                     }
-                    last = Some(key.to_vec());
+                    // Stop at a full batch, or after examining a bounded number of records
+                    // so a selective filter cannot hold the thread for the whole table.
                     if out.len() >= max || examined >= max * 8 {
-                        return Ok((out, last));
+                        return Ok((out, Some(key.to_vec())));
                     }
                 }
                 Ok((out, None))

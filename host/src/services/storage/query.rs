@@ -161,7 +161,10 @@ fn leaf_driver(attribute: &str, cmp: Cmp, value: &Value, upper: Option<&Value>, 
             (7, p, end)
         }
         Cmp::Between if is_scalar(value) => {
-            let (_, end) = type_range(value);
+            let end = match upper {
+                Some(u) if keys::tag_of(u) == keys::tag_of(value) => keys::prefix_end(&keys::encoded(u)),
+                _ => type_range(value).1,
+            };
             (6, keys::encoded(value), end)
         }
         Cmp::GreaterThan | Cmp::GreaterThanEqual if is_scalar(value) => {
