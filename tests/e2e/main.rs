@@ -6,4 +6,5 @@ mod data;
 mod faults;
 mod pipeline;
 mod restart;
+mod sql;
 mod utilities;
