@@ -244,7 +244,14 @@ fn engine_config(pool: Option<(u32, usize)>) -> Config {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.parallel_compilation(true);
+    // Explicit bounds checks instead of guard regions: with guard pages, every call whose guest
+    // grows memory (Rust's allocator always does) pays an mprotect to grow and another to shrink
+    // on reuse, each a cross-core TLB flush. Without them a reused slot stays accessible.
+    config.memory_guard_size(0);
+    config.signals_based_traps(false);
     if let Some((instances, max_memory)) = pool {
+        // A pooled slot must reserve the largest memory a guest may grow to.
+        config.memory_reservation(max_memory as u64);
         let mut p = PoolingAllocationConfig::default();
         p.total_component_instances(instances)
             .total_core_instances(instances * 4)
