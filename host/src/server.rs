@@ -48,8 +48,14 @@ pub fn run(options: Options) -> Result<()> {
     let users = Arc::new(UserStore::open(&settings.root)?);
     ensure_super_user(&users, &options)?;
 
+    // `OPSHOST_COMPILE_CACHE` lets several roots share one cache of compiled components
+    // (the tests do); entries are keyed by content and engine hash, written atomically.
+    let cache_dir = std::env::var_os("OPSHOST_COMPILE_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| settings.root.join("cache").join("components"));
     let runtime = Arc::new(Runtime::new(
-        settings.root.join("cache").join("components"),
+        cache_dir,
         settings.max_concurrent_calls,
         settings.call_memory,
     )?);

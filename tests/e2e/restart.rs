@@ -94,7 +94,8 @@ fn a_continuous_client_sees_no_failure_through_restarts() {
 
 #[test]
 fn restart_loads_compiled_components_from_the_cache() {
-    let server = Server::start();
+    // This test looks at its own cache, not the shared one the other tests use.
+    let server = Server::builder().env("OPSHOST_COMPILE_CACHE", "").start();
     let cache = server.root().join("cache").join("components");
     let entries = |dir: &std::path::Path| -> Vec<(String, std::time::SystemTime)> {
         let mut v: Vec<_> = std::fs::read_dir(dir)

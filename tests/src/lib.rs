@@ -30,6 +30,11 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
+/// One compile cache for every test server, so only the first start compiles.
+fn shared_compile_cache() -> PathBuf {
+    repo().join("target").join("opshost-test-cache")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -141,6 +146,7 @@ impl Server {
             .env("HDB_ADMIN_PASSWORD", ADMIN.1)
             .env("OPERATIONSAPI_NETWORK_PORT", port.to_string())
             .env("LOGGING_LEVEL", "info")
+            .env("OPSHOST_COMPILE_CACHE", shared_compile_cache())
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
