@@ -68,24 +68,34 @@ fn operation_name(headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_ascii_lowercase());
-    let value: Value = match content_type.as_deref() {
+    let missing = || ApiError::BadRequest("Request body must include an 'operation' property.".into());
+    match content_type.as_deref() {
         Some(ct) if ct == "application/json" || ct.ends_with("+json") => {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Err(ApiError::BadRequest(
                     "Body cannot be empty when content-type is set to 'application/json'".into(),
                 ));
             }
-            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(e.to_string()))?
+            // Only `operation` is decoded here; the rest is checked for syntax and skipped
+            // (a bulk insert body is megabytes the operation decodes itself).
+            match serde_json::from_slice::<Head>(body) {
+                Ok(Head { operation: Some(Value::String(name)) }) => Ok(name),
+                Ok(_) => Err(missing()),
+                Err(e) if e.is_data() => Err(missing()),
+                Err(e) => Err(ApiError::BadRequest(e.to_string())),
+            }
         }
         // HarperDB does not parse text/plain: it reports the missing operation.
-        Some("text/plain") => Value::Null,
-        Some(other) => return Err(ApiError::UnsupportedMediaType(format!("Unsupported Media Type: {other}"))),
-        None => return Err(ApiError::UnsupportedMediaType("Unsupported Media Type: undefined".into())),
-    };
-    match value.get("operation") {
-        Some(Value::String(name)) => Ok(name.clone()),
-        _ => Err(ApiError::BadRequest("Request body must include an 'operation' property.".into())),
+        Some("text/plain") => Err(missing()),
+        Some(other) => Err(ApiError::UnsupportedMediaType(format!("Unsupported Media Type: {other}"))),
+        None => Err(ApiError::UnsupportedMediaType("Unsupported Media Type: undefined".into())),
     }
+}
+
+/// The part of a request body the pipeline itself needs.
+#[derive(serde::Deserialize)]
+struct Head {
+    operation: Option<Value>,
 }
 
 /// A request id unique across restarts of this host: a random per-process prefix and a
