@@ -13,6 +13,42 @@ pub fn default_database() -> String {
     "data".to_string()
 }
 
+/// A request naming one table: `database` (or `schema`, default `data`) and `table`.
+#[derive(Debug, serde::Deserialize)]
+pub struct TableRequest {
+    #[serde(alias = "schema", default = "default_database")]
+    pub database: String,
+    pub table: String,
+}
+
+/// The body of `insert`, `update` and `upsert`.
+#[derive(Debug, serde::Deserialize)]
+pub struct RecordsRequest {
+    #[serde(alias = "schema", default = "default_database")]
+    pub database: String,
+    pub table: String,
+    pub records: Vec<Value>,
+}
+
+/// Runs a write operation and answers in HarperDB's shape for its mode:
+/// `inserted_hashes` + `skipped_hashes`, `update_hashes` + `skipped_hashes`, or
+/// `upserted_hashes` alone.
+pub fn write_records(mode: WriteMode, req: &RecordsRequest) -> Result<Value, Error> {
+    let out = write(&req.database, &req.table, mode, &req.records)?;
+    let (verb, key) = match mode {
+        WriteMode::Insert => ("inserted", "inserted_hashes"),
+        WriteMode::Update => ("updated", "update_hashes"),
+        WriteMode::Upsert => ("upserted", "upserted_hashes"),
+    };
+    let mut body = Map::new();
+    body.insert("message".into(), json!(format!("{verb} {} of {} records", out.written.len(), req.records.len())));
+    body.insert(key.into(), Value::Array(out.written));
+    if mode != WriteMode::Upsert {
+        body.insert("skipped_hashes".into(), Value::Array(out.skipped));
+    }
+    Ok(Value::Object(body))
+}
+
 /// What a write or delete did, keys as JSON values.
 pub struct Written {
     pub written: Vec<Value>,

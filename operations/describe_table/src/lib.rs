@@ -3,23 +3,17 @@
 //! Request: `{"operation": "describe_table", "database": "dev", "table": "dog"}`.
 //! Capabilities: `storage`.
 
+use opshost_guest::data::TableRequest;
 use opshost_guest::prelude::*;
 
 pub struct DescribeTable;
 
-#[derive(Deserialize)]
-pub struct Request {
-    #[serde(alias = "schema", default = "data::default_database")]
-    database: String,
-    table: String,
-}
-
 impl Operation for DescribeTable {
     const NAME: &'static str = "describe_table";
-    type Request = Request;
+    type Request = TableRequest;
     type Response = Value;
 
-    fn handle(_ctx: &Context, req: Request) -> Result<Value, Error> {
+    fn handle(_ctx: &Context, req: TableRequest) -> Result<Value, Error> {
         data::describe(&req.database, &req.table)
     }
 }

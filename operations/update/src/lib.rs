@@ -1,33 +1,21 @@
 //! `update`: writes records to a table in one atomic, durable batch (HarperDB's `update`).
 //!
 //! Request: `{"operation": "update", "database": "dev", "table": "dog", "records": [{"id": 1}]}`.
-//! Capabilities: `storage`.
+//! Capabilities: `storage`. The request shape and the answer are shared with the other
+//! writes in the SDK (`data::write_records`).
 
-use opshost_guest::data::WriteMode;
+use opshost_guest::data::{RecordsRequest, WriteMode};
 use opshost_guest::prelude::*;
 
 pub struct Update;
 
-#[derive(Deserialize)]
-pub struct Request {
-    #[serde(alias = "schema", default = "data::default_database")]
-    database: String,
-    table: String,
-    records: Vec<Value>,
-}
-
 impl Operation for Update {
     const NAME: &'static str = "update";
-    type Request = Request;
+    type Request = RecordsRequest;
     type Response = Value;
 
-    fn handle(_ctx: &Context, req: Request) -> Result<Value, Error> {
-        let out = data::write(&req.database, &req.table, WriteMode::Update, &req.records)?;
-        Ok(json!({
-            "message": format!("updated {} of {} records", out.written.len(), req.records.len()),
-            "update_hashes": out.written,
-            "skipped_hashes": out.skipped,
-        }))
+    fn handle(_ctx: &Context, req: RecordsRequest) -> Result<Value, Error> {
+        data::write_records(WriteMode::Update, &req)
     }
 }
 

@@ -1,32 +1,21 @@
 //! `upsert`: writes records to a table in one atomic, durable batch (HarperDB's `upsert`).
 //!
 //! Request: `{"operation": "upsert", "database": "dev", "table": "dog", "records": [{"id": 1}]}`.
-//! Capabilities: `storage`.
+//! Capabilities: `storage`. The request shape and the answer are shared with the other
+//! writes in the SDK (`data::write_records`).
 
-use opshost_guest::data::WriteMode;
+use opshost_guest::data::{RecordsRequest, WriteMode};
 use opshost_guest::prelude::*;
 
 pub struct Upsert;
 
-#[derive(Deserialize)]
-pub struct Request {
-    #[serde(alias = "schema", default = "data::default_database")]
-    database: String,
-    table: String,
-    records: Vec<Value>,
-}
-
 impl Operation for Upsert {
     const NAME: &'static str = "upsert";
-    type Request = Request;
+    type Request = RecordsRequest;
     type Response = Value;
 
-    fn handle(_ctx: &Context, req: Request) -> Result<Value, Error> {
-        let out = data::write(&req.database, &req.table, WriteMode::Upsert, &req.records)?;
-        Ok(json!({
-            "message": format!("upserted {} of {} records", out.written.len(), req.records.len()),
-            "upserted_hashes": out.written
-        }))
+    fn handle(_ctx: &Context, req: RecordsRequest) -> Result<Value, Error> {
+        data::write_records(WriteMode::Upsert, &req)
     }
 }
 
