@@ -81,3 +81,23 @@ pub(crate) fn install_panic_hook() {
         }));
     });
 }
+
+/// The certificate store. Private keys go in, never come out.
+pub mod certs {
+    use super::*;
+    pub use crate::bindings::opshost::host::certs::Certificate;
+
+    /// Every certificate, sorted by name.
+    pub fn list() -> Result<Vec<Certificate>, Error> {
+        wit::certs::list_all()
+    }
+
+    /// Adds or replaces a certificate; the key, when given, must match it.
+    pub fn add(name: &str, certificate: &str, is_authority: bool, private_key: Option<&str>, hosts: Option<&[String]>) -> Result<(), Error> {
+        wit::certs::add(name, certificate, is_authority, private_key, hosts.map(|h| h.to_vec()).as_deref())
+    }
+
+    pub fn remove(name: &str) -> Result<(), Error> {
+        wit::certs::remove(name)
+    }
+}

@@ -21,7 +21,7 @@ mod decode;
 mod host;
 
 pub use decode::{decode_request, Empty};
-pub use host::{config, control, log, sysinfo};
+pub use host::{certs, config, control, log, sysinfo};
 
 /// The raw bindings. Operation authors use the trait and the macro instead.
 #[doc(hidden)]
@@ -40,7 +40,7 @@ pub use bindings::opshost::host::types::OpError as Error;
 
 /// Everything an operation crate usually needs.
 pub mod prelude {
-    pub use crate::{config, control, data, log, sysinfo};
+    pub use crate::{certs, config, control, data, log, sysinfo};
     pub use crate::{Context, Empty, Error, Operation};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{json, Value};

@@ -15,7 +15,8 @@ fn main() -> anyhow::Result<()> {
     let iterations: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10_000);
     let root = std::env::temp_dir().join(format!("opshost-bench-{}", std::process::id()));
     let storage = Arc::new(opshost::services::storage::Storage::open(&root.join("db"), false)?);
-    let services = Arc::new(Services { config: ConfigService::open(&root)?, sysinfo: SysinfoService::start(), storage });
+    let certs = Arc::new(opshost::services::certs::CertService::open(&root, storage.clone())?);
+    let services = Arc::new(Services { config: ConfigService::open(&root)?, sysinfo: SysinfoService::start(), storage, certs });
     let runtime = Runtime::new(root.join("cache"), 64, 128 << 20)?;
     let limits = CallLimits { memory_bytes: 128 << 20, timeout: Duration::from_secs(10) };
     let op = runtime.load(component.as_ref(), &services, limits, |_| Ok(Grants::with(&["config", "sysinfo"])))?;

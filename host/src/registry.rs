@@ -28,6 +28,7 @@ fn builtin_grants(name: &str) -> Grants {
         "get_configuration" | "set_configuration" => Grants::with(&["config"]),
         "system_information" => Grants::with(&["sysinfo"]),
         "restart" => Grants::with(&["control"]),
+        "add_certificate" | "remove_certificate" | "list_certificates" => Grants::with(&["certs"]),
         "create_database" | "drop_database" | "create_table" | "drop_table" | "describe_all"
         | "describe_database" | "describe_table" | "insert" | "update" | "upsert" | "delete"
         | "search_by_hash" | "search_by_value" | "search_by_conditions" | "sql" => Grants::with(&["storage"]),

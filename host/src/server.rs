@@ -5,6 +5,7 @@
 use crate::api::auth::Authenticator;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::services::certs::CertService;
 use crate::services::config::ConfigService;
 use crate::services::storage::Storage;
 use crate::services::sysinfo::SysinfoService;
@@ -61,7 +62,9 @@ pub fn run(options: Options) -> Result<()> {
     )?);
     let builtin_dir = options.builtin_dir.clone().unwrap_or_else(default_builtin_dir);
     let storage = Arc::new(Storage::open(&settings.storage_path, settings.write_async)?);
-    let services = Arc::new(Services { config, sysinfo: SysinfoService::start(), storage });
+    let certs = Arc::new(CertService::open(&settings.root, storage.clone())?);
+    certs.ensure_defaults(&settings.node_name)?;
+    let services = Arc::new(Services { config, sysinfo: SysinfoService::start(), storage, certs });
     let (restart_tx, restart_rx) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(AppState {
         services,
@@ -94,6 +97,10 @@ async fn serve(
     log: Option<LogHandle>,
 ) -> Result<()> {
     let mut listener = Listener::bind(state.clone(), state.settings.load().operations_addr).await?;
+    let mut secure = match state.settings.load().secure_addr {
+        Some(addr) => Some(TlsListener::bind(state.clone(), addr, tls_config(&state)?).await?),
+        None => None,
+    };
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
@@ -104,10 +111,16 @@ async fn serve(
                 if let Err(e) = restart(&state, &mut listener, log.as_ref()).await {
                     tracing::error!("restart failed, still serving the previous configuration: {e:#}");
                 }
+                if let Err(e) = restart_tls(&state, &mut secure).await {
+                    tracing::error!("HTTPS restart failed, still serving the previous certificate: {e:#}");
+                }
             }
         }
     }
     tracing::info!("shutting down");
+    if let Some(secure) = secure {
+        secure.stop().await;
+    }
     listener.stop().await;
     Ok(())
 }
@@ -133,6 +146,94 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
     }
     tracing::info!("restarted in {:?}", started.elapsed());
     Ok(())
+}
+
+/// On restart the node certificate is read again (a replaced one is served from the next
+/// connection on) and the HTTPS listener moves, starts or stops with `securePort`.
+async fn restart_tls(state: &Arc<AppState>, secure: &mut Option<TlsListener>) -> Result<()> {
+    let Some(addr) = state.settings.load().secure_addr else {
+        if let Some(old) = secure.take() {
+            tokio::spawn(old.stop());
+        }
+        return Ok(());
+    };
+    // A certificate that cannot be loaded leaves the previous one serving.
+    let config = tls_config(state)?;
+    match secure {
+        Some(current) if current.addr == addr => current.config.store(Arc::new(config)),
+        _ => {
+            let next = TlsListener::bind(state.clone(), addr, config).await?;
+            if let Some(old) = secure.replace(next) {
+                tokio::spawn(old.stop());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// rustls configuration from the node certificate in the certificate store.
+fn tls_config(state: &AppState) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let node = state.settings.load().node_name.clone();
+    let (cert_pem, key_pem) = state.services.certs.tls_identity(&node)?;
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(config)
+}
+
+/// The HTTPS listener: the same app behind TLS. Each connection's handshake runs in its own
+/// task (a slow client cannot hold up accepting), with the configuration current at accept.
+struct TlsListener {
+    addr: SocketAddr,
+    config: Arc<ArcSwap<rustls::ServerConfig>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    async fn bind(state: Arc<AppState>, addr: SocketAddr, config: rustls::ServerConfig) -> Result<Self> {
+        let config = Arc::new(ArcSwap::from_pointee(config));
+        let current = config.clone();
+        let socket = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let addr = socket.local_addr()?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::app(state);
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = socket.accept() => match accepted {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::warn!("HTTPS accept failed: {e}");
+                            continue;
+                        }
+                    },
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(current.load_full());
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        println!("opshost listening on https://{addr}");
+        Ok(Self { addr, config, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
 }
 
 /// One bound listener serving the app, stoppable gracefully.

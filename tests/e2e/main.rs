@@ -2,6 +2,7 @@
 //! (built by `cargo xtask build`) on its own port and root folder.
 
 mod auth;
+mod certs;
 mod data;
 mod faults;
 mod pipeline;

@@ -46,6 +46,8 @@ fn data(seconds: u32) -> Result<()> {
         let bulk = started.elapsed();
         println!("bulk insert of 100,000 records (6 attributes) as 10 x 10,000: {:.2} s ({:.0} records/s)", bulk.as_secs_f64(), 100_000.0 / bulk.as_secs_f64());
 
+        let certs = wrk(port, seconds, &root, r#"{"operation":"list_certificates"}"#, None)?;
+        println!("list_certificates, wrk -t2 -c16 -d{seconds}s: {certs}");
         let by_hash = wrk(port, seconds, &root, r#"{"operation":"search_by_hash","database":"bench","table":"dog","hash_values":[4242],"get_attributes":["*"]}"#, None)?;
         println!("search_by_hash, wrk -t2 -c16 -d{seconds}s: {by_hash}");
         let insert = wrk(port, seconds, &root, "", Some(

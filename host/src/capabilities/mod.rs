@@ -1,6 +1,7 @@
 //! Capability modules: one per WIT interface, each a thin `Host` impl over a service.
 //! Every function checks the operation's grant first, then calls the service.
 
+mod certs;
 mod config;
 mod control;
 mod log;
@@ -61,7 +62,7 @@ impl CallState {
 pub struct Grants(u32);
 
 /// Every interface of `opshost:host` the host implements; a grant is an index into this.
-pub const INTERFACES: [&str; 6] = ["types", "log", "config", "sysinfo", "control", "storage"];
+pub const INTERFACES: [&str; 7] = ["types", "log", "config", "sysinfo", "control", "storage", "certs"];
 /// Interfaces every operation may import: shared types and its own log.
 const ALWAYS: [&str; 2] = ["types", "log"];
 

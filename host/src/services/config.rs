@@ -77,6 +77,10 @@ pub struct Settings {
     pub auth_cache_ttl: Duration,
     pub threads: usize,
     pub storage_path: PathBuf,
+    /// The node certificate's name: the operations API host (`127.0.0.1` by default).
+    pub node_name: String,
+    /// `operationsApi.network.securePort`: HTTPS with the node certificate, when set.
+    pub secure_addr: Option<SocketAddr>,
     pub write_async: bool,
 }
 
@@ -214,6 +218,11 @@ impl ConfigService {
             auth_cache_ttl: Duration::from_millis(num("authentication.cacheTTL") as u64),
             threads: (num("threads.count") as usize).max(1),
             storage_path: PathBuf::from(string("storage.path")),
+            node_name: host.clone(),
+            secure_addr: match get("operationsApi.network.securePort") {
+                Some(port) if !port.is_null() => Some(resolve_listen(&host, &port)?),
+                _ => None,
+            },
             write_async: get("storage.writeAsync").and_then(|v| v.as_bool()).unwrap_or(false),
         })
     }

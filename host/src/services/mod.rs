@@ -1,5 +1,6 @@
 //! Services: the real work, in plain Rust with no WIT types. Capability modules call them.
 
+pub mod certs;
 pub mod config;
 pub mod storage;
 pub mod sysinfo;
@@ -12,6 +13,7 @@ pub struct Services {
     pub config: config::ConfigService,
     pub sysinfo: Arc<sysinfo::SysinfoService>,
     pub storage: Arc<storage::Storage>,
+    pub certs: Arc<certs::CertService>,
 }
 
 /// A service failure, classified by what the caller can do about it.

@@ -1,0 +1,52 @@
+//! `certs` capability: the certificate store, through the certificate service. Private keys
+//! go in (add) but never come out.
+
+use super::CallState;
+use crate::bindings::opshost::host::certs::{Certificate, Details, Host};
+use crate::bindings::OpError;
+
+impl Host for CallState {
+    fn list_all(&mut self) -> Result<Vec<Certificate>, OpError> {
+        self.check("certs")?;
+        let all = self.services.certs.list()?;
+        Ok(all
+            .iter()
+            .map(|c| Certificate {
+                name: c.name.clone(),
+                certificate: c.certificate.clone(),
+                private_key_name: c.private_key_name.clone(),
+                is_authority: c.is_authority,
+                details: Details {
+                    issuer: c.details.issuer.clone(),
+                    subject: c.details.subject.clone(),
+                    subject_alt_name: c.details.subject_alt_name.clone(),
+                    serial_number: c.details.serial_number.clone(),
+                    valid_from: c.details.valid_from.clone(),
+                    valid_to: c.details.valid_to.clone(),
+                },
+                is_self_signed: c.is_self_signed,
+                uses: c.uses.clone(),
+                updated: c.updated,
+            })
+            .collect())
+    }
+
+    fn add(
+        &mut self,
+        name: String,
+        certificate: String,
+        is_authority: bool,
+        private_key: Option<String>,
+        _hosts: Option<Vec<String>>,
+    ) -> Result<(), OpError> {
+        self.check("certs")?;
+        self.services.certs.add(&name, &certificate, is_authority, private_key.as_deref())?;
+        Ok(())
+    }
+
+    fn remove(&mut self, name: String) -> Result<(), OpError> {
+        self.check("certs")?;
+        self.services.certs.remove(&name)?;
+        Ok(())
+    }
+}
