@@ -21,13 +21,14 @@ pub struct TableRequest {
     pub table: String,
 }
 
-/// The body of `insert`, `update` and `upsert`.
+/// The body of `insert`, `update` and `upsert`. Records stay raw JSON text: the host
+/// validates and stores them, so decoding them into values here would only cost time.
 #[derive(Debug, serde::Deserialize)]
 pub struct RecordsRequest {
     #[serde(alias = "schema", default = "default_database")]
     pub database: String,
     pub table: String,
-    pub records: Vec<Value>,
+    pub records: Vec<Box<RawValue>>,
 }
 
 /// Runs a write operation and answers in HarperDB's shape for its mode:
