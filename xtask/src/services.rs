@@ -1,7 +1,10 @@
-//! Services the tests need, started by `cargo xtask test` and stopped when the guard drops.
-//! (The foundation's tests need none yet; the S3 server for export_to_s3 joins here.)
+//! What the tests need beyond the build, set up by `cargo xtask test`: the `openssl` and `curl`
+//! commands (certificates made by an independent tool, a real TLS client), installed from
+//! Debian's packages when missing. Started services (the S3 server for export_to_s3 joins
+//! here) stop when the guard drops.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use std::process::Command;
 
 /// Keeps the started services alive for the duration of the test run.
 pub struct Services {
@@ -18,5 +21,31 @@ impl Drop for Services {
 }
 
 pub fn start_for_tests() -> Result<Services> {
+    ensure_commands(&[("openssl", "openssl"), ("curl", "curl")])?;
     Ok(Services { children: Vec::new() })
+}
+
+/// Installs the Debian package of each missing command (idempotent: present ones are skipped).
+fn ensure_commands(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(cmd, _)| Command::new(cmd).arg("--version").output().is_err())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} for the tests", missing.join(", "));
+    let ok = Command::new("apt-get").arg("update").status().map(|s| s.success()).unwrap_or(false)
+        && Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    if !ok {
+        bail!("the tests need {}: apt-get install {}", missing.join(", "), missing.join(" "));
+    }
+    Ok(())
 }
