@@ -183,9 +183,7 @@ fn startup() -> Result<()> {
 
 fn throughput(seconds: u32) -> Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
-        eprintln!("xtask: installing wrk (Debian package) for the throughput benchmark");
-        let ok = Command::new("apt-get").args(["install", "-y", "wrk"]).status().map(|s| s.success()).unwrap_or(false);
-        if !ok {
+        if !crate::apt_install(&["wrk"]) {
             bail!("wrk is not installed and could not be installed: apt-get install wrk");
         }
     }

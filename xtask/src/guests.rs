@@ -21,12 +21,7 @@ impl Toolchain {
         if let Some(t) = Self::detect() {
             return Ok(t);
         }
-        let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
-        if is_root && Path::new("/etc/debian_version").exists() {
-            eprintln!("xtask: no wasm32 toolchain found; installing Debian's rustc-web, rust-web-src and lld");
-            run(Command::new("apt-get").arg("update"))?;
-            run(Command::new("apt-get").args(["install", "-y", "rustc-web", "cargo-web", "rust-web-src", "lld-22"])
-                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        if crate::apt_install(&["rustc-web", "cargo-web", "rust-web-src", "lld-22"]) {
             if let Some(t) = Self::detect() {
                 return Ok(t);
             }

@@ -73,21 +73,29 @@ fn ensure_libclang() -> Result<()> {
     if found || std::env::var_os("LIBCLANG_PATH").is_some() {
         return Ok(());
     }
-    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
-    if is_root && std::path::Path::new("/etc/debian_version").exists() {
-        eprintln!("xtask: installing libclang-dev (RocksDB's bindings need it)");
-        let ok = Command::new("apt-get").arg("update").status().map(|s| s.success()).unwrap_or(false)
-            && Command::new("apt-get")
-                .args(["install", "-y", "libclang-dev"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-        if ok {
-            return Ok(());
-        }
+    if apt_install(&["libclang-dev"]) {
+        return Ok(());
     }
     bail!("libclang is needed to build RocksDB's bindings: apt-get install libclang-dev (or set LIBCLANG_PATH)")
+}
+
+/// Installs Debian packages when running as root on Debian; `false` when it cannot (the
+/// caller then says what to install). Every install step of the project goes through here.
+pub fn apt_install(packages: &[&str]) -> bool {
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    if !is_root || !std::path::Path::new("/etc/debian_version").exists() {
+        return false;
+    }
+    eprintln!("xtask: installing {} (Debian packages)", packages.join(" "));
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    apt(&["update"]) && apt(&[&["install", "-y"][..], packages].concat())
 }
 
 /// `libclang.so*` or `libclang-14.so*`, not `libclang-cpp` (which lld's packages bring).

@@ -35,16 +35,7 @@ fn ensure_commands(wanted: &[(&str, &str)]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing {} for the tests", missing.join(", "));
-    let ok = Command::new("apt-get").arg("update").status().map(|s| s.success()).unwrap_or(false)
-        && Command::new("apt-get")
-            .args(["install", "-y"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    if !ok {
+    if !crate::apt_install(&missing) {
         bail!("the tests need {}: apt-get install {}", missing.join(", "), missing.join(" "));
     }
     Ok(())
