@@ -118,7 +118,8 @@ fn wrk(port: u16, seconds: u32, root: &Path, body: &str, request_fn: Option<&str
     let text = String::from_utf8_lossy(&out.stdout);
     let rps = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?").trim();
     let errors = text.lines().find(|l| l.starts_with("errors")).unwrap_or("errors: ?");
-    Ok(format!("{rps} ({errors})"))
+    let pick = |p: &str| text.lines().find(|l| l.trim_start().starts_with(p)).map(|l| l.trim().trim_start_matches(p).trim().to_string()).unwrap_or_default();
+    Ok(format!("{rps} (latency p50 {}, p99 {}; {errors})", pick("50%"), pick("99%")))
 }
 
 /// One connection, 5 s: the latency percentiles.
@@ -191,36 +192,9 @@ fn throughput(seconds: u32) -> Result<()> {
     let port = free_port()?;
     let mut child = spawn_server(&root, port)?;
     wait_ready(port, Duration::from_secs(60))?;
-    let script = root.join("post.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = '{{\"operation\":\"get_configuration\"}}'\n\
-             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
-             wrk.headers[\"Authorization\"] = \"Basic {}\"\n\
-             done = function(summary, latency, requests)\n\
-               io.write(string.format(\"non-2xx or errors: %d\\n\", summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\n\
-             end\n",
-            base64(format!("{USER}:{PASS}").as_bytes())
-        ),
-    )?;
-    let out = Command::new("wrk")
-        .args(["-t2", "-c16", &format!("-d{seconds}s"), "--latency", "-s"])
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .output()
-        .context("running wrk")?;
+    let result = wrk(port, seconds, &root, r#"{"operation":"get_configuration"}"#, None);
     stop(&mut child);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("Requests/sec: ?");
-    let p50 = text.lines().find(|l| l.trim_start().starts_with("50%")).unwrap_or("50% ?").trim();
-    let p99 = text.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("99% ?").trim();
-    let errors = text.lines().find(|l| l.starts_with("non-2xx")).unwrap_or("");
-    println!(
-        "get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Basic auth: {rps} (latency p50 {}, p99 {}; {errors})",
-        p50.trim_start_matches("50%").trim(),
-        p99.trim_start_matches("99%").trim()
-    );
+    println!("get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Basic auth: {}", result?);
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
@@ -249,21 +223,9 @@ fn spawn_server(root: &Path, port: u16) -> Result<Child> {
 /// Polls with a real authenticated `get_configuration` until it answers 200.
 fn wait_ready(port: u16, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let body = r#"{"operation":"get_configuration"}"#;
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Basic {}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        base64(format!("{USER}:{PASS}").as_bytes()),
-        body.len()
-    );
     while Instant::now() < deadline {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let mut response = String::new();
-            if stream.write_all(request.as_bytes()).is_ok() && stream.read_to_string(&mut response).is_ok()
-                && response.starts_with("HTTP/1.1 200")
-            {
-                return Ok(());
-            }
+        if post(port, r#"{"operation":"get_configuration"}"#).is_ok() {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
