@@ -18,7 +18,13 @@
 
 pub mod data;
 mod decode;
+pub mod export;
 mod host;
+pub mod jobs;
+pub mod search;
+#[cfg(feature = "sql")]
+pub mod sql;
+pub mod users;
 
 pub use decode::{decode_request, Empty};
 pub use host::{certs, config, control, log, sysinfo};
@@ -54,7 +60,9 @@ pub trait Operation {
     const ALIASES: &'static [&'static str] = &[];
     /// Only `super_user` roles may call it (HarperDB's default for utilities).
     const SUPER_USER_ONLY: bool = true;
-    /// The host runs it as a background job and answers with a job id.
+    /// The host runs it as a background job and answers with a job id. A job operation is
+    /// called twice: first [`Operation::validate`] (before the job exists), then `handle` in the
+    /// background, whose response `{"message", "result"?}` becomes the job record's.
     const JOB: bool = false;
     /// The decoded request body. Decoding errors name the field in HarperDB's words.
     type Request: serde::de::DeserializeOwned;
@@ -62,6 +70,13 @@ pub trait Operation {
     type Response: serde::Serialize;
 
     fn handle(ctx: &Context, request: Self::Request) -> Result<Self::Response, Error>;
+
+    /// For a job operation: checks what can be checked before the job starts, changing
+    /// nothing. An error answers the request (400) and no job is created; `Ok(Some(text))`
+    /// replaces the "Starting job with id ..." message.
+    fn validate(_ctx: &Context, _request: &Self::Request) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
 }
 
 /// Exports `$ty` (an [`Operation`]) as this component's `describe` and `handle`.
@@ -101,6 +116,11 @@ pub fn __describe<T: Operation>(version: &str) -> bindings::opshost::host::types
 pub fn __handle<T: Operation>(ctx: Context, request: String) -> Result<String, Error> {
     host::install_panic_hook();
     let request: T::Request = decode_request(&request)?;
+    if T::JOB && ctx.job_id.is_none() {
+        let message = T::validate(&ctx, &request)?;
+        return serde_json::to_string(&serde_json::json!({ "message": message }))
+            .map_err(|e| Error::Internal(format!("could not encode the response: {e}")));
+    }
     let response = T::handle(&ctx, request)?;
     serde_json::to_string(&response)
         .map_err(|e| Error::Internal(format!("could not encode the response: {e}")))
