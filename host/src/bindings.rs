@@ -15,9 +15,18 @@ wasmtime::component::bindgen!({
         "opshost:host/storage.drop-database": async,
         "opshost:host/storage.create-table": async,
         "opshost:host/storage.drop-table": async,
+        // Uploads wait on the network; password hashing takes tens of milliseconds.
+        "opshost:host/objectstore.put": async,
+        "opshost:host/objectstore.[method]upload.write": async,
+        "opshost:host/objectstore.[method]upload.finish": async,
+        "opshost:host/users.add-user": async,
+        "opshost:host/users.alter-user": async,
+        "opshost:host/users.create-tokens": async,
     },
     with: {
         "opshost:host/storage.cursor": crate::services::storage::Cursor,
+        "opshost:host/filesystem.writer": crate::services::files::Writer,
+        "opshost:host/objectstore.upload": crate::services::objectstore::Upload,
     },
 });
 

@@ -19,6 +19,15 @@ use services::Services;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What the server loop restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// Configuration, components, listeners whose address changed (`restart`).
+    Full,
+    /// The HTTP listener only (`restart_service http_workers`).
+    Listeners,
+}
+
 /// Everything a request needs, shared by all of them.
 pub struct AppState {
     pub services: Arc<Services>,
@@ -30,7 +39,7 @@ pub struct AppState {
     /// Bounds concurrent guest calls to what the instance pool can hold.
     pub call_slots: Arc<tokio::sync::Semaphore>,
     /// Asks the server loop to restart in place.
-    pub restart: tokio::sync::mpsc::UnboundedSender<()>,
+    pub restart: tokio::sync::mpsc::UnboundedSender<Restart>,
     pub builtin_dir: PathBuf,
 }
 
@@ -38,6 +47,12 @@ impl AppState {
     pub fn call_limits(&self) -> CallLimits {
         let s = self.settings.load();
         CallLimits { memory_bytes: s.call_memory, timeout: s.call_timeout }
+    }
+
+    /// A job's run: the same memory limit, the (longer) job time limit.
+    pub fn job_limits(&self) -> CallLimits {
+        let s = self.settings.load();
+        CallLimits { memory_bytes: s.call_memory, timeout: s.job_timeout }
     }
 
     /// Loads every component with the current settings (blocking: compiles on a cache miss).

@@ -78,9 +78,7 @@ fn main() -> Result<()> {
     match cli.command {
         None | Some(Command::Run) => opshost::server::run(options(root, cli.run)),
         Some(Command::User { command: UserCommand::Add { username, password, role, super_user } }) => {
-            std::fs::create_dir_all(&root)?;
-            let users = opshost::services::users::UserStore::open(&root)?;
-            users.add(&username, &password, &role, super_user)?;
+            opshost::server::add_user(&root, &username, &password, if super_user { "super_user" } else { &role })?;
             println!("added user '{username}' with role '{role}'");
             Ok(())
         }

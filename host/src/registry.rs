@@ -32,6 +32,13 @@ fn builtin_grants(name: &str) -> Grants {
         "create_database" | "drop_database" | "create_table" | "drop_table" | "describe_all"
         | "describe_database" | "describe_table" | "insert" | "update" | "upsert" | "delete"
         | "search_by_hash" | "search_by_value" | "search_by_conditions" | "sql" => Grants::with(&["storage"]),
+        "get_job" | "search_jobs_by_start_date" => Grants::with(&["jobs"]),
+        "delete_records_before" => Grants::with(&["storage", "jobs"]),
+        "export_local" => Grants::with(&["storage", "jobs", "filesystem"]),
+        "export_to_s3" => Grants::with(&["storage", "jobs", "objectstore"]),
+        "restart_service" => Grants::with(&["control", "jobs"]),
+        "add_role" | "alter_role" | "drop_role" | "list_roles" | "add_user" | "alter_user" | "drop_user" | "user_info"
+        | "list_users" | "create_authentication_tokens" | "refresh_operation_token" => Grants::with(&["users"]),
         _ => Grants::with(&[]),
     }
 }

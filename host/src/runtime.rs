@@ -3,7 +3,7 @@
 //! path (fresh `Store` per call from a pre-instantiated component, with memory and CPU limits).
 
 use crate::bindings::{CallContext, OpError, Operation, OperationInfo, OperationPre};
-use crate::capabilities::{CallState, Grants};
+use crate::capabilities::{CallState, Caller, Grants};
 use crate::services::Services;
 use anyhow::{anyhow, Context, Result};
 use sha2::{Digest, Sha256};
@@ -70,6 +70,10 @@ pub enum Failure {
 #[derive(Default, Debug)]
 pub struct CallEffects {
     pub restart: bool,
+    /// A service the operation asked to restart (`restart_service`).
+    pub restart_service: Option<String>,
+    /// Table permissions the caller lacked (HarperDB's `unauthorized_access` entries).
+    pub denied: Vec<serde_json::Value>,
 }
 
 impl Runtime {
@@ -151,6 +155,7 @@ impl Runtime {
         op: &LoadedOperation,
         services: &Arc<Services>,
         context: &CallContext,
+        caller: Caller,
         request: &str,
         limits: CallLimits,
     ) -> CallOutcome {
@@ -160,7 +165,8 @@ impl Runtime {
             op.info.name.clone(),
             context.request_id.clone(),
             limits,
-        );
+        )
+        .with_caller(caller, context.job_id.clone());
         let mut store = self.store(state, limits);
         let result = match op.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance.call_handle(&mut store, context, request).await,

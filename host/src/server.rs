@@ -9,7 +9,10 @@ use crate::services::certs::CertService;
 use crate::services::config::ConfigService;
 use crate::services::storage::Storage;
 use crate::services::sysinfo::SysinfoService;
-use crate::services::users::UserStore;
+use crate::services::files::ExportRoots;
+use crate::services::jobs::JobService;
+use crate::services::tokens::TokenService;
+use crate::services::users::UserService;
 use crate::services::Services;
 use crate::AppState;
 use anyhow::{Context, Result};
@@ -43,11 +46,9 @@ pub fn run(options: Options) -> Result<()> {
     let settings = config.settings()?;
     let log = init_logging(&settings.log_level);
 
-    for dir in [&settings.components_root, &settings.root.join("keys")] {
+    for dir in [&settings.components_root, &settings.root.join("keys"), &settings.root.join("exports")] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let users = Arc::new(UserStore::open(&settings.root)?);
-    ensure_super_user(&users, &options)?;
 
     // `OPSHOST_COMPILE_CACHE` lets several roots share one cache of compiled components
     // (the tests do); entries are keyed by content and engine hash, written atomically.
@@ -64,11 +65,26 @@ pub fn run(options: Options) -> Result<()> {
     let storage = Arc::new(Storage::open(&settings.storage_path, settings.write_async)?);
     let certs = Arc::new(CertService::open(&settings.root, storage.clone())?);
     certs.ensure_defaults(&settings.node_name)?;
-    let services = Arc::new(Services { config, sysinfo: SysinfoService::start(), storage, certs });
+    let jobs = JobService::open(storage.clone(), settings.max_concurrent_jobs)?;
+    let users = UserService::open(&settings.root, storage.clone())?;
+    ensure_super_user(&users, &options)?;
+    crate::services::objectstore::install_transport();
+    let services = Arc::new(Services {
+        config,
+        sysinfo: SysinfoService::start(),
+        storage,
+        certs,
+        jobs,
+        users,
+        tokens: Arc::new(TokenService::open(&settings.root)?),
+        token_lifetimes: ArcSwap::from_pointee((settings.operation_token_timeout, settings.refresh_token_timeout)),
+        export_roots: ArcSwap::from_pointee(ExportRoots::new(&settings.export_roots)),
+    });
     let (restart_tx, restart_rx) = tokio::sync::mpsc::unbounded_channel();
+    let auth = Authenticator::new(services.clone());
     let state = Arc::new(AppState {
         services,
-        auth: Authenticator::new(users),
+        auth,
         runtime,
         registry: ArcSwap::from_pointee(Registry::default()),
         call_slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_calls as usize)),
@@ -93,7 +109,7 @@ pub fn run(options: Options) -> Result<()> {
 
 async fn serve(
     state: Arc<AppState>,
-    mut restart_rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    mut restart_rx: tokio::sync::mpsc::UnboundedReceiver<crate::Restart>,
     log: Option<LogHandle>,
 ) -> Result<()> {
     let mut listener = Listener::bind(state.clone(), state.settings.load().operations_addr).await?;
@@ -105,9 +121,16 @@ async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(()) = restart_rx.recv() => {
-                // Several restarts asked for at once are one restart.
-                while restart_rx.try_recv().is_ok() {}
+            Some(kind) = restart_rx.recv() => {
+                // Several restarts asked for at once are one restart (a full one if any is).
+                let mut full = kind == crate::Restart::Full;
+                while let Ok(next) = restart_rx.try_recv() {
+                    full |= next == crate::Restart::Full;
+                }
+                if !full {
+                    rebind(&state, &mut listener).await;
+                    continue;
+                }
                 if let Err(e) = restart(&state, &mut listener, log.as_ref()).await {
                     tracing::error!("restart failed, still serving the previous configuration: {e:#}");
                 }
@@ -134,8 +157,13 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
         let _ = handle.reload(filter_for(&settings.log_level));
     }
     std::fs::create_dir_all(&settings.components_root)?;
+    state.services.export_roots.store(Arc::new(ExportRoots::new(&settings.export_roots)));
+    state.services.token_lifetimes.store(Arc::new((settings.operation_token_timeout, settings.refresh_token_timeout)));
     state.settings.store(Arc::new(settings.clone()));
     state.auth.clear();
+    // Running jobs started on the previous operations and configuration; they end here, as
+    // ERROR, rather than finishing half on the old world or hanging IN_PROGRESS.
+    state.services.jobs.interrupt_all("The job was interrupted by a restart of the server; run it again");
     let loader = state.clone();
     let registry = tokio::task::spawn_blocking(move || loader.load_registry()).await?;
     state.registry.store(Arc::new(registry));
@@ -146,6 +174,19 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
     }
     tracing::info!("restarted in {:?}", started.elapsed());
     Ok(())
+}
+
+/// `restart_service http_workers`: a fresh listener on the same address takes new connections,
+/// then the previous one stops accepting and lets its requests finish.
+async fn rebind(state: &Arc<AppState>, listener: &mut Listener) {
+    match Listener::bind(state.clone(), listener.addr).await {
+        Ok(next) => {
+            let previous = std::mem::replace(listener, next);
+            tokio::spawn(previous.stop());
+            tracing::info!("HTTP listener on {} replaced", listener.addr);
+        }
+        Err(e) => tracing::error!("could not replace the HTTP listener, the current one keeps serving: {e:#}"),
+    }
 }
 
 /// On restart the node certificate is read again (a replaced one is served from the next
@@ -199,7 +240,13 @@ impl TlsListener {
     async fn bind(state: Arc<AppState>, addr: SocketAddr, config: rustls::ServerConfig) -> Result<Self> {
         let config = Arc::new(ArcSwap::from_pointee(config));
         let current = config.clone();
-        let socket = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        // SO_REUSEPORT lets a replacement listener bind the same address before this one stops
+        // (restart_service http_workers), so no connection is refused in between.
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+        let socket = socket.listen(1024).with_context(|| format!("listening on {addr}"))?;
         let addr = socket.local_addr()?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let app = crate::app(state);
@@ -245,7 +292,13 @@ struct Listener {
 
 impl Listener {
     async fn bind(state: Arc<AppState>, addr: SocketAddr) -> Result<Self> {
-        let socket = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        // SO_REUSEPORT lets a replacement listener bind the same address before this one stops
+        // (restart_service http_workers), so no connection is refused in between.
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+        let socket = socket.listen(1024).with_context(|| format!("listening on {addr}"))?;
         let addr = socket.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = crate::app(state);
@@ -291,7 +344,7 @@ async fn shutdown_signal() {
 
 /// On first start (no super_user yet), creates the super_user from the options (HDB_ADMIN_USERNAME /
 /// HDB_ADMIN_PASSWORD or flags); with no password given, generates one and prints it once.
-fn ensure_super_user(users: &UserStore, options: &Options) -> Result<()> {
+fn ensure_super_user(users: &UserService, options: &Options) -> Result<()> {
     if users.has_super_user() {
         return Ok(());
     }
@@ -308,12 +361,25 @@ fn ensure_super_user(users: &UserStore, options: &Options) -> Result<()> {
             (p, true)
         }
     };
-    users.add(&username, &password, "super_user", true)?;
+    users.add_user(&username, &password, "super_user", true).map_err(|e| e.into_anyhow())?;
     if generated {
         println!("opshost: created super_user '{username}' with password '{password}' (shown once; keep it)");
     } else {
         println!("opshost: created super_user '{username}'");
     }
+    Ok(())
+}
+
+/// `opshost user add`: adds a user to the root's store while the server is stopped (the
+/// database is locked by a running server). A role that does not exist yet is created with no
+/// permissions, to be granted with `alter_role`.
+pub fn add_user(root: &std::path::Path, username: &str, password: &str, role: &str) -> Result<()> {
+    let config = ConfigService::open(root)?;
+    let settings = config.settings()?;
+    let storage = Arc::new(Storage::open(&settings.storage_path, settings.write_async)?);
+    let users = UserService::open(root, storage)?;
+    users.ensure_role(role).map_err(|e| e.into_anyhow())?;
+    users.add_user(username, password, role, true).map_err(|e| e.into_anyhow())?;
     Ok(())
 }
 

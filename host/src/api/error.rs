@@ -13,6 +13,8 @@ pub enum ApiError {
     /// A non-super_user called a super_user-only operation.
     SuperUserOnly { operation: String },
     Forbidden(String),
+    /// Table or attribute permissions the caller's role lacks (HarperDB's entries).
+    TableDenied(Vec<serde_json::Value>),
     NotFound(String),
     Conflict(String),
     /// The operation failed on the server side; the detail is in the log under `id`.
@@ -34,6 +36,14 @@ impl IntoResponse for ApiError {
                 }),
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({ "error": m })),
+            ApiError::TableDenied(entries) => (
+                StatusCode::FORBIDDEN,
+                json!({
+                    "error": "This operation is not authorized due to role restrictions and/or invalid database items",
+                    "unauthorized_access": entries,
+                    "invalid_schema_items": [],
+                }),
+            ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
             ApiError::Internal { message, id } => {
@@ -41,6 +51,23 @@ impl IntoResponse for ApiError {
             }
         };
         json_response(status, body.to_string())
+    }
+}
+
+impl ApiError {
+    /// The text a job records when its run ends in this error.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m) => m.clone(),
+            ApiError::SuperUserOnly { operation } => format!("Operation '{operation}' is restricted to 'super_user' roles"),
+            ApiError::TableDenied(entries) => format!("not authorized: {}", serde_json::Value::from(entries.clone())),
+            ApiError::Internal { message, id } => format!("{message} (request id {id})"),
+        }
     }
 }
 

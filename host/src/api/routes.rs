@@ -2,9 +2,10 @@
 //! authentication, lookup, super_user check, then the operation's own validation and work).
 
 use super::error::{json_response, ApiError};
-use crate::bindings::CallContext;
-use crate::runtime::{CallOutcome, Failure};
-use crate::AppState;
+use crate::bindings::{CallContext, OpError};
+use crate::capabilities::Caller;
+use crate::runtime::{CallLimits, CallOutcome, Failure, LoadedOperation};
+use crate::{AppState, Restart};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,40 +16,86 @@ use std::sync::Arc;
 pub async fn operation(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let name = operation_name(&headers, &body)?;
     let settings = app.settings.load_full();
-    let user = app.auth.authenticate(&headers, settings.auth_cache_ttl).await?;
+    let who = if name == TOKEN_LOGIN && !headers.contains_key(header::AUTHORIZATION) {
+        // create_authentication_tokens with username and password in the body logs in there.
+        None
+    } else {
+        Some(app.auth.authenticate(&headers, &name, settings.auth_cache_ttl, settings.log_failed_logins).await?)
+    };
 
     let registry = app.registry.load_full();
     let op = registry
         .get(&name)
         .cloned()
         .ok_or_else(|| ApiError::BadRequest(format!("Operation '{name}' not found")))?;
-    if op.info.super_user_only && !user.super_user {
+    let super_user = who.as_ref().is_some_and(|w| w.user.super_user);
+    if op.info.super_user_only && !super_user {
         return Err(ApiError::SuperUserOnly { operation: name });
     }
 
     let request_id = next_request_id();
-    let context = CallContext {
-        username: user.username,
-        role: user.role,
-        super_user: user.super_user,
-        request_id: request_id.clone(),
+    let caller = match &who {
+        Some(w) => Caller {
+            username: w.user.username.clone(),
+            super_user,
+            permissions: (!super_user).then(|| w.user.permissions.clone()),
+            refresh_token: w.refresh_token.clone(),
+        },
+        // Anonymous: no table may be touched; the operation must log in itself.
+        None => Caller { permissions: Some(Default::default()), ..Caller::default() },
     };
-    // Waiting for a slot instead of failing keeps bursts above the pool size answerable.
-    let _slot = app.call_slots.clone().acquire_owned().await.map_err(|_| ApiError::Internal {
-        message: "the server is shutting down".into(),
-        id: request_id.clone(),
-    })?;
+    let context = CallContext {
+        username: caller.username.clone(),
+        role: who.as_ref().map(|w| w.user.role.clone()).unwrap_or_default(),
+        super_user,
+        request_id: request_id.clone(),
+        job_id: None,
+    };
     // Already checked as JSON (so UTF-8); borrowing avoids copying a bulk body.
     let request = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("Request body must be UTF-8".into()))?;
-    let limits = app.call_limits();
-    let outcome = app.runtime.call(&op, &app.services, &context, request, limits).await;
+    let outcome = call(&app, &op, &context, caller.clone(), request, app.call_limits()).await?;
+    let answer = answered(&app, &name, &request_id, outcome)?;
+    if !op.info.job {
+        return Ok(json_response(StatusCode::OK, answer));
+    }
+    start_job(&app, op, context, caller, body, &answer)
+}
 
+/// The operation that may log in with credentials in its body.
+const TOKEN_LOGIN: &str = "create_authentication_tokens";
+
+/// One guest call, waiting for a free instance slot (bursts above the pool size queue rather
+/// than fail).
+async fn call(
+    app: &AppState,
+    op: &LoadedOperation,
+    context: &CallContext,
+    caller: Caller,
+    request: &str,
+    limits: CallLimits,
+) -> Result<CallOutcome, ApiError> {
+    let _slot = app.call_slots.clone().acquire_owned().await.map_err(|_| ApiError::Internal {
+        message: "the server is shutting down".into(),
+        id: context.request_id.clone(),
+    })?;
+    Ok(app.runtime.call(op, &app.services, context, caller, request, limits).await)
+}
+
+/// The response body of a call that answered, after acting on its effects; otherwise the
+/// error, in HarperDB's shape.
+fn answered(app: &AppState, name: &str, request_id: &str, outcome: CallOutcome) -> Result<String, ApiError> {
     match outcome {
         CallOutcome::Answered(Ok(body), effects) => {
             if effects.restart {
-                let _ = app.restart.send(());
+                let _ = app.restart.send(Restart::Full);
             }
-            Ok(json_response(StatusCode::OK, body))
+            if effects.restart_service.as_deref().is_some_and(|s| s == "http_workers" || s == "http") {
+                let _ = app.restart.send(Restart::Listeners);
+            }
+            Ok(body)
+        }
+        CallOutcome::Answered(Err(OpError::Forbidden(_)), effects) if !effects.denied.is_empty() => {
+            Err(ApiError::TableDenied(effects.denied))
         }
         CallOutcome::Answered(Err(error), _) => Err(ApiError::from(error)),
         CallOutcome::Failed(failure, error) => {
@@ -58,9 +105,49 @@ pub async fn operation(State(app): State<Arc<AppState>>, headers: HeaderMap, bod
                 Failure::Memory => "ran out of memory",
                 Failure::Trap => "failed",
             };
-            Err(ApiError::Internal { message: format!("Operation '{name}' {what}"), id: request_id })
+            Err(ApiError::Internal { message: format!("Operation '{name}' {what}"), id: request_id.to_string() })
         }
     }
+}
+
+/// A job operation accepted the request (`check` is its answer to the check call): record
+/// the job, answer with its id, and run the operation again in the background as that job.
+fn start_job(
+    app: &Arc<AppState>,
+    op: Arc<LoadedOperation>,
+    mut context: CallContext,
+    caller: Caller,
+    body: Bytes,
+    check: &str,
+) -> Result<Response, ApiError> {
+    let job = app.services.jobs.create(&op.info.name, &context.username).map_err(|e| ApiError::from(OpError::from(e)))?;
+    let message = serde_json::from_str::<Value>(check)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| format!("Starting job with id {}", job.id));
+    context.job_id = Some(job.id.clone());
+    let (runner, id) = (app.clone(), job.id.clone());
+    let task = tokio::spawn(async move {
+        let jobs = runner.services.jobs.clone();
+        // Bounded concurrency: a job waits (IN_PROGRESS) for a slot; requests keep flowing.
+        let _slot = jobs.slots.clone().acquire_owned().await;
+        let request = std::str::from_utf8(&body).unwrap_or_default();
+        let name = op.info.name.clone();
+        let result = match call(&runner, &op, &context, caller, request, runner.job_limits()).await {
+            Ok(outcome) => answered(&runner, &name, &context.request_id, outcome).map_err(|e| e.message()),
+            Err(e) => Err(e.message()),
+        };
+        let outcome = result.map(|body| {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let message = v.get("message").and_then(Value::as_str).map(str::to_string);
+            (message.unwrap_or_else(|| format!("Successfully completed job: {id}")), v.get("result").cloned())
+        });
+        if let Err(e) = jobs.finish(&id, outcome) {
+            tracing::error!(job = %id, "could not record the end of a job: {e}");
+        }
+    });
+    app.services.jobs.attach(&job.id, task.abort_handle());
+    Ok(json_response(StatusCode::OK, serde_json::json!({ "message": message, "job_id": job.id }).to_string()))
 }
 
 /// Steps 1 and 2 of the pipeline: the body must be JSON with a string `operation`.

@@ -4,9 +4,13 @@
 mod certs;
 mod config;
 mod control;
+mod filesystem;
+mod jobs;
 mod log;
+mod objectstore;
 mod storage;
 mod sysinfo;
+mod users;
 
 use crate::runtime::{CallEffects, CallLimits};
 use crate::services::Services;
@@ -20,6 +24,10 @@ pub struct CallState {
     pub(crate) request_id: String,
     pub(crate) limits: Limiter,
     pub(crate) effects: CallEffects,
+    /// Who is calling (empty while a component describes itself).
+    pub(crate) caller: Caller,
+    /// The job this call runs as, if any.
+    pub(crate) job_id: Option<String>,
     /// Resources the guest holds handles to (storage cursors).
     pub(crate) table: wasmtime::component::ResourceTable,
 }
@@ -39,8 +47,16 @@ impl CallState {
             request_id,
             limits: Limiter { inner: Self::store_limits(limits), memory_denied: false },
             effects: CallEffects::default(),
+            caller: Caller::default(),
+            job_id: None,
             table: wasmtime::component::ResourceTable::new(),
         }
+    }
+
+    pub fn with_caller(mut self, caller: Caller, job_id: Option<String>) -> Self {
+        self.caller = caller;
+        self.job_id = job_id;
+        self
     }
 
     /// `Ok` when the operation was granted `interface`, else the error the guest receives.
@@ -56,13 +72,26 @@ impl CallState {
     }
 }
 
+/// The authenticated caller of one call, as capabilities need them (job visibility,
+/// table permissions, tokens).
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub username: String,
+    pub super_user: bool,
+    /// The role's permissions, for non-super users.
+    pub permissions: Option<std::sync::Arc<crate::services::users::Permissions>>,
+    /// The refresh token this request authenticated with, for `refresh_operation_token`.
+    pub refresh_token: Option<String>,
+}
+
 /// The host interfaces an operation may import. Deny by default. A bit set, so copying it
 /// into every call's store costs nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Grants(u32);
 
 /// Every interface of `opshost:host` the host implements; a grant is an index into this.
-pub const INTERFACES: [&str; 7] = ["types", "log", "config", "sysinfo", "control", "storage", "certs"];
+pub const INTERFACES: [&str; 11] =
+    ["types", "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users"];
 /// Interfaces every operation may import: shared types and its own log.
 const ALWAYS: [&str; 2] = ["types", "log"];
 

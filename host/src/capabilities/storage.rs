@@ -71,18 +71,35 @@ impl Host for CallState {
 
     fn list_databases(&mut self) -> Result<Vec<(String, Vec<String>)>, OpError> {
         self.check("storage")?;
-        Ok(self.services.storage.list_databases())
+        let mut all = self.services.storage.list_databases();
+        if let Some(p) = &self.caller.permissions {
+            // A role sees the tables it has any permission on, and their databases.
+            for (db, tables) in &mut all {
+                tables.retain(|t| p.table(db, t).is_some_and(|t| t.read || t.insert || t.update || t.delete));
+            }
+            all.retain(|(db, tables)| !tables.is_empty() || p.structure(db));
+        }
+        Ok(all)
     }
 
     fn describe_table(&mut self, database: String, table: String) -> Result<TableInfo, OpError> {
         self.check("storage")?;
         reserved(&database)?;
+        let visible = self.caller.permissions.as_ref().map(|p| p.table(&database, &table).cloned());
+        if let Some(None) = visible {
+            return Err(self.deny(&database, &table, &["read"], &[]));
+        }
         let info = self.services.storage.describe_table(&database, &table)?;
+        let mut attributes = info.attributes;
+        if let Some(Some(t)) = visible.filter(|v| v.as_ref().is_some_and(|t| t.attribute_rules)) {
+            // HarperDB shows a role with attribute rules only the attributes it may read.
+            attributes.retain(|a| t.attributes.iter().any(|(name, read)| name == a && *read));
+        }
         Ok(TableInfo {
             database: info.database,
             table: info.table,
             primary_key: info.primary_key,
-            attributes: info.attributes,
+            attributes,
             record_count: info.record_count,
             table_size: info.table_size,
             last_updated: info.last_updated,
@@ -93,6 +110,13 @@ impl Host for CallState {
         self.check("storage")?;
         reserved(&database)?;
         let records = jsons(&records, "a record")?;
+        let needed: &[&str] = match mode {
+            WriteMode::Insert => &["insert"],
+            WriteMode::Update => &["update"],
+            // HarperDB reports upsert's missing permission as "update".
+            WriteMode::Upsert => &["update", "insert"],
+        };
+        self.permit(&database, &table, needed)?;
         let mode = match mode {
             WriteMode::Insert => storage::WriteMode::Insert,
             WriteMode::Update => storage::WriteMode::Update,
@@ -106,6 +130,7 @@ impl Host for CallState {
         self.check("storage")?;
         reserved(&database)?;
         let ids = jsons(&ids, "an id")?;
+        self.permit(&database, &table, &["delete"])?;
         let s = self.services.storage.clone();
         blocking(move || s.delete(&database, &table, ids)).await.map(outcome)
     }
@@ -114,6 +139,7 @@ impl Host for CallState {
         self.check("storage")?;
         reserved(&database)?;
         let ids = jsons(&ids, "an id")?;
+        let attributes = self.readable(&database, &table, attributes)?;
         let records = self.services.storage.get(&database, &table, &ids, &attributes)?;
         Ok(records.iter().map(Value::to_string).collect())
     }
@@ -121,7 +147,8 @@ impl Host for CallState {
     fn search(&mut self, database: String, table: String, query: Query) -> Result<Resource<Cursor>, OpError> {
         self.check("storage")?;
         reserved(&database)?;
-        let query = convert_query(query)?;
+        let mut query = convert_query(query)?;
+        query.attributes = self.readable(&database, &table, std::mem::take(&mut query.attributes))?;
         let cursor = self.services.storage.search(&database, &table, query)?;
         self.table.push(cursor).map_err(|_| OpError::Internal("too many open cursors".into()))
     }
@@ -137,6 +164,65 @@ impl HostCursor for CallState {
     fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {
         self.table.delete(cursor)?;
         Ok(())
+    }
+}
+
+/// Table permissions of non-super_user callers, enforced here so every operation (searches,
+/// SQL, exports, third-party ones) is held to the same rules.
+impl CallState {
+    /// Refuses unless the caller's role has every permission in `needed` on the table.
+    fn permit(&mut self, database: &str, table: &str, needed: &[&str]) -> Result<(), OpError> {
+        let Some(p) = self.caller.permissions.clone() else { return Ok(()) };
+        let t = p.table(database, table);
+        let has = |n: &str| {
+            t.is_some_and(|t| match n {
+                "read" => t.read,
+                "insert" => t.insert,
+                "update" => t.update,
+                "delete" => t.delete,
+                _ => false,
+            })
+        };
+        let missing: Vec<&str> = needed.iter().copied().filter(|n| !has(n)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(self.deny(database, table, &missing[..1], &[]))
+        }
+    }
+
+    /// The projection a read may use: read permission on the table, and with attribute rules
+    /// `*` narrows to the readable attributes while naming another one is refused.
+    fn readable(&mut self, database: &str, table: &str, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
+        self.permit(database, table, &["read"])?;
+        let Some(p) = self.caller.permissions.clone() else { return Ok(attributes) };
+        let Some(t) = p.table(database, table).filter(|t| t.attribute_rules) else { return Ok(attributes) };
+        let info = self.services.storage.describe_table(database, table)?;
+        let may = |a: &str| a == info.primary_key || t.attributes.iter().any(|(name, read)| name == a && *read);
+        if attributes.is_empty() || attributes.iter().any(|a| a == "*") {
+            return Ok(info.attributes.iter().filter(|a| may(a)).cloned().collect());
+        }
+        let denied: Vec<&str> = attributes.iter().map(String::as_str).filter(|a| !may(a) && !a.starts_with("__")).collect();
+        if denied.is_empty() {
+            Ok(attributes)
+        } else {
+            Err(self.deny(database, table, &[], &denied))
+        }
+    }
+
+    /// Records a denial in HarperDB's shape for the 403 body and returns the guest's error.
+    fn deny(&mut self, database: &str, table: &str, permissions: &[&str], attributes: &[&str]) -> OpError {
+        let attributes: Vec<Value> = attributes
+            .iter()
+            .map(|a| serde_json::json!({"attribute_name": a, "required_permissions": ["read"]}))
+            .collect();
+        self.effects.denied.push(serde_json::json!({
+            "schema": database,
+            "table": table,
+            "required_table_permissions": permissions,
+            "required_attribute_permissions": attributes,
+        }));
+        OpError::Forbidden(format!("not authorized to access table '{database}.{table}'"))
     }
 }
 

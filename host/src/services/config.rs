@@ -32,6 +32,8 @@ enum Kind {
     Duration,
     /// An absolute path.
     Path,
+    /// A list of absolute paths.
+    Paths,
     OneOf(&'static [&'static str]),
 }
 
@@ -52,6 +54,9 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("operationsApi.limits.callMemoryMB", Kind::Count),
     ("operationsApi.limits.callTimeout", Kind::Count),
     ("operationsApi.limits.maxConcurrentCalls", Kind::Count),
+    ("operationsApi.limits.jobTimeout", Kind::Count),
+    ("operationsApi.jobs.maxConcurrent", Kind::Count),
+    ("operationsApi.exportRoots", Kind::Paths),
     ("rootPath", Kind::Path),
     ("storage.path", Kind::Path),
     ("storage.writeAsync", Kind::Bool),
@@ -82,6 +87,14 @@ pub struct Settings {
     /// `operationsApi.network.securePort`: HTTPS with the node certificate, when set.
     pub secure_addr: Option<SocketAddr>,
     pub write_async: bool,
+    /// Folders export operations may write into.
+    pub export_roots: Vec<PathBuf>,
+    /// Time limit of one job's run.
+    pub job_timeout: Duration,
+    pub max_concurrent_jobs: usize,
+    pub operation_token_timeout: Duration,
+    pub refresh_token_timeout: Duration,
+    pub log_failed_logins: bool,
 }
 
 pub struct ConfigService {
@@ -106,7 +119,7 @@ impl ConfigService {
         let path = root.join(FILE_NAME);
         let service = Self { root: root.to_path_buf(), path, cache: Mutex::new(None), write_lock: Mutex::new(()) };
         if !service.path.exists() {
-            let text = DEFAULTS.replace("{ROOT}", &root.display().to_string());
+            let text = DEFAULTS.replace("{ROOT}", &root.display().to_string()).replace("{TMP}", &std::env::temp_dir().display().to_string());
             write_atomically(&service.path, text.as_bytes())?;
         }
         Ok(service)
@@ -224,6 +237,15 @@ impl ConfigService {
                 _ => None,
             },
             write_async: get("storage.writeAsync").and_then(|v| v.as_bool()).unwrap_or(false),
+            export_roots: match get("operationsApi.exportRoots") {
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(PathBuf::from).collect(),
+                _ => vec![self.root.join("exports"), std::env::temp_dir()],
+            },
+            job_timeout: Duration::from_millis(num("operationsApi.limits.jobTimeout").max(1.0) as u64),
+            max_concurrent_jobs: (num("operationsApi.jobs.maxConcurrent") as usize).max(1),
+            operation_token_timeout: parse_duration(&string("authentication.operationTokenTimeout")).unwrap_or(Duration::from_secs(86_400)),
+            refresh_token_timeout: parse_duration(&string("authentication.refreshTokenTimeout")).unwrap_or(Duration::from_secs(30 * 86_400)),
+            log_failed_logins: get("logging.auditAuthEvents.logFailed").and_then(|v| v.as_bool()).unwrap_or(false),
         })
     }
 
@@ -285,6 +307,10 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
             Some(s) if Path::new(s).is_absolute() => Ok(()),
             _ => fail("must be an absolute path"),
         },
+        Kind::Paths => match value.as_array() {
+            Some(list) if list.iter().all(|p| p.as_str().is_some_and(|s| Path::new(s).is_absolute())) => Ok(()),
+            _ => fail("must be a list of absolute paths"),
+        },
         Kind::OneOf(allowed) => match value.as_str() {
             Some(s) if allowed.contains(&s) => Ok(()),
             _ => fail(&format!("must be one of [{}]", allowed.join(", "))),
@@ -321,7 +347,7 @@ fn resolve_listen(host: &str, port: &Value) -> Result<SocketAddr> {
 }
 
 fn defaults_value(root: &Path) -> Result<Value> {
-    let text = DEFAULTS.replace("{ROOT}", &root.display().to_string());
+    let text = DEFAULTS.replace("{ROOT}", &root.display().to_string()).replace("{TMP}", &std::env::temp_dir().display().to_string());
     Ok(serde_yaml::from_str(&text)?)
 }
 

@@ -2,8 +2,12 @@
 
 pub mod certs;
 pub mod config;
+pub mod files;
+pub mod jobs;
+pub mod objectstore;
 pub mod storage;
 pub mod sysinfo;
+pub mod tokens;
 pub mod users;
 
 use std::sync::Arc;
@@ -14,6 +18,20 @@ pub struct Services {
     pub sysinfo: Arc<sysinfo::SysinfoService>,
     pub storage: Arc<storage::Storage>,
     pub certs: Arc<certs::CertService>,
+    pub jobs: Arc<jobs::JobService>,
+    pub users: Arc<users::UserService>,
+    pub tokens: Arc<tokens::TokenService>,
+    /// Token lifetimes (`authentication.operationTokenTimeout` / `refreshTokenTimeout`),
+    /// replaced on restart.
+    pub token_lifetimes: arc_swap::ArcSwap<(std::time::Duration, std::time::Duration)>,
+    /// Replaced on restart, with the configuration.
+    pub export_roots: arc_swap::ArcSwap<files::ExportRoots>,
+}
+
+impl Services {
+    pub fn export_roots(&self) -> Arc<files::ExportRoots> {
+        self.export_roots.load_full()
+    }
 }
 
 /// A service failure, classified by what the caller can do about it.

@@ -1,44 +1,188 @@
-//! The user store: users with argon2-hashed passwords and a role, persisted atomically in
-//! `<rootPath>/users.json`. (It moves into the `system.hdb_user` table with the data layer;
-//! callers only see this API.)
+//! Users and roles: records in `system.hdb_user` and `system.hdb_role`, argon2id password
+//! hashes, role permissions parsed once into [`Permissions`], and a generation counter that
+//! tells caches (logins, tokens) that something changed.
 
-use super::config::write_atomically;
-use anyhow::{bail, Context, Result};
+use super::storage::{Storage, WriteMode, SYSTEM_DATABASE};
+use super::ServiceError;
+use anyhow::Context as _;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// A user as the host sees it after authentication.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
-    pub username: String,
-    pub role: String,
-    pub super_user: bool,
+const USERS: &str = "hdb_user";
+const ROLES: &str = "hdb_role";
+
+/// A table permission as a role grants it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TablePermission {
+    pub read: bool,
+    pub insert: bool,
+    pub update: bool,
+    pub delete: bool,
+    /// Attribute-level rules: when a table lists any, only attributes with `read` are shown.
+    pub attributes: Vec<(String, bool)>,
+    /// Whether the role gave `attribute_permissions` at all.
+    pub attribute_rules: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A role's permission JSON, parsed.
+#[derive(Clone, Debug, Default)]
+pub struct Permissions {
+    pub super_user: bool,
+    pub cluster_user: bool,
+    /// `structure_user: true` (every database) or a list of databases.
+    pub structure: Structure,
+    /// database -> table -> permission.
+    pub tables: HashMap<String, HashMap<String, TablePermission>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub enum Structure {
+    #[default]
+    None,
+    All,
+    Databases(Vec<String>),
+}
+
+impl Permissions {
+    pub fn table(&self, database: &str, table: &str) -> Option<&TablePermission> {
+        self.tables.get(database).and_then(|t| t.get(table))
+    }
+
+    /// May create or drop tables in `database`.
+    pub fn structure(&self, database: &str) -> bool {
+        self.super_user
+            || match &self.structure {
+                Structure::None => false,
+                Structure::All => true,
+                Structure::Databases(list) => list.iter().any(|d| d == database),
+            }
+    }
+
+    /// HarperDB's permission JSON, checked. Unknown booleans and shapes are refused by name.
+    pub fn parse(permission: &Value) -> Result<Self, ServiceError> {
+        let bad = |m: String| ServiceError::BadRequest(format!("Errors in the role permissions JSON provided: {m}"));
+        let obj = permission.as_object().ok_or_else(|| bad("'permission' must be an object".into()))?;
+        let mut p = Permissions::default();
+        for (key, value) in obj {
+            match key.as_str() {
+                "super_user" | "cluster_user" => {
+                    let b = value.as_bool().ok_or_else(|| bad(format!("'{key}' must be a boolean")))?;
+                    if key == "super_user" {
+                        p.super_user = b;
+                    } else {
+                        p.cluster_user = b;
+                    }
+                }
+                "structure_user" => {
+                    p.structure = match value {
+                        Value::Bool(true) => Structure::All,
+                        Value::Bool(false) => Structure::None,
+                        Value::Array(list) => Structure::Databases(
+                            list.iter()
+                                .map(|d| d.as_str().map(str::to_string))
+                                .collect::<Option<Vec<_>>>()
+                                .ok_or_else(|| bad("'structure_user' must be a boolean or a list of database names".into()))?,
+                        ),
+                        _ => return Err(bad("'structure_user' must be a boolean or a list of database names".into())),
+                    }
+                }
+                database => {
+                    let tables = value
+                        .get("tables")
+                        .and_then(Value::as_object)
+                        .ok_or_else(|| bad(format!("database '{database}' must have a 'tables' object")))?;
+                    let mut parsed = HashMap::new();
+                    for (table, perm) in tables {
+                        parsed.insert(table.clone(), table_permission(perm).map_err(|m| bad(format!("table '{database}.{table}': {m}")))?);
+                    }
+                    p.tables.insert(database.to_string(), parsed);
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+fn table_permission(v: &Value) -> Result<TablePermission, String> {
+    let obj = v.as_object().ok_or("must be an object")?;
+    let flag = |k: &str| match obj.get(k) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("'{k}' must be a boolean")),
+    };
+    let mut t = TablePermission { read: flag("read")?, insert: flag("insert")?, update: flag("update")?, delete: flag("delete")?, ..Default::default() };
+    if let Some(list) = obj.get("attribute_permissions") {
+        let list = list.as_array().ok_or("'attribute_permissions' must be an array")?;
+        t.attribute_rules = true;
+        for a in list {
+            let name = a.get("attribute_name").and_then(Value::as_str).ok_or("each attribute permission needs 'attribute_name'")?;
+            t.attributes.push((name.to_string(), a.get("read").and_then(Value::as_bool).unwrap_or(false)));
+        }
+    }
+    Ok(t)
+}
+
+/// A role record.
+#[derive(Clone, Debug)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    pub permission: Value,
+    pub parsed: Arc<Permissions>,
+    pub created: f64,
+    pub updated: f64,
+}
+
+impl Role {
+    pub fn to_json(&self) -> Value {
+        json!({"role": self.name, "permission": self.permission, "id": self.id, "__updatedtime__": self.updated, "__createdtime__": self.created})
+    }
+
+    fn record(&self) -> Value {
+        json!({"id": self.id, "role": self.name, "permission": self.permission})
+    }
+}
+
+#[derive(Clone, Debug)]
 struct StoredUser {
     username: String,
     /// PHC string (argon2id); the password itself is never stored.
     password_hash: String,
-    role: String,
-    super_user: bool,
+    role_id: String,
     active: bool,
+    /// Tokens carry this number; changing the password or deactivating bumps it, which ends
+    /// every token issued before.
+    token_generation: u64,
+    created: f64,
+    updated: f64,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct File {
-    users: Vec<StoredUser>,
+impl StoredUser {
+    fn record(&self) -> Value {
+        json!({"username": self.username, "password_hash": self.password_hash, "role": self.role_id,
+               "active": self.active, "token_generation": self.token_generation})
+    }
 }
 
-pub struct UserStore {
-    path: PathBuf,
-    users: RwLock<Vec<StoredUser>>,
+/// A user as the rest of the host sees it after authentication.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub username: String,
+    pub role: String,
+    pub super_user: bool,
+    pub cluster_user: bool,
+    pub permissions: Arc<Permissions>,
+    pub token_generation: u64,
 }
 
-/// Why a login failed; the HTTP layer turns both into HarperDB's `Login failed`.
+/// Why a login failed; the HTTP layer answers HarperDB's `Login failed` for every case.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoginError {
     UnknownUser,
@@ -46,104 +190,406 @@ pub enum LoginError {
     Inactive,
 }
 
-impl UserStore {
-    pub fn open(root: &Path) -> Result<Self> {
-        let path = root.join("users.json");
-        let users = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<File>(&bytes)
-                .with_context(|| format!("parsing {}", path.display()))?
-                .users,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        Ok(Self { path, users: RwLock::new(users) })
+#[derive(Default)]
+struct State {
+    users: BTreeMap<String, StoredUser>,
+    roles: BTreeMap<String, Role>,
+}
+
+pub struct UserService {
+    storage: Arc<Storage>,
+    state: RwLock<State>,
+    /// Bumped on every change to users or roles; cached logins older than it are re-checked.
+    generation: AtomicU64,
+    /// Consecutive failed logins per user name, for the slowdown in [`UserService::login`].
+    failures: parking_lot::Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// Failed logins for one user before each further attempt is delayed.
+const FREE_FAILURES: u32 = 5;
+/// The delay doubles from this with each failure past the free ones...
+const FIRST_DELAY: Duration = Duration::from_millis(250);
+/// ...up to this.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+/// A user's failure count is forgotten after this long without failures.
+const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// Bounds the failure map (a flood of made-up user names).
+const MAX_TRACKED: usize = 10_000;
+
+fn stamp() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}
+
+fn hash_password(password: &str) -> Result<String, ServiceError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("hashing a password: {e}")))
+}
+
+fn internal(e: ServiceError) -> anyhow::Error {
+    e.into_anyhow()
+}
+
+impl UserService {
+    /// Opens the user and role tables (creating them and the built-in roles on first start),
+    /// and imports a `users.json` left by an earlier version.
+    pub fn open(root: &Path, storage: Arc<Storage>) -> anyhow::Result<Arc<Self>> {
+        for (table, key) in [(USERS, "username"), (ROLES, "id")] {
+            if storage.describe_table(SYSTEM_DATABASE, table).is_err() {
+                storage.create_table(SYSTEM_DATABASE, table, key).map_err(internal).with_context(|| format!("creating system.{table}"))?;
+            }
+        }
+        let service = Arc::new(Self { storage, state: RwLock::new(State::default()), generation: AtomicU64::new(0), failures: Default::default() });
+        service.load().map_err(internal)?;
+        for (id, permission) in [("super_user", json!({"super_user": true})), ("cluster_user", json!({"cluster_user": true}))] {
+            if !service.state.read().roles.contains_key(id) {
+                service.add_role(id, permission, Some(id.to_string())).map_err(internal)?;
+            }
+        }
+        service.import_legacy(&root.join("users.json"))?;
+        Ok(service)
+    }
+
+    fn load(&self) -> Result<(), ServiceError> {
+        let mut state = State::default();
+        for row in self.scan(ROLES)? {
+            let (Some(id), Some(name)) = (row["id"].as_str(), row["role"].as_str()) else { continue };
+            let permission = row.get("permission").cloned().unwrap_or(json!({}));
+            let parsed = Arc::new(Permissions::parse(&permission).unwrap_or_default());
+            let (created, updated) = times(&row);
+            state.roles.insert(id.to_string(), Role { id: id.into(), name: name.into(), permission, parsed, created, updated });
+        }
+        for row in self.scan(USERS)? {
+            let (Some(username), Some(hash), Some(role)) = (row["username"].as_str(), row["password_hash"].as_str(), row["role"].as_str()) else {
+                continue;
+            };
+            let (created, updated) = times(&row);
+            state.users.insert(
+                username.to_string(),
+                StoredUser {
+                    username: username.into(),
+                    password_hash: hash.into(),
+                    role_id: role.into(),
+                    active: row["active"].as_bool().unwrap_or(true),
+                    token_generation: row["token_generation"].as_u64().unwrap_or(0),
+                    created,
+                    updated,
+                },
+            );
+        }
+        *self.state.write() = state;
+        Ok(())
+    }
+
+    fn scan(&self, table: &str) -> Result<Vec<Value>, ServiceError> {
+        let mut cursor = self.storage.search(SYSTEM_DATABASE, table, Default::default())?;
+        let mut rows = Vec::new();
+        loop {
+            let batch = cursor.next_batch(1000)?;
+            if batch.is_empty() {
+                return Ok(rows);
+            }
+            rows.extend(batch);
+        }
+    }
+
+    /// The users file of earlier versions becomes records; the file is kept renamed.
+    fn import_legacy(&self, path: &Path) -> anyhow::Result<()> {
+        let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+        let file: Value = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+        for u in file["users"].as_array().into_iter().flatten() {
+            let (Some(name), Some(hash)) = (u["username"].as_str(), u["password_hash"].as_str()) else { continue };
+            if self.state.read().users.contains_key(name) {
+                continue;
+            }
+            let role = if u["super_user"].as_bool() == Some(true) { "super_user".to_string() } else { self.ensure_role(u["role"].as_str().unwrap_or("user")).map_err(internal)? };
+            let now = stamp();
+            let user = StoredUser { username: name.into(), password_hash: hash.into(), role_id: role, active: u["active"].as_bool().unwrap_or(true), token_generation: 0, created: now, updated: now };
+            self.put_user(user).map_err(internal)?;
+        }
+        std::fs::rename(path, path.with_extension("json.imported"))?;
+        Ok(())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn put_user(&self, user: StoredUser) -> Result<(), ServiceError> {
+        self.storage.write(SYSTEM_DATABASE, USERS, WriteMode::Upsert, vec![user.record()])?;
+        self.state.write().users.insert(user.username.clone(), user);
+        self.changed();
+        Ok(())
+    }
+
+    fn put_role(&self, role: Role) -> Result<(), ServiceError> {
+        self.storage.write(SYSTEM_DATABASE, ROLES, WriteMode::Upsert, vec![role.record()])?;
+        self.state.write().roles.insert(role.id.clone(), role);
+        self.changed();
+        Ok(())
     }
 
     /// Whether any active super_user exists (first start creates one when none does).
     pub fn has_super_user(&self) -> bool {
-        self.users.read().iter().any(|u| u.super_user && u.active)
+        let state = self.state.read();
+        state.users.values().any(|u| u.active && state.roles.get(&u.role_id).is_some_and(|r| r.parsed.super_user))
     }
 
-    /// Adds a user; refuses a duplicate name or a blank name or password.
-    pub fn add(&self, username: &str, password: &str, role: &str, super_user: bool) -> Result<()> {
+    fn role_by_name(&self, name: &str) -> Option<Role> {
+        let state = self.state.read();
+        state.roles.values().find(|r| r.name == name).or_else(|| state.roles.get(name)).cloned()
+    }
+
+    /// The role named `name`, created with no permissions when missing (the command line's
+    /// `user add --role`).
+    pub fn ensure_role(&self, name: &str) -> Result<String, ServiceError> {
+        match self.role_by_name(name) {
+            Some(role) => Ok(role.id),
+            None => Ok(self.add_role(name, json!({}), None)?.id),
+        }
+    }
+
+    pub fn add_role(&self, name: &str, permission: Value, id: Option<String>) -> Result<Role, ServiceError> {
+        if name.trim().is_empty() {
+            return Err(ServiceError::BadRequest("Role can't be blank".into()));
+        }
+        let parsed = Arc::new(Permissions::parse(&permission)?);
+        if self.role_by_name(name).is_some_and(|r| r.name == name) {
+            return Err(ServiceError::Conflict(format!("A role with name '{name}' already exists")));
+        }
+        let id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if self.state.read().roles.contains_key(&id) {
+            return Err(ServiceError::Conflict(format!("A role with id '{id}' already exists")));
+        }
+        let now = stamp();
+        let role = Role { id, name: name.to_string(), permission, parsed, created: now, updated: now };
+        self.put_role(role.clone())?;
+        Ok(role)
+    }
+
+    pub fn alter_role(&self, id: &str, name: Option<String>, permission: Value) -> Result<Role, ServiceError> {
+        let mut role = self.state.read().roles.get(id).cloned().ok_or_else(|| ServiceError::NotFound("Role not found".into()))?;
+        if let Some(name) = name.filter(|n| *n != role.name) {
+            if self.role_by_name(&name).is_some_and(|r| r.name == name) {
+                return Err(ServiceError::Conflict(format!("A role with name '{name}' already exists")));
+            }
+            role.name = name;
+        }
+        role.parsed = Arc::new(Permissions::parse(&permission)?);
+        role.permission = permission;
+        role.updated = stamp();
+        self.put_role(role.clone())?;
+        Ok(role)
+    }
+
+    /// Drops a role no user has; returns its name.
+    pub fn drop_role(&self, id: &str) -> Result<String, ServiceError> {
+        let role = self.state.read().roles.get(id).cloned().ok_or_else(|| ServiceError::NotFound("Role not found".into()))?;
+        if self.state.read().users.values().any(|u| u.role_id == role.id) {
+            return Err(ServiceError::Conflict(format!("Cannot drop role {} as it has active user(s) tied to this role", role.name)));
+        }
+        self.storage.delete(SYSTEM_DATABASE, ROLES, vec![Value::String(role.id.clone())])?;
+        self.state.write().roles.remove(&role.id);
+        self.changed();
+        Ok(role.name)
+    }
+
+    pub fn list_roles(&self) -> Vec<Role> {
+        let mut roles: Vec<Role> = self.state.read().roles.values().cloned().collect();
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        roles
+    }
+
+    /// Adds a user (hashing the password: slow, call off the async workers).
+    pub fn add_user(&self, username: &str, password: &str, role: &str, active: bool) -> Result<(), ServiceError> {
         if username.trim().is_empty() {
-            bail!("Username can't be blank");
+            return Err(ServiceError::BadRequest("Username can't be blank".into()));
         }
         if password.is_empty() {
-            bail!("Password can't be blank");
+            return Err(ServiceError::BadRequest("Password can't be blank".into()));
         }
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
-            .to_string();
-        let mut users = self.users.write();
-        if users.iter().any(|u| u.username == username) {
-            bail!("User {username} already exists");
+        if role.is_empty() {
+            return Err(ServiceError::BadRequest("Role can't be blank".into()));
         }
-        let mut next = users.clone();
-        next.push(StoredUser {
-            username: username.to_string(),
-            password_hash: hash,
-            role: role.to_string(),
-            super_user,
-            active: true,
-        });
-        self.persist(&next)?;
-        *users = next;
+        let role = self.role_by_name(role).ok_or_else(|| ServiceError::NotFound(format!("{role} role not found")))?;
+        if self.state.read().users.contains_key(username) {
+            return Err(ServiceError::Conflict(format!("User {username} already exists")));
+        }
+        let now = stamp();
+        let hash = hash_password(password)?;
+        self.put_user(StoredUser { username: username.into(), password_hash: hash, role_id: role.id, active, token_generation: 0, created: now, updated: now })
+    }
+
+    /// Changes a user. A new password or deactivation ends the user's tokens.
+    pub fn alter_user(&self, username: &str, password: Option<&str>, role: Option<&str>, active: Option<bool>) -> Result<(), ServiceError> {
+        let mut user = self.state.read().users.get(username).cloned().ok_or_else(|| ServiceError::NotFound(format!("User {username} does not exist")))?;
+        if let Some(password) = password {
+            if password.is_empty() {
+                return Err(ServiceError::BadRequest("Password can't be blank".into()));
+            }
+            user.password_hash = hash_password(password)?;
+            user.token_generation += 1;
+        }
+        if let Some(role) = role {
+            user.role_id = self.role_by_name(role).ok_or_else(|| ServiceError::NotFound(format!("{role} role not found")))?.id;
+        }
+        if let Some(active) = active {
+            if !active && user.active {
+                user.token_generation += 1;
+            }
+            user.active = active;
+        }
+        user.updated = stamp();
+        self.put_user(user)
+    }
+
+    pub fn drop_user(&self, username: &str) -> Result<(), ServiceError> {
+        if !self.state.read().users.contains_key(username) {
+            return Err(ServiceError::NotFound(format!("User {username} does not exist")));
+        }
+        self.storage.delete(SYSTEM_DATABASE, USERS, vec![Value::String(username.to_string())])?;
+        self.state.write().users.remove(username);
+        self.changed();
         Ok(())
+    }
+
+    /// A user as `user_info` / `list_users` show them: no password, the role record inlined.
+    pub fn user_json(&self, username: &str) -> Option<Value> {
+        let state = self.state.read();
+        let u = state.users.get(username)?;
+        let mut m = Map::new();
+        m.insert("username".into(), json!(u.username));
+        m.insert("active".into(), json!(u.active));
+        m.insert("role".into(), state.roles.get(&u.role_id).map(Role::to_json).unwrap_or(Value::Null));
+        m.insert("__createdtime__".into(), json!(u.created));
+        m.insert("__updatedtime__".into(), json!(u.updated));
+        Some(Value::Object(m))
+    }
+
+    pub fn usernames(&self) -> Vec<String> {
+        self.state.read().users.keys().cloned().collect()
+    }
+
+    /// The user as authenticated, if they exist and are active.
+    pub fn user(&self, username: &str) -> Option<User> {
+        let state = self.state.read();
+        let u = state.users.get(username).filter(|u| u.active)?;
+        let role = state.roles.get(&u.role_id)?;
+        Some(User {
+            username: u.username.clone(),
+            role: role.name.clone(),
+            super_user: role.parsed.super_user,
+            cluster_user: role.parsed.cluster_user,
+            permissions: role.parsed.clone(),
+            token_generation: u.token_generation,
+        })
+    }
+
+    /// Checks a password (off the async workers), with the failed-login slowdown: after
+    /// [`FREE_FAILURES`] consecutive failures for a user, each attempt first waits 250 ms,
+    /// doubling per failure up to 5 s; a success or 15 quiet minutes reset the count.
+    pub async fn login(self: &Arc<Self>, username: &str, password: &str, log_failed: bool) -> Result<User, ()> {
+        let delay = {
+            let mut failures = self.failures.lock();
+            match failures.get(username) {
+                Some((_, last)) if last.elapsed() > FAILURE_MEMORY => {
+                    failures.remove(username);
+                    Duration::ZERO
+                }
+                Some((count, _)) if *count >= FREE_FAILURES => {
+                    FIRST_DELAY.saturating_mul(1 << (count - FREE_FAILURES).min(5)).min(MAX_DELAY)
+                }
+                _ => Duration::ZERO,
+            }
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let (users, name, pass) = (self.clone(), username.to_string(), password.to_string());
+        let verified = tokio::task::spawn_blocking(move || users.verify(&name, &pass)).await.map_err(|_| ())?;
+        match verified {
+            Ok(user) => {
+                self.failures.lock().remove(username);
+                Ok(user)
+            }
+            Err(reason) => {
+                let mut failures = self.failures.lock();
+                if failures.len() >= MAX_TRACKED {
+                    failures.clear();
+                }
+                let entry = failures.entry(username.to_string()).or_insert((0, Instant::now()));
+                *entry = (entry.0 + 1, Instant::now());
+                if log_failed {
+                    tracing::warn!(target: "opshost::audit", "login failed for user '{username}' ({reason:?}, {} in a row)", entry.0);
+                } else {
+                    tracing::debug!("login failed for user '{username}': {reason:?}");
+                }
+                Err(())
+            }
+        }
     }
 
     /// Checks a password. Slow on purpose (argon2): callers cache successful logins.
     pub fn verify(&self, username: &str, password: &str) -> Result<User, LoginError> {
-        let stored = {
-            let users = self.users.read();
-            users.iter().find(|u| u.username == username).cloned()
-        };
+        let stored = self.state.read().users.get(username).cloned();
         let Some(stored) = stored else {
             // Spend the same time as a real check so user names cannot be probed by timing.
             let _ = Argon2::default().hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng));
             return Err(LoginError::UnknownUser);
         };
         let parsed = PasswordHash::new(&stored.password_hash).map_err(|_| LoginError::WrongPassword)?;
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .map_err(|_| LoginError::WrongPassword)?;
-        if !stored.active {
-            return Err(LoginError::Inactive);
-        }
-        Ok(User { username: stored.username, role: stored.role, super_user: stored.super_user })
+        Argon2::default().verify_password(password.as_bytes(), &parsed).map_err(|_| LoginError::WrongPassword)?;
+        self.user(username).ok_or(LoginError::Inactive)
     }
+}
 
-    fn persist(&self, users: &[StoredUser]) -> Result<()> {
-        let file = File { users: users.to_vec() };
-        write_atomically(&self.path, &serde_json::to_vec_pretty(&file)?)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600))?;
-        }
-        Ok(())
-    }
+fn times(row: &Value) -> (f64, f64) {
+    let t = |k: &str| row.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    (t("__createdtime__"), t("__updatedtime__"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn stores_hashes_and_verifies() {
+    fn service() -> (Arc<UserService>, Arc<Storage>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("opshost-users-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = UserStore::open(&dir).expect("open");
-        store.add("admin", "s3cret", "super_user", true).expect("add");
-        assert!(store.add("admin", "x", "super_user", true).is_err(), "duplicate refused");
-        let text = std::fs::read_to_string(dir.join("users.json")).expect("file");
-        assert!(!text.contains("s3cret"), "password must not be stored");
-        let reopened = UserStore::open(&dir).expect("reopen");
-        assert_eq!(reopened.verify("admin", "s3cret").expect("ok").super_user, true);
-        assert_eq!(reopened.verify("admin", "wrong"), Err(LoginError::WrongPassword));
-        assert_eq!(reopened.verify("nobody", "x"), Err(LoginError::UnknownUser));
-        let _ = std::fs::remove_dir_all(&dir);
+        let storage = Arc::new(Storage::open(&dir.join("db"), false).expect("storage"));
+        (UserService::open(&dir, storage.clone()).expect("open"), storage, dir)
+    }
+
+    #[test]
+    fn users_and_roles_persist_with_hashed_passwords() {
+        let (users, storage, dir) = service();
+        let role = users.add_role("reader", json!({"dev": {"tables": {"dog": {"read": true}}}}), None).expect("role");
+        users.add_user("ann", "s3cret", "reader", true).expect("add");
+        assert!(matches!(users.add_user("ann", "x", "reader", true), Err(ServiceError::Conflict(_))));
+        assert!(matches!(users.add_user("bob", "x", "nosuch", true), Err(ServiceError::NotFound(m)) if m == "nosuch role not found"));
+        assert!(matches!(users.drop_role(&role.id), Err(ServiceError::Conflict(_))));
+        drop(users);
+        let users = UserService::open(&dir, storage).expect("reopen");
+        let ann = users.verify("ann", "s3cret").expect("login");
+        assert!(!ann.super_user && ann.permissions.table("dev", "dog").is_some_and(|t| t.read && !t.insert));
+        assert_eq!(users.verify("ann", "wrong").err(), Some(LoginError::WrongPassword));
+        assert!(!users.user_json("ann").expect("json").to_string().contains("s3cret"));
+        users.alter_user("ann", None, None, Some(false)).expect("deactivate");
+        assert_eq!(users.verify("ann", "s3cret").err(), Some(LoginError::Inactive));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn permission_json_is_checked() {
+        assert!(Permissions::parse(&json!({"super_user": "yes"})).is_err());
+        assert!(Permissions::parse(&json!({"dev": {"tables": {"dog": {"read": 1}}}})).is_err());
+        assert!(Permissions::parse(&json!({"dev": {}})).is_err());
+        let p = Permissions::parse(&json!({"structure_user": ["dev"], "dev": {"tables": {"dog": {"read": true, "attribute_permissions": [{"attribute_name": "name", "read": true}]}}}})).expect("ok");
+        assert!(p.structure("dev") && !p.structure("prod"));
+        assert_eq!(p.table("dev", "dog").expect("t").attributes, vec![("name".to_string(), true)]);
     }
 }

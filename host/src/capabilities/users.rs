@@ -1,0 +1,111 @@
+//! `users` capability: users, roles and tokens through the user and token services. Password
+//! hashing and checking run off the async workers.
+
+use super::CallState;
+use crate::bindings::opshost::host::users::{Host, NewUser, Tokens, UserChange};
+use crate::bindings::OpError;
+use crate::services::tokens::Kind;
+use crate::services::users::User;
+use crate::services::ServiceError;
+use serde_json::Value;
+
+fn permission_json(text: &str) -> Result<Value, OpError> {
+    serde_json::from_str(text).map_err(|_| OpError::BadRequest("'permission' must be a JSON object".into()))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static) -> Result<T, OpError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(OpError::from),
+        Err(_) => Err(OpError::Internal("user task failed".into())),
+    }
+}
+
+impl CallState {
+    fn tokens_for(&self, user: &User) -> Result<Tokens, OpError> {
+        let (operation, refresh) = **self.services.token_lifetimes.load();
+        let issue = |kind, lifetime| {
+            self.services.tokens.issue(user, kind, lifetime).map_err(|e| {
+                tracing::error!("issuing a token: {e:#}");
+                OpError::Internal("could not issue a token".into())
+            })
+        };
+        Ok(Tokens { operation_token: issue(Kind::Operation, operation)?, refresh_token: issue(Kind::Refresh, refresh)? })
+    }
+}
+
+impl Host for CallState {
+    fn add_role(&mut self, role: String, permission: String, id: Option<String>) -> Result<String, OpError> {
+        self.check("users")?;
+        Ok(self.services.users.add_role(&role, permission_json(&permission)?, id)?.to_json().to_string())
+    }
+
+    fn alter_role(&mut self, id: String, role: Option<String>, permission: String) -> Result<String, OpError> {
+        self.check("users")?;
+        Ok(self.services.users.alter_role(&id, role, permission_json(&permission)?)?.to_json().to_string())
+    }
+
+    fn drop_role(&mut self, id: String) -> Result<String, OpError> {
+        self.check("users")?;
+        Ok(self.services.users.drop_role(&id)?)
+    }
+
+    fn list_roles(&mut self) -> Result<Vec<String>, OpError> {
+        self.check("users")?;
+        Ok(self.services.users.list_roles().iter().map(|r| r.to_json().to_string()).collect())
+    }
+
+    async fn add_user(&mut self, user: NewUser) -> Result<(), OpError> {
+        self.check("users")?;
+        let users = self.services.users.clone();
+        blocking(move || users.add_user(&user.username, &user.password, &user.role, user.active)).await
+    }
+
+    async fn alter_user(&mut self, change: UserChange) -> Result<(), OpError> {
+        self.check("users")?;
+        let users = self.services.users.clone();
+        blocking(move || users.alter_user(&change.username, change.password.as_deref(), change.role.as_deref(), change.active)).await
+    }
+
+    fn drop_user(&mut self, username: String) -> Result<(), OpError> {
+        self.check("users")?;
+        Ok(self.services.users.drop_user(&username)?)
+    }
+
+    fn get_user(&mut self, username: String) -> Result<Option<String>, OpError> {
+        self.check("users")?;
+        Ok(self.services.users.user_json(&username).map(|u| u.to_string()))
+    }
+
+    fn list_users(&mut self) -> Result<Vec<String>, OpError> {
+        self.check("users")?;
+        let users = &self.services.users;
+        Ok(users.usernames().iter().filter_map(|name| users.user_json(name)).map(|u| u.to_string()).collect())
+    }
+
+    async fn create_tokens(&mut self, username: String, password: String) -> Result<Tokens, OpError> {
+        self.check("users")?;
+        let users = self.services.users.clone();
+        let log_failed = self.services.config.settings().map(|s| s.log_failed_logins).unwrap_or(false);
+        let user = users.login(&username, &password, log_failed).await.map_err(|_| OpError::Unauthorized("invalid credentials".into()))?;
+        self.tokens_for(&user)
+    }
+
+    fn create_tokens_for_caller(&mut self) -> Result<Tokens, OpError> {
+        self.check("users")?;
+        let user = self.services.users.user(&self.caller.username).ok_or_else(|| OpError::Unauthorized("Must login".into()))?;
+        self.tokens_for(&user)
+    }
+
+    fn refresh_operation_token(&mut self, refresh_token: Option<String>) -> Result<String, OpError> {
+        self.check("users")?;
+        let invalid = || OpError::Unauthorized("invalid token".into());
+        let token = refresh_token.or_else(|| self.caller.refresh_token.clone()).ok_or_else(invalid)?;
+        let claims = self.services.tokens.verify(&token, Kind::Refresh).ok_or_else(invalid)?;
+        let user = self.services.users.user(&claims.username).filter(|u| u.token_generation == claims.gen).ok_or_else(invalid)?;
+        let (operation, _) = **self.services.token_lifetimes.load();
+        self.services.tokens.issue(&user, Kind::Operation, operation).map_err(|e| {
+            tracing::error!("issuing a token: {e:#}");
+            OpError::Internal("could not issue a token".into())
+        })
+    }
+}

@@ -1,0 +1,297 @@
+//! Background jobs: records in `system.hdb_job` (surviving restarts), live progress in memory,
+//! a bound on concurrently running jobs, and interruption of running jobs on restart.
+
+use super::storage::{Storage, WriteMode, SYSTEM_DATABASE};
+use super::ServiceError;
+use anyhow::Context as _;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const TABLE: &str = "hdb_job";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    InProgress,
+    Complete,
+    Error,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "IN_PROGRESS",
+            Status::Complete => "COMPLETE",
+            Status::Error => "ERROR",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "COMPLETE" => Status::Complete,
+            "IN_PROGRESS" => Status::InProgress,
+            _ => Status::Error,
+        }
+    }
+}
+
+/// One job as stored, plus its live progress.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: String,
+    pub job_type: String,
+    pub status: Status,
+    pub message: Option<String>,
+    pub result: Option<Value>,
+    pub created: u64,
+    pub start: u64,
+    pub end: Option<u64>,
+    pub user: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+impl Job {
+    fn to_record(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("type".into(), json!(self.job_type));
+        m.insert("status".into(), json!(self.status.as_str()));
+        if let Some(message) = &self.message {
+            m.insert("message".into(), json!(message));
+        }
+        if let Some(result) = &self.result {
+            m.insert("result".into(), result.clone());
+        }
+        m.insert("created_datetime".into(), json!(self.created));
+        m.insert("start_datetime".into(), json!(self.start));
+        if let Some(end) = self.end {
+            m.insert("end_datetime".into(), json!(end));
+        }
+        m.insert("user".into(), json!(self.user));
+        Value::Object(m)
+    }
+
+    fn from_record(v: &Value) -> Option<Self> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let n = |k: &str| v.get(k).and_then(Value::as_f64).map(|f| f as u64);
+        Some(Job {
+            id: s("id")?,
+            job_type: s("type").unwrap_or_default(),
+            status: Status::parse(&s("status").unwrap_or_default()),
+            message: s("message"),
+            result: v.get("result").filter(|r| !r.is_null()).cloned(),
+            created: n("created_datetime").unwrap_or(0),
+            start: n("start_datetime").unwrap_or(0),
+            end: n("end_datetime"),
+            user: s("user").unwrap_or_default(),
+            done: 0,
+            total: 0,
+        })
+    }
+}
+
+/// Live state of a running job: progress, and how to stop it.
+struct Running {
+    done: u64,
+    total: u64,
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+pub struct JobService {
+    storage: Arc<Storage>,
+    running: Mutex<HashMap<String, Running>>,
+    /// Bounds how many jobs run at once (`operationsApi.jobs.maxConcurrent`); the rest wait
+    /// IN_PROGRESS for a slot, and requests keep being answered meanwhile.
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl JobService {
+    /// Opens the job table; a job still IN_PROGRESS was running when the server stopped, and
+    /// is marked ERROR so no one waits on it forever.
+    pub fn open(storage: Arc<Storage>, max_concurrent: usize) -> anyhow::Result<Arc<Self>> {
+        if storage.describe_table(SYSTEM_DATABASE, TABLE).is_err() {
+            storage.create_table(SYSTEM_DATABASE, TABLE, "id").map_err(ServiceError::into_anyhow).context("creating system.hdb_job")?;
+        }
+        let service = Arc::new(Self {
+            storage,
+            running: Mutex::new(HashMap::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
+        });
+        let stale: Vec<Job> = service.all().map_err(ServiceError::into_anyhow)?.into_iter().filter(|j| j.status == Status::InProgress).collect();
+        for mut job in stale {
+            job.status = Status::Error;
+            job.message = Some("The server stopped while this job was running; it did not finish".into());
+            job.end = Some(now_ms());
+            service.store(&job).map_err(ServiceError::into_anyhow)?;
+        }
+        Ok(service)
+    }
+
+    fn store(&self, job: &Job) -> Result<(), ServiceError> {
+        self.storage.write(SYSTEM_DATABASE, TABLE, WriteMode::Upsert, vec![job.to_record()]).map(|_| ())
+    }
+
+    fn all(&self) -> Result<Vec<Job>, ServiceError> {
+        let mut cursor = self.storage.search(SYSTEM_DATABASE, TABLE, Default::default())?;
+        let mut jobs = Vec::new();
+        loop {
+            let batch = cursor.next_batch(1000)?;
+            if batch.is_empty() {
+                break;
+            }
+            jobs.extend(batch.iter().filter_map(Job::from_record));
+        }
+        Ok(jobs)
+    }
+
+    /// Records a new IN_PROGRESS job and returns it.
+    pub fn create(&self, job_type: &str, user: &str) -> Result<Job, ServiceError> {
+        let now = now_ms();
+        let job = Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            job_type: job_type.to_string(),
+            status: Status::InProgress,
+            message: None,
+            result: None,
+            created: now,
+            start: now,
+            end: None,
+            user: user.to_string(),
+            done: 0,
+            total: 0,
+        };
+        self.store(&job)?;
+        self.running.lock().insert(job.id.clone(), Running { done: 0, total: 0, abort: None });
+        Ok(job)
+    }
+
+    /// Remembers how to stop a job's task (see [`JobService::interrupt_all`]).
+    pub fn attach(&self, id: &str, abort: tokio::task::AbortHandle) {
+        if let Some(r) = self.running.lock().get_mut(id) {
+            r.abort = Some(abort);
+        }
+    }
+
+    pub fn progress(&self, id: &str, done: u64, total: u64) {
+        if let Some(r) = self.running.lock().get_mut(id) {
+            r.done = done;
+            r.total = total;
+        }
+    }
+
+    /// Ends a job: `Ok((message, result))` is COMPLETE, `Err(message)` is ERROR. A job that
+    /// was already ended (interrupted) stays as it is.
+    pub fn finish(&self, id: &str, outcome: Result<(String, Option<Value>), String>) -> Result<(), ServiceError> {
+        if self.running.lock().remove(id).is_none() {
+            return Ok(());
+        }
+        let Some(mut job) = self.get(id)? else { return Ok(()) };
+        job.end = Some(now_ms());
+        match outcome {
+            Ok((message, result)) => {
+                job.status = Status::Complete;
+                job.message = Some(message);
+                job.result = result;
+            }
+            Err(message) => {
+                job.status = Status::Error;
+                job.message = Some(message);
+            }
+        }
+        self.store(&job)
+    }
+
+    /// Stops every running job and marks it ERROR with `reason` (a restart reloads the
+    /// operations; a job must not keep running half on the old world).
+    pub fn interrupt_all(&self, reason: &str) {
+        let running: Vec<(String, Running)> = self.running.lock().drain().collect();
+        for (id, r) in running {
+            if let Some(abort) = r.abort {
+                abort.abort();
+            }
+            let ended = self.get(&id).and_then(|job| match job {
+                Some(mut job) => {
+                    job.status = Status::Error;
+                    job.message = Some(reason.to_string());
+                    job.end = Some(now_ms());
+                    self.store(&job)
+                }
+                None => Ok(()),
+            });
+            if let Err(e) = ended {
+                tracing::error!(job = %id, "could not mark an interrupted job: {e}");
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Job>, ServiceError> {
+        let rows = self.storage.get(SYSTEM_DATABASE, TABLE, &[Value::String(id.to_string())], &["*".to_string()])?;
+        Ok(rows.first().and_then(Job::from_record).map(|job| self.with_progress(job)))
+    }
+
+    /// Jobs that started within `from..=to`, oldest first.
+    pub fn search_by_start(&self, from: u64, to: u64) -> Result<Vec<Job>, ServiceError> {
+        let mut jobs: Vec<Job> =
+            self.all()?.into_iter().filter(|j| j.start >= from && j.start <= to).map(|j| self.with_progress(j)).collect();
+        jobs.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.id.cmp(&b.id)));
+        Ok(jobs)
+    }
+
+    fn with_progress(&self, mut job: Job) -> Job {
+        if let Some(r) = self.running.lock().get(&job.id) {
+            job.done = r.done;
+            job.total = r.total;
+        }
+        job
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage() -> (Arc<Storage>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("opshost-jobs-{}", uuid::Uuid::new_v4()));
+        (Arc::new(Storage::open(&dir, false).expect("open")), dir)
+    }
+
+    #[test]
+    fn a_job_runs_to_complete_and_an_unfinished_one_is_marked_error_on_reopen() {
+        let (storage, dir) = storage();
+        let jobs = JobService::open(storage.clone(), 2).expect("open");
+        let done = jobs.create("export_local", "admin").expect("create");
+        jobs.progress(&done.id, 5, 10);
+        assert_eq!(jobs.get(&done.id).expect("get").expect("some").done, 5);
+        jobs.finish(&done.id, Ok(("ok".into(), Some(json!({"path": "/x"}))))).expect("finish");
+        let stuck = jobs.create("delete_records_before", "admin").expect("create");
+        drop(jobs);
+
+        let jobs = JobService::open(storage, 2).expect("reopen");
+        let done = jobs.get(&done.id).expect("get").expect("some");
+        assert_eq!((done.status, done.result), (Status::Complete, Some(json!({"path": "/x"}))));
+        let stuck = jobs.get(&stuck.id).expect("get").expect("some");
+        assert_eq!(stuck.status, Status::Error);
+        assert!(stuck.message.expect("message").contains("server stopped"));
+        assert_eq!(jobs.search_by_start(0, u64::MAX).expect("search").len(), 2);
+        assert!(jobs.search_by_start(1, 0).expect("search").is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn interrupted_jobs_end_as_error_and_stay_so() {
+        let (storage, dir) = storage();
+        let jobs = JobService::open(storage, 1).expect("open");
+        let job = jobs.create("export_local", "admin").expect("create");
+        jobs.interrupt_all("restarted");
+        jobs.finish(&job.id, Ok(("late".into(), None))).expect("finish");
+        let job = jobs.get(&job.id).expect("get").expect("some");
+        assert_eq!((job.status, job.message.as_deref()), (Status::Error, Some("restarted")));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
