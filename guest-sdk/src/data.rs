@@ -6,7 +6,7 @@ use crate::Error;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-pub use wit::{Comparator, WriteMode};
+pub use wit::{Comparator, TableInfo, WriteMode};
 
 /// HarperDB's default database when a request names none.
 pub fn default_database() -> String {
@@ -96,6 +96,12 @@ pub fn delete(database: &str, table: &str, ids: &[Value]) -> Result<Written, Err
     Ok(Written { written: keys(r.written), skipped: keys(r.skipped) })
 }
 
+/// HarperDB's delete message; it says "record" when exactly one was asked for.
+pub fn deleted_message(deleted: usize, asked: usize) -> String {
+    let noun = if asked == 1 { "record" } else { "records" };
+    format!("{deleted} of {asked} {noun} successfully deleted")
+}
+
 fn not_found_is_bad_request(e: Error) -> Error {
     match e {
         Error::NotFound(m) => Error::BadRequest(m),
@@ -111,6 +117,18 @@ pub fn get(database: &str, table: &str, ids: &[Value], attributes: &[String]) ->
 
 fn raw(text: String) -> Result<Box<RawValue>, Error> {
     RawValue::from_string(text).map_err(|e| Error::Internal(format!("host returned invalid JSON: {e}")))
+}
+
+/// One table's facts (primary key, attributes, record count). Raises `not-found` with
+/// HarperDB's text (`Table 'dev.x' does not exist`, `database 'x' does not exist`).
+pub fn table_info(database: &str, table: &str) -> Result<TableInfo, Error> {
+    wit::describe_table(database, table)
+}
+
+/// Like [`table_info`], for checks made before anything runs (a job's `validate`): a missing
+/// table or database is the request's fault, so it answers 400 with the same text.
+pub fn check_table(database: &str, table: &str) -> Result<TableInfo, Error> {
+    wit::describe_table(database, table).map_err(not_found_is_bad_request)
 }
 
 /// HarperDB's `describe_table` shape for one table.

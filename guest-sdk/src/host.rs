@@ -51,6 +51,13 @@ pub mod control {
     pub fn restart() -> Result<(), Error> {
         wit::control::restart()
     }
+
+    /// Restarts one service (`http_workers`/`http` rebind the listeners gracefully;
+    /// `clustering`, `clustering_config` do nothing without clustering). Any other name is a
+    /// `bad-request` `Invalid service`.
+    pub fn restart_service(service: &str) -> Result<(), Error> {
+        wit::control::restart_service(service)
+    }
 }
 
 /// Log lines into the host's log.

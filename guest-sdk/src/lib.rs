@@ -46,7 +46,7 @@ pub use bindings::opshost::host::types::OpError as Error;
 
 /// Everything an operation crate usually needs.
 pub mod prelude {
-    pub use crate::{certs, config, control, data, log, sysinfo};
+    pub use crate::{certs, config, control, data, log, sysinfo, users};
     pub use crate::{Context, Empty, Error, Operation};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{json, Value};

@@ -3,10 +3,9 @@
 //! Prints the median and percentiles in microseconds.
 
 use opshost::bindings::CallContext;
-use opshost::capabilities::Grants;
+use opshost::capabilities::{Caller, Grants};
 use opshost::runtime::{CallLimits, CallOutcome, Runtime};
-use opshost::services::{config::ConfigService, sysinfo::SysinfoService, Services};
-use std::sync::Arc;
+use opshost::services::{config::ConfigService, Services};
 use std::time::{Duration, Instant};
 
 fn main() -> anyhow::Result<()> {
@@ -14,9 +13,9 @@ fn main() -> anyhow::Result<()> {
     let component = args.next().ok_or_else(|| anyhow::anyhow!("usage: call_overhead <component.wasm> [iterations]"))?;
     let iterations: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10_000);
     let root = std::env::temp_dir().join(format!("opshost-bench-{}", std::process::id()));
-    let storage = Arc::new(opshost::services::storage::Storage::open(&root.join("db"), false)?);
-    let certs = Arc::new(opshost::services::certs::CertService::open(&root, storage.clone())?);
-    let services = Arc::new(Services { config: ConfigService::open(&root)?, sysinfo: SysinfoService::start(), storage, certs });
+    let config = ConfigService::open(&root)?;
+    let settings = config.settings()?;
+    let services = Services::open(config, &settings)?;
     let runtime = Runtime::new(root.join("cache"), 64, 128 << 20)?;
     let limits = CallLimits { memory_bytes: 128 << 20, timeout: Duration::from_secs(10) };
     let op = runtime.load(component.as_ref(), &services, limits, |_| Ok(Grants::with(&["config", "sysinfo"])))?;
@@ -25,13 +24,14 @@ fn main() -> anyhow::Result<()> {
         role: "super_user".into(),
         super_user: true,
         request_id: "bench".into(),
+        job_id: None,
     };
     let request = format!(r#"{{"operation":"{}"}}"#, op.info.name);
     let executor = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + 1000 {
         let started = Instant::now();
-        let outcome = executor.block_on(runtime.call(&op, &services, &context, &request, limits));
+        let outcome = executor.block_on(runtime.call(&op, &services, &context, Caller { username: "bench".into(), super_user: true, ..Caller::default() }, &request, limits));
         let elapsed = started.elapsed();
         if !matches!(outcome, CallOutcome::Answered(Ok(_), _)) {
             anyhow::bail!("call {i} did not succeed");

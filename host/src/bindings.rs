@@ -22,6 +22,7 @@ wasmtime::component::bindgen!({
         "opshost:host/users.add-user": async,
         "opshost:host/users.alter-user": async,
         "opshost:host/users.create-tokens": async,
+        "opshost:host/packages.npm-install": async,
     },
     with: {
         "opshost:host/storage.cursor": crate::services::storage::Cursor,

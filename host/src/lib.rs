@@ -41,6 +41,8 @@ pub struct AppState {
     /// Asks the server loop to restart in place.
     pub restart: tokio::sync::mpsc::UnboundedSender<Restart>,
     pub builtin_dir: PathBuf,
+    /// Serializes registry rebuilds (restart, hot swap) so none publishes over a newer one.
+    pub reload: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -56,9 +58,17 @@ impl AppState {
     }
 
     /// Loads every component with the current settings (blocking: compiles on a cache miss).
-    pub fn load_registry(&self) -> Registry {
+    /// With `previous`, unchanged files keep their loaded version and a failing file keeps
+    /// serving its previous one.
+    pub fn load_registry(&self, previous: Option<&Registry>) -> Registry {
         let settings = self.settings.load();
-        Registry::load(&self.runtime, &self.services, self.call_limits(), &self.builtin_dir, &settings.components_root)
+        let sources = registry::Sources {
+            builtin_dir: &self.builtin_dir,
+            components_root: &settings.components_root,
+            policy: &settings.policy,
+            limits: self.call_limits(),
+        };
+        Registry::load(&self.runtime, &self.services, &sources, previous)
     }
 }
 

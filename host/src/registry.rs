@@ -1,18 +1,22 @@
 //! The registry: operation name -> loaded component, built from the built-in operations folder
-//! and `componentsRoot`, swapped atomically as a whole (calls in flight keep the version they
-//! started with).
+//! and `componentsRoot`, and published atomically as a whole (calls in flight keep the version
+//! they started with). Rebuilt on restart and, by the watcher, whenever a component file
+//! changes: unchanged files are reused by hash, and a file that fails to load leaves its
+//! previous version serving.
 
 use crate::capabilities::Grants;
 use crate::runtime::{CallLimits, LoadedOperation, Runtime};
+use crate::services::catalog::FileEntry;
 use crate::services::Services;
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Default)]
 pub struct Registry {
     pub operations: HashMap<String, Arc<LoadedOperation>>,
-    /// Components that failed to load, with the reason (also logged).
+    /// Components that failed to load, with the reason (also logged and in the catalog).
     pub failures: Vec<LoadFailure>,
 }
 
@@ -22,7 +26,31 @@ pub struct LoadFailure {
     pub reason: String,
 }
 
-/// What each built-in operation may import; everything else gets only `types` and `log`.
+/// Who may import what: `operationsApi.grants` (operation name -> interfaces) over the
+/// built-in defaults; third-party components get `log` only unless granted more, and may
+/// replace a built-in operation only when `operationsApi.replaceBuiltins` names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub grants: HashMap<String, Vec<String>>,
+    pub replace_builtins: Vec<String>,
+}
+
+impl Policy {
+    fn grants_for(&self, name: &str, builtin: bool, builtin_names: &HashSet<String>) -> Result<Grants, String> {
+        if !builtin && builtin_names.contains(name) && !self.replace_builtins.iter().any(|n| n == name) {
+            return Err(format!(
+                "operation '{name}' is a built-in operation and cannot be replaced from componentsRoot (allow it in operationsApi.replaceBuiltins)"
+            ));
+        }
+        Ok(match self.grants.get(name) {
+            Some(list) => Grants::with(&list.iter().map(String::as_str).collect::<Vec<_>>()),
+            None if builtin => builtin_grants(name),
+            None => Grants::with(&[]),
+        })
+    }
+}
+
+/// What each built-in operation may import by default.
 fn builtin_grants(name: &str) -> Grants {
     match name {
         "get_configuration" | "set_configuration" => Grants::with(&["config"]),
@@ -39,8 +67,18 @@ fn builtin_grants(name: &str) -> Grants {
         "restart_service" => Grants::with(&["control", "jobs"]),
         "add_role" | "alter_role" | "drop_role" | "list_roles" | "add_user" | "alter_user" | "drop_user" | "user_info"
         | "list_users" | "create_authentication_tokens" | "refresh_operation_token" => Grants::with(&["users"]),
+        "list_operations" => Grants::with(&["catalog"]),
+        "install_node_modules" => Grants::with(&["packages"]),
         _ => Grants::with(&[]),
     }
+}
+
+/// Where to load from and with which rules.
+pub struct Sources<'a> {
+    pub builtin_dir: &'a Path,
+    pub components_root: &'a Path,
+    pub policy: &'a Policy,
+    pub limits: CallLimits,
 }
 
 impl Registry {
@@ -48,78 +86,139 @@ impl Registry {
         self.operations.get(name)
     }
 
-    /// Loads every `.wasm` of `builtin_dir`, then of `components_root`. A component that fails
-    /// to compile, link or describe itself is skipped with a log line; the rest serve. A
-    /// third-party component may not take a built-in operation's name.
-    pub fn load(
-        runtime: &Runtime,
-        services: &Arc<Services>,
-        limits: CallLimits,
-        builtin_dir: &Path,
-        components_root: &Path,
-    ) -> Registry {
+    /// Loads every `.wasm` of the built-in folder, then of `componentsRoot`. With `previous`,
+    /// a file whose content and grants are unchanged keeps its loaded version, and a file that
+    /// now fails keeps serving the version it had.
+    pub fn load(runtime: &Runtime, services: &Arc<Services>, sources: &Sources, previous: Option<&Registry>) -> Registry {
         let mut registry = Registry::default();
-        let builtins = load_dir(runtime, services, limits, builtin_dir, &|name: &str| Ok(builtin_grants(name)));
-        let builtin_names: Vec<String> = builtins
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .flat_map(|op| std::iter::once(op.info.name.clone()).chain(op.info.aliases.iter().cloned()))
-            .collect();
-        let third_party_grants = |name: &str| {
-            if builtin_names.iter().any(|b| b == name) {
-                Err(format!("operation '{name}' is a built-in operation and cannot be replaced from componentsRoot"))
-            } else {
-                Ok(Grants::with(&[]))
-            }
-        };
-        let third_party = load_dir(runtime, services, limits, components_root, &third_party_grants);
-        for (is_builtin, results) in [(true, builtins), (false, third_party)] {
+        let mut builtin_names = HashSet::new();
+        let mut seen = HashSet::new();
+        for builtin in [true, false] {
+            let dir = if builtin { sources.builtin_dir } else { sources.components_root };
+            let files = wasm_files(dir);
+            seen.extend(files.iter().cloned());
+            let results = std::thread::scope(|scope| {
+                let handles: Vec<_> = files
+                    .into_iter()
+                    .map(|path| {
+                        let names = &builtin_names;
+                        scope.spawn(move || {
+                            let result = load_file(runtime, services, sources, previous, &path, builtin, names);
+                            (path, result)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect::<Vec<_>>()
+            });
             for (path, result) in results {
-                match result {
+                let outcome = result.and_then(|op| registry.publish(op, builtin_names_ref(&builtin_names, builtin)));
+                match outcome {
                     Ok(op) => {
-                        let names: Vec<String> = std::iter::once(op.info.name.clone()).chain(op.info.aliases.iter().cloned()).collect();
-                        if let Some((name, existing)) = names.iter().find_map(|n| registry.operations.get(n).map(|e| (n, e))) {
-                            let reason = if is_builtin {
-                                format!("operation '{name}' is already served by {}", existing.source.display())
-                            } else {
-                                format!("operation '{name}' is a built-in operation and cannot be replaced from componentsRoot")
-                            };
-                            registry.fail(path, reason);
-                            continue;
+                        if builtin {
+                            builtin_names.extend(op.names());
                         }
-                        tracing::info!("loaded operation '{}' {} from {}", names.join("' / '"), op.info.version, path.display());
-                        let op = Arc::new(op);
-                        for name in names {
-                            registry.operations.insert(name, op.clone());
-                        }
+                        services.catalog.loaded(entry(&op, builtin));
                     }
-                    Err(e) => registry.fail(path, format!("{e:#}")),
+                    Err(reason) => {
+                        tracing::error!("component {} not loaded: {reason}", path.display());
+                        services.catalog.failed(&path, builtin, reason.clone());
+                        // The version this file had keeps serving, if its names are still free.
+                        if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path)) {
+                            if prev.names().iter().all(|n| !registry.operations.contains_key(n)) {
+                                for n in prev.names() {
+                                    registry.operations.insert(n, prev.clone());
+                                }
+                            }
+                        }
+                        registry.failures.push(LoadFailure { source: path, reason });
+                    }
+                }
+            }
+        }
+        if let Some(prev) = previous {
+            for op in prev.operations.values() {
+                if !seen.contains(&op.source) {
+                    services.catalog.removed(&op.source);
                 }
             }
         }
         registry
     }
 
-    fn fail(&mut self, source: PathBuf, reason: String) {
-        tracing::error!("skipping component {}: {reason}", source.display());
-        self.failures.push(LoadFailure { source, reason });
+    /// Adds a loaded operation under its name and aliases, unless another file serves one of
+    /// them (a third-party file may take over a built-in name only when the policy let it load).
+    fn publish(&mut self, op: Arc<LoadedOperation>, replacing_builtins: bool) -> Result<Arc<LoadedOperation>, String> {
+        let names = op.names();
+        if let Some((name, existing)) = names.iter().find_map(|n| self.operations.get(n).map(|e| (n, e))) {
+            if !(replacing_builtins && existing.builtin) {
+                return Err(format!("operation '{name}' is already served by {}", existing.source.display()));
+            }
+        }
+        for name in &names {
+            if let Some(old) = self.operations.get(name).cloned() {
+                // A replaced built-in goes away under all its names.
+                self.operations.retain(|_, o| !Arc::ptr_eq(o, &old));
+            }
+        }
+        tracing::info!("serving operation '{}' {} from {}", names.join("' / '"), op.info.version, op.source.display());
+        for name in names {
+            self.operations.insert(name, op.clone());
+        }
+        Ok(op)
     }
 }
 
-type LoadResult = (PathBuf, anyhow::Result<LoadedOperation>);
+/// Third-party components may displace built-ins (the policy already refused the ones it
+/// does not allow); built-ins never displace each other.
+fn builtin_names_ref(_names: &HashSet<String>, builtin: bool) -> bool {
+    !builtin
+}
 
-/// Loads a folder's components in parallel (compilation dominates a cold start).
-fn load_dir(
+fn load_file(
     runtime: &Runtime,
     services: &Arc<Services>,
-    limits: CallLimits,
-    dir: &Path,
-    grants: &(dyn Fn(&str) -> Result<Grants, String> + Sync),
-) -> Vec<LoadResult> {
+    sources: &Sources,
+    previous: Option<&Registry>,
+    path: &Path,
+    builtin: bool,
+    builtin_names: &HashSet<String>,
+) -> Result<Arc<LoadedOperation>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading the file: {e}"))?;
+    let hash = hex::encode(Sha256::digest(&bytes));
+    if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path && op.hash == hash)) {
+        let grants = sources.policy.grants_for(&prev.info.name, builtin, builtin_names)?;
+        if grants == prev.grants {
+            return Ok(prev.clone());
+        }
+    }
+    let policy = sources.policy;
+    let op = runtime
+        .load_bytes(path, &bytes, hash, services, sources.limits, builtin, |name| policy.grants_for(name, builtin, builtin_names))
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(Arc::new(op))
+}
+
+fn entry(op: &LoadedOperation, builtin: bool) -> FileEntry {
+    FileEntry {
+        source: op.source.clone(),
+        name: Some(op.info.name.clone()),
+        aliases: op.info.aliases.clone(),
+        version: Some(op.info.version.clone()),
+        hash: Some(op.hash.clone()),
+        grants: op.grants.names().map(str::to_string).collect(),
+        loaded_at: Some(op.loaded_at),
+        status: "serving",
+        last_error: None,
+        builtin,
+    }
+}
+
+/// The folder's `.wasm` files, sorted (hidden and partial files left out).
+pub fn wasm_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .filter(|p| is_component_file(p) && p.is_file())
             .collect(),
         Err(e) => {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -129,19 +228,31 @@ fn load_dir(
         }
     };
     files.sort();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .into_iter()
-            .map(|path| {
-                scope.spawn(move || {
-                    let result = runtime.load(&path, services, limits, grants);
-                    (path, result)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .collect()
-    })
+    files
+}
+
+/// `name.wasm`, not a hidden or temporary file.
+pub fn is_component_file(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x == "wasm")
+        && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_defaults_overrides_and_builtin_protection() {
+        let builtins: HashSet<String> = ["sql".to_string()].into();
+        let mut policy = Policy::default();
+        assert!(policy.grants_for("sql", true, &builtins).expect("builtin").has("storage"));
+        assert!(policy.grants_for("sql", false, &builtins).is_err(), "third-party cannot take a built-in name");
+        let third = policy.grants_for("mine", false, &builtins).expect("third-party");
+        assert!(third.has("log") && !third.has("storage"));
+        policy.grants.insert("mine".into(), vec!["storage".into(), "wasi".into()]);
+        policy.replace_builtins.push("sql".into());
+        let granted = policy.grants_for("mine", false, &builtins).expect("granted");
+        assert!(granted.has("storage") && granted.has("wasi"));
+        assert!(policy.grants_for("sql", false, &builtins).is_ok(), "allowed by replaceBuiltins");
+    }
 }

@@ -4,9 +4,9 @@
 
 use crate::bindings::{CallContext, OpError, Operation, OperationInfo, OperationPre};
 use crate::capabilities::{CallState, Caller, Grants};
+use crate::services::catalog::OpStats;
 use crate::services::Services;
 use anyhow::{anyhow, Context, Result};
-use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,7 +44,18 @@ pub struct LoadedOperation {
     pub hash: String,
     pub grants: Grants,
     pub loaded_at: std::time::SystemTime,
+    /// From the built-in operations folder (else from `componentsRoot`).
+    pub builtin: bool,
+    /// Call counters, shared with the catalog.
+    pub stats: Arc<OpStats>,
     pre: OperationPre<CallState>,
+}
+
+impl LoadedOperation {
+    /// The name and the aliases.
+    pub fn names(&self) -> Vec<String> {
+        std::iter::once(self.info.name.clone()).chain(self.info.aliases.iter().cloned()).collect()
+    }
 }
 
 /// How a call ended.
@@ -89,6 +100,9 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         Operation::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
+        // WASI for third-party components built with standard toolchains; reachable only by
+        // components granted `wasi`, and then locked down (see `CallState::wasi_ctx`).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = format!("{:016x}", hasher.finish());
@@ -105,6 +119,8 @@ impl Runtime {
     /// Compiles (or loads from the cache), links and describes one component file.
     /// `grants_for` decides, from the name the component gives itself, what it may import
     /// (or refuses the name).
+    /// Loads one component file (the benchmarks' entry point; the registry reads and hashes
+    /// files itself to reuse unchanged ones).
     pub fn load(
         &self,
         path: &Path,
@@ -112,9 +128,24 @@ impl Runtime {
         limits: CallLimits,
         grants_for: impl Fn(&str) -> Result<Grants, String>,
     ) -> Result<LoadedOperation> {
+        use sha2::Digest;
         let bytes = std::fs::read(path).context("reading the file")?;
-        let hash = hex::encode(Sha256::digest(&bytes));
-        let component = self.compile_cached(&bytes, &hash)?;
+        let hash = hex::encode(sha2::Sha256::digest(&bytes));
+        self.load_bytes(path, &bytes, hash, services, limits, false, grants_for)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        hash: String,
+        services: &Arc<Services>,
+        limits: CallLimits,
+        builtin: bool,
+        grants_for: impl Fn(&str) -> Result<Grants, String>,
+    ) -> Result<LoadedOperation> {
+        let component = self.compile_cached(bytes, &hash)?;
         let pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking")?;
         let pre = OperationPre::new(pre).map_err(anyhow::Error::from).context("checking the exports")?;
 
@@ -139,11 +170,13 @@ impl Runtime {
             }
         }
         Ok(LoadedOperation {
+            stats: services.catalog.stats(&info.name),
             info,
             source: path.to_path_buf(),
             hash,
             grants,
             loaded_at: std::time::SystemTime::now(),
+            builtin,
             pre,
         })
     }
@@ -167,11 +200,14 @@ impl Runtime {
             limits,
         )
         .with_caller(caller, context.job_id.clone());
+        let started = Instant::now();
         let mut store = self.store(state, limits);
         let result = match op.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance.call_handle(&mut store, context, request).await,
             Err(e) => Err(e),
         };
+        op.stats.record(started.elapsed(), !matches!(result, Ok(Ok(_))));
+        store.data_mut().flush_wasi_output();
         match result {
             Ok(answer) => CallOutcome::Answered(answer, std::mem::take(&mut store.data_mut().effects)),
             Err(error) => {

@@ -5,13 +5,8 @@
 use crate::api::auth::Authenticator;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::services::certs::CertService;
 use crate::services::config::ConfigService;
 use crate::services::storage::Storage;
-use crate::services::sysinfo::SysinfoService;
-use crate::services::files::ExportRoots;
-use crate::services::jobs::JobService;
-use crate::services::tokens::TokenService;
 use crate::services::users::UserService;
 use crate::services::Services;
 use crate::AppState;
@@ -62,24 +57,8 @@ pub fn run(options: Options) -> Result<()> {
         settings.call_memory,
     )?);
     let builtin_dir = options.builtin_dir.clone().unwrap_or_else(default_builtin_dir);
-    let storage = Arc::new(Storage::open(&settings.storage_path, settings.write_async)?);
-    let certs = Arc::new(CertService::open(&settings.root, storage.clone())?);
-    certs.ensure_defaults(&settings.node_name)?;
-    let jobs = JobService::open(storage.clone(), settings.max_concurrent_jobs)?;
-    let users = UserService::open(&settings.root, storage.clone())?;
-    ensure_super_user(&users, &options)?;
-    crate::services::objectstore::install_transport();
-    let services = Arc::new(Services {
-        config,
-        sysinfo: SysinfoService::start(),
-        storage,
-        certs,
-        jobs,
-        users,
-        tokens: Arc::new(TokenService::open(&settings.root)?),
-        token_lifetimes: ArcSwap::from_pointee((settings.operation_token_timeout, settings.refresh_token_timeout)),
-        export_roots: ArcSwap::from_pointee(ExportRoots::new(&settings.export_roots)),
-    });
+    let services = Services::open(config, &settings)?;
+    ensure_super_user(&services.users, &options)?;
     let (restart_tx, restart_rx) = tokio::sync::mpsc::unbounded_channel();
     let auth = Authenticator::new(services.clone());
     let state = Arc::new(AppState {
@@ -91,8 +70,9 @@ pub fn run(options: Options) -> Result<()> {
         settings: ArcSwap::from_pointee(settings.clone()),
         restart: restart_tx,
         builtin_dir,
+        reload: tokio::sync::Mutex::new(()),
     });
-    state.registry.store(Arc::new(state.load_registry()));
+    state.registry.store(Arc::new(state.load_registry(None)));
     tracing::info!(
         "loaded {} operations in {:?} (pooling allocator: {})",
         state.registry.load().operations.len(),
@@ -117,6 +97,7 @@ async fn serve(
         Some(addr) => Some(TlsListener::bind(state.clone(), addr, tls_config(&state)?).await?),
         None => None,
     };
+    let mut watcher = watch_components(&state);
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
@@ -137,6 +118,9 @@ async fn serve(
                 if let Err(e) = restart_tls(&state, &mut secure).await {
                     tracing::error!("HTTPS restart failed, still serving the previous certificate: {e:#}");
                 }
+                // componentsRoot may have moved.
+                drop(watcher.take());
+                watcher = watch_components(&state);
             }
         }
     }
@@ -157,7 +141,7 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
         let _ = handle.reload(filter_for(&settings.log_level));
     }
     std::fs::create_dir_all(&settings.components_root)?;
-    state.services.export_roots.store(Arc::new(ExportRoots::new(&settings.export_roots)));
+    state.services.export_roots.store(Arc::new(crate::services::files::ExportRoots::new(&settings.export_roots)));
     state.services.token_lifetimes.store(Arc::new((settings.operation_token_timeout, settings.refresh_token_timeout)));
     state.settings.store(Arc::new(settings.clone()));
     state.auth.clear();
@@ -165,7 +149,8 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
     // ERROR, rather than finishing half on the old world or hanging IN_PROGRESS.
     state.services.jobs.interrupt_all("The job was interrupted by a restart of the server; run it again");
     let loader = state.clone();
-    let registry = tokio::task::spawn_blocking(move || loader.load_registry()).await?;
+    let _reloading = state.reload.lock().await;
+    let registry = tokio::task::spawn_blocking(move || loader.load_registry(None)).await?;
     state.registry.store(Arc::new(registry));
     if settings.operations_addr != listener.addr {
         let next = Listener::bind(state.clone(), settings.operations_addr).await?;
@@ -174,6 +159,76 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
     }
     tracing::info!("restarted in {:?}", started.elapsed());
     Ok(())
+}
+
+/// A changed `.wasm` counts as written once nothing has touched it for this long...
+const QUIET: Duration = Duration::from_millis(100);
+/// ...and its size and modification time hold still over this much longer (a slow copy).
+const SETTLE: Duration = Duration::from_millis(40);
+
+/// Hot swap: watches the built-in folder and `componentsRoot`; after a burst of changes has
+/// settled, rebuilds the registry from the previous one (unchanged files reused, a failing
+/// file keeps its previous version) and publishes it atomically. Calls in flight finish on
+/// the version they started with. Returns None (and logs) when watching is unavailable.
+fn watch_components(state: &Arc<AppState>) -> Option<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)) {
+                for path in event.paths.into_iter().filter(|p| crate::registry::is_component_file(p)) {
+                    let _ = tx.send(path);
+                }
+            }
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("cannot watch the component folders, hot swap is off until restart: {e}");
+            return None;
+        }
+    };
+    let settings = state.settings.load();
+    for dir in [&state.builtin_dir, &settings.components_root] {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!("cannot watch {}: {e}", dir.display());
+        }
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut changed = std::collections::BTreeSet::from([first]);
+            loop {
+                // Debounce: wait for a quiet moment, then for the files to hold still.
+                while let Ok(Some(path)) = tokio::time::timeout(QUIET, rx.recv()).await {
+                    changed.insert(path);
+                }
+                let before: Vec<_> = changed.iter().map(|p| file_stamp(p)).collect();
+                tokio::time::sleep(SETTLE).await;
+                let after: Vec<_> = changed.iter().map(|p| file_stamp(p)).collect();
+                if before == after && rx.is_empty() {
+                    break;
+                }
+            }
+            let started = Instant::now();
+            let _reloading = state.reload.lock().await;
+            let loader = state.clone();
+            let previous = state.registry.load_full();
+            match tokio::task::spawn_blocking(move || loader.load_registry(Some(&previous))).await {
+                Ok(next) => {
+                    state.registry.store(Arc::new(next));
+                    tracing::info!("hot swap of {} file(s) published in {:?}", changed.len(), started.elapsed());
+                }
+                Err(e) => tracing::error!("hot swap failed, the previous operations keep serving: {e}"),
+            }
+        }
+    });
+    Some(watcher)
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 /// `restart_service http_workers`: a fresh listener on the same address takes new connections,

@@ -5,6 +5,7 @@ mod auth;
 mod certs;
 mod data;
 mod faults;
+mod jobs;
 mod pipeline;
 mod restart;
 mod sql;

@@ -126,12 +126,14 @@ fn run(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     build(true)?;
-    let _services = services::start_for_tests()?;
+    let started = services::start_for_tests()?;
     // Native unit tests of the guest crates (their pure helpers), then the host and end-to-end tests.
     let mut cmd = host_cargo();
     cmd.args(["test", "--release", "--workspace", "--exclude", "xtask"])
         .env("OPSHOST_DIST", paths::dist())
         .env("OPSHOST_TEST_GUESTS", paths::test_guests())
+        // Where the loopback S3 server is (OPSHOST_TEST_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY, _ROOT).
+        .envs(started.env())
         .args(args);
     let status = cmd.status().context("running cargo test")?;
     if !status.success() {

@@ -1,14 +1,34 @@
 //! What the tests need beyond the build, set up by `cargo xtask test`: the `openssl` and `curl`
 //! commands (certificates made by an independent tool, a real TLS client), installed from
-//! Debian's packages when missing. Started services (the S3 server for export_to_s3 joins
-//! here) stop when the guard drops.
+//! Debian's packages when missing, and a real S3 server on loopback for `export_to_s3`
+//! (s3s-fs, which checks SigV4 signatures). Started services stop when the guard drops.
 
-use anyhow::{bail, Result};
-use std::process::Command;
+use anyhow::{bail, Context, Result};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// Keeps the started services alive for the duration of the test run.
+/// s3s-fs: the newest release whose `rust-version` (1.92) the stable toolchain meets; 0.15
+/// and later need Rust 1.96.
+const S3S_FS_VERSION: &str = "0.14.1";
+/// Fixed credentials of the test S3 server (loopback only, thrown away after the run).
+const S3_ACCESS_KEY: &str = "opshost-test-access";
+const S3_SECRET_KEY: &str = "opshost-test-secret-3kV9";
+
+/// Keeps the started services alive for the duration of the test run, and tells the tests
+/// where they are (`env`).
 pub struct Services {
-    children: Vec<std::process::Child>,
+    children: Vec<Child>,
+    temp_dirs: Vec<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Services {
+    /// Environment variables for the test process.
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 impl Drop for Services {
@@ -17,12 +37,17 @@ impl Drop for Services {
             let _ = child.kill();
             let _ = child.wait();
         }
+        for dir in &self.temp_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
 pub fn start_for_tests() -> Result<Services> {
     ensure_commands(&[("openssl", "openssl"), ("curl", "curl")])?;
-    Ok(Services { children: Vec::new() })
+    let mut services = Services { children: Vec::new(), temp_dirs: Vec::new(), env: Vec::new() };
+    start_s3(&mut services)?;
+    Ok(services)
 }
 
 /// Installs the Debian package of each missing command (idempotent: present ones are skipped).
@@ -39,4 +64,78 @@ fn ensure_commands(wanted: &[(&str, &str)]) -> Result<()> {
         bail!("the tests need {}: apt-get install {}", missing.join(", "), missing.join(" "));
     }
     Ok(())
+}
+
+/// `~/.cache/opshost/tools/bin/s3s-fs`, installed from crates.io on first use (a few minutes;
+/// skipped once the binary is there).
+fn ensure_s3s_fs() -> Result<PathBuf> {
+    let tools = crate::paths::cache().join("tools");
+    let bin = tools.join("bin").join("s3s-fs");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing s3s-fs {S3S_FS_VERSION} (a real S3 server for the tests) into {}", tools.display());
+    std::fs::create_dir_all(&tools)?;
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
+        .args(["install", "s3s-fs", "--features", "binary", "--locked", "--version", S3S_FS_VERSION, "--root"])
+        .arg(&tools)
+        // Outside the workspace, so its config and target folder stay out of it.
+        .current_dir(&tools)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .context("running cargo install s3s-fs")?;
+    if !status.success() || !bin.is_file() {
+        bail!("installing s3s-fs failed: cargo install s3s-fs --features binary --locked --version {S3S_FS_VERSION} --root {}", tools.display());
+    }
+    Ok(bin)
+}
+
+/// Starts s3s-fs on a free loopback port over a fresh folder (a bucket is a folder in it, an
+/// object `<bucket>/<key>` a file) and exports `OPSHOST_TEST_S3_*` to the tests.
+fn start_s3(services: &mut Services) -> Result<()> {
+    let bin = ensure_s3s_fs()?;
+    let base = std::env::temp_dir().join(format!("opshost-test-s3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let root = base.join("data");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    services.temp_dirs.push(base.clone());
+    let log_path = base.join("s3s-fs.log");
+    let log = std::fs::File::create(&log_path)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(&bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    services.children.push(child);
+    let child = services.children.last_mut().expect("just pushed");
+    wait_listening(child, port, &log_path)?;
+    let env = [
+        ("OPSHOST_TEST_S3_ENDPOINT", format!("http://127.0.0.1:{port}")),
+        ("OPSHOST_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY.to_string()),
+        ("OPSHOST_TEST_S3_SECRET_KEY", S3_SECRET_KEY.to_string()),
+        ("OPSHOST_TEST_S3_ROOT", root.display().to_string()),
+    ];
+    services.env.extend(env.into_iter().map(|(k, v)| (k.to_string(), v)));
+    Ok(())
+}
+
+/// Waits until `port` accepts connections (s3s-fs is ready in ~20 ms).
+fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("s3s-fs exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        if Instant::now() > deadline {
+            bail!("s3s-fs did not listen on 127.0.0.1:{port}: {}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -2,7 +2,7 @@
 //! `data::Cond`, the rest as a guest-side predicate), plus the row logic the guest runs itself:
 //! predicate evaluation, projection and streaming aggregation over `serde_json::Value` rows.
 
-use opshost_guest::data::{default_database, Comparator, Cond};
+use crate::data::{default_database, Comparator, Cond};
 use serde_json::{Map, Number, Value};
 use sqlparser::ast::{
     BinaryOperator as Op, Distinct, DuplicateTreatment, Expr, FromTable, FunctionArg, FunctionArgExpr,

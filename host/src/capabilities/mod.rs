@@ -1,6 +1,7 @@
 //! Capability modules: one per WIT interface, each a thin `Host` impl over a service.
 //! Every function checks the operation's grant first, then calls the service.
 
+mod catalog;
 mod certs;
 mod config;
 mod control;
@@ -8,9 +9,11 @@ mod filesystem;
 mod jobs;
 mod log;
 mod objectstore;
+mod packages;
 mod storage;
 mod sysinfo;
 mod users;
+mod wasi;
 
 use crate::runtime::{CallEffects, CallLimits};
 use crate::services::Services;
@@ -28,6 +31,8 @@ pub struct CallState {
     pub(crate) caller: Caller,
     /// The job this call runs as, if any.
     pub(crate) job_id: Option<String>,
+    /// WASI state, made on first use by a component granted `wasi`.
+    pub(crate) wasi: Option<Box<wasi::WasiState>>,
     /// Resources the guest holds handles to (storage cursors).
     pub(crate) table: wasmtime::component::ResourceTable,
 }
@@ -49,6 +54,7 @@ impl CallState {
             effects: CallEffects::default(),
             caller: Caller::default(),
             job_id: None,
+            wasi: None,
             table: wasmtime::component::ResourceTable::new(),
         }
     }
@@ -90,8 +96,10 @@ pub struct Caller {
 pub struct Grants(u32);
 
 /// Every interface of `opshost:host` the host implements; a grant is an index into this.
-pub const INTERFACES: [&str; 11] =
-    ["types", "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users"];
+pub const INTERFACES: [&str; 14] = [
+    "types", "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users",
+    "catalog", "packages", "wasi",
+];
 /// Interfaces every operation may import: shared types and its own log.
 const ALWAYS: [&str; 2] = ["types", "log"];
 
@@ -122,8 +130,8 @@ impl Grants {
                 let interface = rest.split('@').next().unwrap_or(rest);
                 self.has(interface)
             }
-            // WASI and anything else is not granted to anyone yet.
-            None => false,
+            // Standard WASI interfaces come as one grant; anything else is never linked.
+            None => import.starts_with("wasi:") && self.has("wasi"),
         }
     }
 }
@@ -178,6 +186,8 @@ mod tests {
         assert!(g.allows_import("opshost:host/log@0.1.0"));
         assert!(!g.allows_import("opshost:host/control@0.1.0"));
         assert!(!g.allows_import("wasi:cli/stdout@0.2.0"));
+        assert!(Grants::with(&["wasi"]).allows_import("wasi:cli/stdout@0.2.0"));
+        assert!(!Grants::with(&["wasi"]).allows_import("other:pkg/iface"));
         assert!(!Grants::none().allows_import("opshost:host/log@0.1.0"));
     }
 }

@@ -20,10 +20,16 @@ impl Host for CallState {
             WitSection::Metrics => Section::Metrics,
             WitSection::Threads => Section::Threads,
         };
-        let value = self.services.sysinfo.section(section).map_err(|e| {
+        let mut value = self.services.sysinfo.section(section).map_err(|e| {
             tracing::error!(request_id = %self.request_id, "system information failed: {e:#}");
             OpError::Internal("system information is unavailable".into())
         })?;
+        if section == Section::Metrics {
+            // The operation catalog's call counters, beside the storage metrics.
+            if let Some(map) = value.as_object_mut() {
+                map.insert("operations".into(), self.services.catalog.metrics());
+            }
+        }
         Ok(value.to_string())
     }
 }

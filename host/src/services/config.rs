@@ -34,6 +34,10 @@ enum Kind {
     Path,
     /// A list of absolute paths.
     Paths,
+    /// Operation name -> list of interface names it may import.
+    Grants,
+    /// A list of operation names.
+    Names,
     OneOf(&'static [&'static str]),
 }
 
@@ -57,6 +61,8 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("operationsApi.limits.jobTimeout", Kind::Count),
     ("operationsApi.jobs.maxConcurrent", Kind::Count),
     ("operationsApi.exportRoots", Kind::Paths),
+    ("operationsApi.grants", Kind::Grants),
+    ("operationsApi.replaceBuiltins", Kind::Names),
     ("rootPath", Kind::Path),
     ("storage.path", Kind::Path),
     ("storage.writeAsync", Kind::Bool),
@@ -95,6 +101,8 @@ pub struct Settings {
     pub operation_token_timeout: Duration,
     pub refresh_token_timeout: Duration,
     pub log_failed_logins: bool,
+    /// Who may import what, and which built-ins third-party components may replace.
+    pub policy: crate::registry::Policy,
 }
 
 pub struct ConfigService {
@@ -246,6 +254,20 @@ impl ConfigService {
             operation_token_timeout: parse_duration(&string("authentication.operationTokenTimeout")).unwrap_or(Duration::from_secs(86_400)),
             refresh_token_timeout: parse_duration(&string("authentication.refreshTokenTimeout")).unwrap_or(Duration::from_secs(30 * 86_400)),
             log_failed_logins: get("logging.auditAuthEvents.logFailed").and_then(|v| v.as_bool()).unwrap_or(false),
+            policy: crate::registry::Policy {
+                grants: get("operationsApi.grants")
+                    .and_then(|v| v.as_object().cloned())
+                    .map(|m| {
+                        m.into_iter()
+                            .map(|(op, list)| (op, list.as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_string)).collect()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                replace_builtins: get("operationsApi.replaceBuiltins")
+                    .and_then(|v| v.as_array().cloned())
+                    .map(|l| l.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
+            },
         })
     }
 
@@ -310,6 +332,26 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
         Kind::Paths => match value.as_array() {
             Some(list) if list.iter().all(|p| p.as_str().is_some_and(|s| Path::new(s).is_absolute())) => Ok(()),
             _ => fail("must be a list of absolute paths"),
+        },
+        Kind::Grants => match value.as_object() {
+            Some(map) => {
+                for (op, list) in map {
+                    let names = list.as_array().filter(|l| l.iter().all(Value::is_string));
+                    let Some(names) = names else { return fail(&format!("'{op}' must be a list of interface names")) };
+                    if let Some(bad) = names.iter().filter_map(Value::as_str).find(|n| !crate::capabilities::INTERFACES.contains(n) || *n == "types") {
+                        return fail(&format!(
+                            "'{op}' names unknown interface '{bad}' (one of {})",
+                            crate::capabilities::INTERFACES[1..].join(", ")
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            None => fail("must be an object of operation name -> list of interface names"),
+        },
+        Kind::Names => match value.as_array() {
+            Some(list) if list.iter().all(Value::is_string) => Ok(()),
+            _ => fail("must be a list of operation names"),
         },
         Kind::OneOf(allowed) => match value.as_str() {
             Some(s) if allowed.contains(&s) => Ok(()),

@@ -56,7 +56,7 @@ pub fn check_file_name(name: &str) -> Result<(), ServiceError> {
     let mut parts = Path::new(name).components();
     let plain = matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None));
     if name.is_empty() || !plain || name.contains(['/', '\\']) || name.contains("..") || name.chars().any(char::is_control) {
-        return Err(ServiceError::BadRequest(format!("filename '{name}' must be a plain file name (no '/', '\\\\' or '..')")));
+        return Err(ServiceError::BadRequest(format!("filename '{name}' must be a plain file name (no '/', '\\' or '..')")));
     }
     Ok(())
 }

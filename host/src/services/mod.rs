@@ -1,10 +1,12 @@
 //! Services: the real work, in plain Rust with no WIT types. Capability modules call them.
 
+pub mod catalog;
 pub mod certs;
 pub mod config;
 pub mod files;
 pub mod jobs;
 pub mod objectstore;
+pub mod packages;
 pub mod storage;
 pub mod sysinfo;
 pub mod tokens;
@@ -19,6 +21,7 @@ pub struct Services {
     pub storage: Arc<storage::Storage>,
     pub certs: Arc<certs::CertService>,
     pub jobs: Arc<jobs::JobService>,
+    pub catalog: catalog::Catalog,
     pub users: Arc<users::UserService>,
     pub tokens: Arc<tokens::TokenService>,
     /// Token lifetimes (`authentication.operationTokenTimeout` / `refreshTokenTimeout`),
@@ -29,6 +32,27 @@ pub struct Services {
 }
 
 impl Services {
+    /// Opens every service over the root and storage the settings name (first start creates
+    /// the system tables, the default certificates and the token signing key).
+    pub fn open(config: config::ConfigService, settings: &config::Settings) -> anyhow::Result<Arc<Self>> {
+        let storage = Arc::new(storage::Storage::open(&settings.storage_path, settings.write_async)?);
+        let certs = Arc::new(certs::CertService::open(&settings.root, storage.clone())?);
+        certs.ensure_defaults(&settings.node_name)?;
+        objectstore::install_transport();
+        Ok(Arc::new(Services {
+            config,
+            sysinfo: sysinfo::SysinfoService::start(),
+            jobs: jobs::JobService::open(storage.clone(), settings.max_concurrent_jobs)?,
+            catalog: Default::default(),
+            users: users::UserService::open(&settings.root, storage.clone())?,
+            tokens: Arc::new(tokens::TokenService::open(&settings.root)?),
+            token_lifetimes: arc_swap::ArcSwap::from_pointee((settings.operation_token_timeout, settings.refresh_token_timeout)),
+            export_roots: arc_swap::ArcSwap::from_pointee(files::ExportRoots::new(&settings.export_roots)),
+            storage,
+            certs,
+        }))
+    }
+
     pub fn export_roots(&self) -> Arc<files::ExportRoots> {
         self.export_roots.load_full()
     }

@@ -57,6 +57,21 @@ impl S3Target {
 
     pub async fn start(&self) -> Result<Upload, ServiceError> {
         let op = self.operator()?;
+        // Ask for one listing entry first: a missing bucket or refused credentials fail here,
+        // clearly, before any data moves (some S3-compatible stores would create the bucket
+        // on PUT).
+        let first = async {
+            use futures::StreamExt;
+            let mut lister = op.lister_with("/").limit(1).await?;
+            lister.next().await.transpose()
+        };
+        match first.await {
+            Ok(_) => {}
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                return Err(ServiceError::BadRequest(format!("S3 bucket '{}' does not exist ({})", self.bucket, describe(&e))));
+            }
+            Err(e) => return Err(failed(e)),
+        }
         let writer = op.writer_with(&self.key).chunk(PART_SIZE).await.map_err(failed)?;
         Ok(Upload { writer: Some(writer), location: format!("s3://{}/{}", self.bucket, self.key) })
     }

@@ -1,46 +1,38 @@
 //! `search_by_value`: records whose attribute equals a value (type-sensitive), with HarperDB's
-//! `*` wildcards, answered from the attribute's index.
+//! `*` wildcards, answered from the attribute's index. The request shape lives in the SDK
+//! (`search::ByValue`), shared with exports.
 //!
 //! Request: `{"operation": "search_by_value", "database": "dev", "table": "dog",
 //! "attribute": "name", "value": "Pen*", "get_attributes": ["id", "name"]}`.
 //! Capabilities: `storage`.
 
-use opshost_guest::data::{wildcard, Search};
 use opshost_guest::prelude::*;
+use opshost_guest::search::ByValue;
 use serde_json::value::RawValue;
 
 pub struct SearchByValue;
 
-#[derive(Deserialize)]
-pub struct Request {
-    #[serde(alias = "schema", default = "data::default_database")]
-    database: String,
-    table: String,
-    #[serde(alias = "search_attribute")]
-    attribute: String,
-    #[serde(alias = "search_value")]
-    value: Value,
-    get_attributes: Vec<String>,
-    #[serde(default)]
-    offset: u64,
-    limit: Option<u64>,
-}
-
 impl Operation for SearchByValue {
     const NAME: &'static str = "search_by_value";
-    type Request = Request;
+    type Request = ByValue;
     type Response = Vec<Box<RawValue>>;
 
-    fn handle(_ctx: &Context, req: Request) -> Result<Vec<Box<RawValue>>, Error> {
-        let search = Search {
-            cond: Some(wildcard(&req.attribute, &req.value)),
-            attributes: req.get_attributes,
-            offset: req.offset,
-            limit: req.limit,
-            ..Default::default()
-        };
-        search.run(&req.database, &req.table)?.collect_all()
+    fn handle(_ctx: &Context, req: ByValue) -> Result<Vec<Box<RawValue>>, Error> {
+        req.rows()?.collect_all()
     }
 }
 
 opshost_guest::export_operation!(SearchByValue);
+
+#[cfg(test)]
+mod tests {
+    use opshost_guest::{decode_request, search::ByValue, Error};
+
+    #[test]
+    fn accepts_the_old_field_names_and_names_missing_ones() {
+        let r: ByValue = decode_request(r#"{"schema":"dev","table":"dog","search_attribute":"name","search_value":"Pen*","get_attributes":["*"]}"#).expect("valid");
+        assert_eq!((r.database.as_str(), r.attribute.as_str()), ("dev", "name"));
+        let e = decode_request::<ByValue>(r#"{"table":"dog","value":1,"get_attributes":["*"]}"#).expect_err("missing");
+        assert!(matches!(e, Error::BadRequest(m) if m == "'attribute' is required"));
+    }
+}

@@ -1,0 +1,53 @@
+//! `add_role`: adds a role with HarperDB's permission JSON and answers the stored role record
+//! `{role, permission, id, __updatedtime__, __createdtime__}`.
+//!
+//! Request: `{"operation": "add_role", "role": "developer", "permission": {"super_user": false,
+//! "dev": {"tables": {"dog": {"read": true, "insert": true, "update": true, "delete": false,
+//! "attribute_permissions": []}}}}}` (`id` optional, default a new UUID). Capabilities: `users`.
+
+use opshost_guest::prelude::*;
+use serde_json::Map;
+
+pub struct AddRole;
+
+#[derive(Deserialize)]
+pub struct Request {
+    role: String,
+    permission: Map<String, Value>,
+    id: Option<String>,
+}
+
+impl Operation for AddRole {
+    const NAME: &'static str = "add_role";
+    type Request = Request;
+    type Response = Value;
+
+    fn handle(_ctx: &Context, req: Request) -> Result<Value, Error> {
+        users::add_role(&req.role, &Value::Object(req.permission), req.id.as_deref())
+    }
+}
+
+opshost_guest::export_operation!(AddRole);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opshost_guest::decode_request;
+
+    fn err(body: &str) -> String {
+        match decode_request::<Request>(body) {
+            Err(Error::BadRequest(t)) => t,
+            Err(other) => panic!("expected bad-request, got {other:?}"),
+            Ok(_) => panic!("expected bad-request, got a request"),
+        }
+    }
+
+    #[test]
+    fn names_missing_and_mistyped_fields() {
+        assert_eq!(err(r#"{"operation":"add_role"}"#), "'role' is required");
+        assert_eq!(err(r#"{"role":"dev"}"#), "'permission' is required");
+        assert_eq!(err(r#"{"role":"dev","permission":true}"#), "'permission' must be an object");
+        assert_eq!(err(r#"{"role":1,"permission":{}}"#), "'role' must be a string");
+        assert_eq!(err(r#"{"role":"dev","permission":{},"id":5}"#), "'id' must be a string");
+    }
+}
