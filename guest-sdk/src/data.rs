@@ -145,8 +145,12 @@ pub fn describe(database: &str, table: &str) -> Result<Value, Error> {
             }
         })
         .collect();
-    for t in ["__createdtime__", "__updatedtime__"] {
-        attributes.push(json!({ "attribute": t, "indexed": true }));
+    // A role whose attribute permissions allow none sees none (HarperDB shows `[]`), not even
+    // the timestamps.
+    if !attributes.is_empty() {
+        for t in ["__createdtime__", "__updatedtime__"] {
+            attributes.push(json!({ "attribute": t, "indexed": true }));
+        }
     }
     let mut out = Map::new();
     out.insert("schema".into(), json!(info.database));

@@ -108,3 +108,29 @@ pub mod certs {
         wit::certs::remove(name)
     }
 }
+
+/// The operation catalog: every component the host knows and how it is doing.
+pub mod catalog {
+    use super::*;
+
+    /// One JSON object per component file, sorted by operation name: `{name, aliases, version,
+    /// source, builtin, hash, grants, loaded_at, status, last_error, stats}` (see
+    /// `wit/catalog.wit`). Empty when the operation is not granted `catalog`.
+    pub fn operations() -> Result<Vec<serde_json::Value>, Error> {
+        wit::catalog::operations().iter().map(|entry| parse_json(entry, "catalog entry")).collect()
+    }
+}
+
+/// Package managers run by the host in project folders under `componentsRoot`.
+pub mod packages {
+    use super::*;
+    pub use crate::bindings::opshost::host::packages::NpmResult;
+
+    /// Runs `npm install` (`--dry-run` when asked) in `<componentsRoot>/<project>` and returns
+    /// what npm printed. `not-found` when the project or its `package.json` does not exist,
+    /// `bad-request` when `project` is not a plain folder name; a failing or missing npm is
+    /// not an error (its text is in `error`).
+    pub fn npm_install(project: &str, dry_run: bool) -> Result<NpmResult, Error> {
+        wit::packages::npm_install(project, dry_run)
+    }
+}

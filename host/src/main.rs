@@ -46,6 +46,11 @@ struct RunArgs {
 enum Command {
     /// Run the server (the default).
     Run,
+    /// Compile components into the compile cache ahead of the first start (`$OPSHOST_COMPILE_CACHE`,
+    /// else `<root>/cache/components`), so that start is fast. Takes files or folders.
+    Precompile {
+        paths: Vec<PathBuf>,
+    },
     /// Manage users in the root's user store (while the server is stopped).
     User {
         #[command(subcommand)]
@@ -77,6 +82,12 @@ fn main() -> Result<()> {
     };
     match cli.command {
         None | Some(Command::Run) => opshost::server::run(options(root, cli.run)),
+        Some(Command::Precompile { paths }) => {
+            let started = std::time::Instant::now();
+            let count = opshost::server::precompile(&root, &paths)?;
+            println!("compiled {count} components in {:?}", started.elapsed());
+            Ok(())
+        }
         Some(Command::User { command: UserCommand::Add { username, password, role, super_user } }) => {
             opshost::server::add_user(&root, &username, &password, if super_user { "super_user" } else { &role })?;
             println!("added user '{username}' with role '{role}'");

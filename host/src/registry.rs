@@ -18,6 +18,8 @@ pub struct Registry {
     pub operations: HashMap<String, Arc<LoadedOperation>>,
     /// Components that failed to load, with the reason (also logged and in the catalog).
     pub failures: Vec<LoadFailure>,
+    /// Built-ins a third-party component took over.
+    pub replaced: Vec<Arc<LoadedOperation>>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,12 +137,9 @@ impl Registry {
                 }
             }
         }
-        if let Some(prev) = previous {
-            for op in prev.operations.values() {
-                if !seen.contains(&op.source) {
-                    services.catalog.removed(&op.source);
-                }
-            }
+        services.catalog.sweep(&seen);
+        for op in &registry.replaced {
+            services.catalog.replaced(&op.source);
         }
         registry
     }
@@ -158,6 +157,7 @@ impl Registry {
             if let Some(old) = self.operations.get(name).cloned() {
                 // A replaced built-in goes away under all its names.
                 self.operations.retain(|_, o| !Arc::ptr_eq(o, &old));
+                self.replaced.push(old);
             }
         }
         tracing::info!("serving operation '{}' {} from {}", names.join("' / '"), op.info.version, op.source.display());

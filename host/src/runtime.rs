@@ -119,6 +119,14 @@ impl Runtime {
     /// Compiles (or loads from the cache), links and describes one component file.
     /// `grants_for` decides, from the name the component gives itself, what it may import
     /// (or refuses the name).
+    /// Compiles a component file into the cache (nothing else: no linking, no describe).
+    pub fn precompile(&self, path: &Path) -> Result<()> {
+        use sha2::Digest;
+        let bytes = std::fs::read(path).context("reading the file")?;
+        let hash = hex::encode(sha2::Sha256::digest(&bytes));
+        self.compile_cached(&bytes, &hash).map(|_| ())
+    }
+
     /// Loads one component file (the benchmarks' entry point; the registry reads and hashes
     /// files itself to reuse unchanged ones).
     pub fn load(

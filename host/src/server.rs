@@ -45,12 +45,7 @@ pub fn run(options: Options) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
 
-    // `OPSHOST_COMPILE_CACHE` lets several roots share one cache of compiled components
-    // (the tests do); entries are keyed by content and engine hash, written atomically.
-    let cache_dir = std::env::var_os("OPSHOST_COMPILE_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| settings.root.join("cache").join("components"));
+    let cache_dir = compile_cache_dir(&settings.root);
     let runtime = Arc::new(Runtime::new(
         cache_dir,
         settings.max_concurrent_calls,
@@ -150,7 +145,9 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
     state.services.jobs.interrupt_all("The job was interrupted by a restart of the server; run it again");
     let loader = state.clone();
     let _reloading = state.reload.lock().await;
-    let registry = tokio::task::spawn_blocking(move || loader.load_registry(None)).await?;
+    // A component that fails to load now keeps serving the version it had.
+    let previous = state.registry.load_full();
+    let registry = tokio::task::spawn_blocking(move || loader.load_registry(Some(&previous))).await?;
     state.registry.store(Arc::new(registry));
     if settings.operations_addr != listener.addr {
         let next = Listener::bind(state.clone(), settings.operations_addr).await?;
@@ -423,6 +420,36 @@ fn ensure_super_user(users: &UserService, options: &Options) -> Result<()> {
         println!("opshost: created super_user '{username}'");
     }
     Ok(())
+}
+
+/// `opshost precompile`: fills the compile cache for the given component files and folders,
+/// several at a time.
+pub fn precompile(root: &std::path::Path, paths: &[PathBuf]) -> Result<usize> {
+    // The same engine settings as the server's, or the cache entries would not match its engine.
+    let settings = ConfigService::open(root)?.settings()?;
+    let runtime = Runtime::new(compile_cache_dir(root), settings.max_concurrent_calls, settings.call_memory)?;
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(crate::registry::wasm_files(path));
+        } else {
+            files.push(path.clone());
+        }
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files.iter().map(|f| scope.spawn(|| runtime.precompile(f).with_context(|| format!("compiling {}", f.display())))).collect();
+        handles.into_iter().try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("a compile thread panicked"))?)
+    })?;
+    Ok(files.len())
+}
+
+/// `OPSHOST_COMPILE_CACHE` lets several roots share one cache of compiled components (the
+/// tests do); entries are keyed by content and engine hash, written atomically.
+fn compile_cache_dir(root: &std::path::Path) -> PathBuf {
+    std::env::var_os("OPSHOST_COMPILE_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("cache").join("components"))
 }
 
 /// `opshost user add`: adds a user to the root's store while the server is stopped (the

@@ -7,6 +7,8 @@ mod data;
 mod faults;
 mod jobs;
 mod pipeline;
+mod plugins;
 mod restart;
 mod sql;
+mod users;
 mod utilities;

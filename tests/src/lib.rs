@@ -104,17 +104,19 @@ impl ServerBuilder {
         for (path, name) in &self.components {
             std::fs::copy(path, components.join(name)).unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
         }
-        let reused = self.root.path().join("users.json").exists();
+        // A root an earlier server used already holds the user (its storage, its config).
+        let reused = std::fs::read_dir(self.root.path())
+            .map(|entries| entries.filter_map(Result::ok).any(|e| e.file_name() != "components"))
+            .unwrap_or(false);
         // A non-super_user, created through the host's user store before the server starts
         // (on a reused root it already exists and the command fails harmlessly).
-        let status = Command::new(dist().join("opshost"))
+        let added = Command::new(dist().join("opshost"))
             .args(["user", "add", "--username", USER.0, "--password", USER.1, "--role", "plain_role"])
             .env("ROOTPATH", self.root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .env("RUST_BACKTRACE", "0")
+            .output()
             .expect("running opshost user add");
-        assert!(status.success() || reused, "opshost user add failed");
+        assert!(added.status.success() || reused, "opshost user add failed: {}", String::from_utf8_lossy(&added.stderr));
         Server::spawn(self.root, self.env)
     }
 }
@@ -252,6 +254,12 @@ impl Server {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate()
+    }
+
+    /// Sends SIGTERM, waits for a clean exit and hands back the root, to start again on it.
+    pub fn stop_keeping_root(mut self) -> (std::process::ExitStatus, TempRoot) {
+        let status = self.terminate();
+        (status, std::mem::take(&mut self.root))
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {

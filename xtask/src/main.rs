@@ -1,10 +1,11 @@
 //! `cargo xtask`: the project's build tooling. `build` makes `target/opshost/` (the host binary
 //! and one component per operation), `run` starts the server, `test` runs the whole suite,
-//! `bench` prints the performance figures.
+//! `bench` prints the performance figures, `new-operation` scaffolds an operation crate.
 
 mod bench;
 mod guests;
 mod paths;
+mod scaffold;
 mod services;
 
 use anyhow::{bail, Context, Result};
@@ -16,17 +17,22 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "build" => build(true).map(|_| ()),
-        "build-guests" => guests::build_all(&guests::Toolchain::detect_or_install()?, true),
+        "build-guests" => guests::build_named(&guests::Toolchain::detect_or_install()?, &rest),
         "run" => run(&rest),
         "test" => test(&rest),
         "bench" => bench::run(&rest),
+        "new-operation" => scaffold::new_operation(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
-                 build   build the host and every operation into target/opshost/\n\
-                 run     build what is missing and start the server with its defaults\n\
-                 test    build what is missing, start what the tests need, run the whole suite\n\
-                 bench   print the performance figures (call overhead, throughput, start-up)"
+                 build          build the host and every operation into target/opshost/\n\
+                 build-guests [NAME...]\n\
+                 \x20              build only the components (operations, examples, test guests), or the named ones\n\
+                 run            build what is missing and start the server with its defaults\n\
+                 test           build what is missing, start what the tests need, run the whole suite\n\
+                 bench          print the performance figures (call overhead, throughput, start-up)\n\
+                 new-operation NAME [--out operations|examples]\n\
+                 \x20              scaffold an operation crate (default: operations/NAME, a built-in)"
             );
             if command == "help" { Ok(()) } else { bail!("unknown command '{command}'") }
         }
@@ -127,6 +133,7 @@ fn run(args: &[String]) -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     build(true)?;
     let started = services::start_for_tests()?;
+    precompile_for_tests()?;
     // Native unit tests of the guest crates (their pure helpers), then the host and end-to-end tests.
     let mut cmd = host_cargo();
     cmd.args(["test", "--release", "--workspace", "--exclude", "xtask"])
@@ -138,6 +145,26 @@ fn test(args: &[String]) -> Result<()> {
     let status = cmd.status().context("running cargo test")?;
     if !status.success() {
         bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// Fills the tests' shared compile cache once, before any test starts a server: otherwise the
+/// first servers, started together, would each compile every component at the same time.
+fn precompile_for_tests() -> Result<()> {
+    let cache = paths::root().join("target").join("opshost-test-cache");
+    let scratch = std::env::temp_dir().join(format!("opshost-precompile-{}", std::process::id()));
+    let status = Command::new(paths::dist().join("opshost"))
+        .arg("precompile")
+        .arg(paths::dist().join("operations"))
+        .arg(paths::test_guests())
+        .env("OPSHOST_COMPILE_CACHE", &cache)
+        .env("ROOTPATH", &scratch)
+        .status()
+        .context("running opshost precompile")?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    if !status.success() {
+        bail!("precompiling the components failed");
     }
     Ok(())
 }

@@ -17,6 +17,11 @@ pub fn test_guests() -> PathBuf {
     root().join("target").join("opshost-test-guests")
 }
 
+/// Built third-party example components (`examples/*`), ready to copy into `componentsRoot`.
+pub fn components() -> PathBuf {
+    root().join("target").join("opshost-components")
+}
+
 /// Build caches live outside the clone (`$OPSHOST_CACHE`, default `~/.cache/opshost`), so a
 /// fresh clone on the same machine does not rebuild wasmtime or std for wasm.
 pub fn cache() -> PathBuf {
@@ -33,4 +38,10 @@ pub fn host_target() -> PathBuf {
 
 pub fn guest_target() -> PathBuf {
     cache().join("guest-target")
+}
+
+/// WASI (wasm32-wasip1) guests have their own target folder: their std is built with other
+/// flags, and sharing one folder would rebuild one std or the other on every switch.
+pub fn guest_target_wasip1() -> PathBuf {
+    cache().join("guest-target-wasip1")
 }

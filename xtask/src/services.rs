@@ -1,7 +1,9 @@
 //! What the tests need beyond the build, set up by `cargo xtask test`: the `openssl` and `curl`
-//! commands (certificates made by an independent tool, a real TLS client), installed from
-//! Debian's packages when missing, and a real S3 server on loopback for `export_to_s3`
-//! (s3s-fs, which checks SigV4 signatures). Started services stop when the guard drops.
+//! commands (certificates made by an independent tool, a real TLS client) and `npm` (a real
+//! `npm install` for `install_node_modules`; Debian's package brings Node.js with it),
+//! installed from Debian's packages when missing, and a real S3 server on loopback for
+//! `export_to_s3` (s3s-fs, which checks SigV4 signatures). Started services stop when the guard
+//! drops.
 
 use anyhow::{bail, Context, Result};
 use std::net::TcpStream;
@@ -44,7 +46,7 @@ impl Drop for Services {
 }
 
 pub fn start_for_tests() -> Result<Services> {
-    ensure_commands(&[("openssl", "openssl"), ("curl", "curl")])?;
+    ensure_commands(&[("openssl", "openssl"), ("curl", "curl"), ("npm", "npm")])?;
     let mut services = Services { children: Vec::new(), temp_dirs: Vec::new(), env: Vec::new() };
     start_s3(&mut services)?;
     Ok(services)

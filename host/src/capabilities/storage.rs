@@ -196,7 +196,9 @@ impl CallState {
     fn readable(&mut self, database: &str, table: &str, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
         self.permit(database, table, &["read"])?;
         let Some(p) = self.caller.permissions.clone() else { return Ok(attributes) };
-        let Some(t) = p.table(database, table).filter(|t| t.attribute_rules) else { return Ok(attributes) };
+        // An empty `attribute_permissions` list means the table permission covers every
+        // attribute (HarperDB); only a non-empty list narrows reads.
+        let Some(t) = p.table(database, table).filter(|t| t.attribute_rules && !t.attributes.is_empty()) else { return Ok(attributes) };
         let info = self.services.storage.describe_table(database, table)?;
         let may = |a: &str| a == info.primary_key || t.attributes.iter().any(|(name, read)| name == a && *read);
         if attributes.is_empty() || attributes.iter().any(|a| a == "*") {

@@ -87,7 +87,8 @@ pub struct FileEntry {
     pub hash: Option<String>,
     pub grants: Vec<String>,
     pub loaded_at: Option<SystemTime>,
-    /// `serving`, `failed` (the previous version, if any, still serves) or `removed`.
+    /// `serving` (with `last_error` set when a newer file failed and this version still
+    /// serves), `failed`, `replaced` (a built-in taken over from componentsRoot) or `removed`.
     pub status: &'static str,
     pub last_error: Option<String>,
     pub builtin: bool,
@@ -131,9 +132,19 @@ impl Catalog {
         entry.last_error = Some(error);
     }
 
-    pub fn removed(&self, source: &Path) {
+    /// A built-in whose name a third-party component took over (`operationsApi.replaceBuiltins`).
+    pub fn replaced(&self, source: &Path) {
         if let Some(e) = self.files.write().get_mut(source) {
-            e.status = "removed";
+            e.status = "replaced";
+        }
+    }
+
+    /// Every file not in `present` is gone from its folder.
+    pub fn sweep(&self, present: &std::collections::HashSet<PathBuf>) {
+        for (path, e) in self.files.write().iter_mut() {
+            if !present.contains(path) {
+                e.status = "removed";
+            }
         }
     }
 

@@ -19,6 +19,8 @@ pub struct Request {
 
 impl Operation for Delete {
     const NAME: &'static str = "delete";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     type Request = Request;
     type Response = Value;
 

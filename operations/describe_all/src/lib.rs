@@ -9,6 +9,8 @@ pub struct DescribeAll;
 
 impl Operation for DescribeAll {
     const NAME: &'static str = "describe_all";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     type Request = Empty;
     type Response = Map<String, Value>;
 

@@ -15,6 +15,8 @@ pub struct Request {
 
 impl Operation for DescribeDatabase {
     const NAME: &'static str = "describe_database";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     const ALIASES: &'static [&'static str] = &["describe_schema"];
     type Request = Request;
     type Response = Map<String, Value>;

@@ -10,6 +10,8 @@ pub struct DescribeTable;
 
 impl Operation for DescribeTable {
     const NAME: &'static str = "describe_table";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     type Request = TableRequest;
     type Response = Value;
 

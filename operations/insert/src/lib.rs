@@ -11,6 +11,8 @@ pub struct Insert;
 
 impl Operation for Insert {
     const NAME: &'static str = "insert";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     type Request = RecordsRequest;
     type Response = Value;
 

@@ -15,6 +15,8 @@ pub struct SearchByConditions;
 
 impl Operation for SearchByConditions {
     const NAME: &'static str = "search_by_conditions";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     type Request = ByConditions;
     type Response = Vec<Box<RawValue>>;
 

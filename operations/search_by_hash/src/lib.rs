@@ -13,6 +13,8 @@ pub struct SearchByHash;
 
 impl Operation for SearchByHash {
     const NAME: &'static str = "search_by_hash";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     const ALIASES: &'static [&'static str] = &["search_by_id"];
     type Request = ByHash;
     type Response = Vec<Box<RawValue>>;

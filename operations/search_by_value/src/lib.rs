@@ -14,6 +14,8 @@ pub struct SearchByValue;
 
 impl Operation for SearchByValue {
     const NAME: &'static str = "search_by_value";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     type Request = ByValue;
     type Response = Vec<Box<RawValue>>;
 

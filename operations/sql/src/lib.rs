@@ -14,6 +14,8 @@ pub struct Sql;
 
 impl Operation for Sql {
     const NAME: &'static str = "sql";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     // Decoded by hand so the missing / not-a-string texts are HarperDB's own.
     type Request = Map<String, Value>;
     type Response = sql::Response;

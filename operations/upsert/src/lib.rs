@@ -11,6 +11,8 @@ pub struct Upsert;
 
 impl Operation for Upsert {
     const NAME: &'static str = "upsert";
+    // Open to every role; the host enforces the role's table permissions in storage.
+    const SUPER_USER_ONLY: bool = false;
     type Request = RecordsRequest;
     type Response = Value;
 
