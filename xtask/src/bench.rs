@@ -20,6 +20,7 @@ pub fn run(args: &[String]) -> Result<()> {
     startup()?;
     throughput(seconds)?;
     data(seconds)?;
+    jobs()?;
     cursor_walk()?;
     Ok(())
 }
@@ -69,6 +70,121 @@ fn data(seconds: u32) -> Result<()> {
     result
 }
 
+/// Jobs on a 100,000-record table (6 attributes), each from the request to `get_job`
+/// COMPLETE: export_local json and csv, delete_records_before; then an export of 1,000,000
+/// records with the server's peak RSS growth while it runs.
+fn jobs() -> Result<()> {
+    let root = scratch_root("jobs")?;
+    let port = free_port()?;
+    let mut child = spawn_server(&root, port)?;
+    wait_ready(port, Duration::from_secs(60))?;
+    let pid = child.id();
+    let result = (|| -> Result<()> {
+        post(port, r#"{"operation":"create_table","database":"bench","table":"dog","primary_key":"id"}"#)?;
+        insert_dogs(port, 0, 100_000)?;
+        let out = root.join("exports");
+        std::fs::create_dir_all(&out)?;
+        for format in ["json", "csv"] {
+            let body = format!(
+                r#"{{"operation":"export_local","format":"{format}","path":"{}","filename":"dogs","search_operation":{{"operation":"search_by_value","database":"bench","table":"dog","attribute":"id","value":"*","get_attributes":["*"]}}}}"#,
+                out.display()
+            );
+            let (took, _) = run_job(port, &body, None)?;
+            let size = std::fs::metadata(out.join(format!("dogs.{format}")))?.len();
+            println!("export_local {format} of 100,000 records: {:.3} s request to COMPLETE ({:.1} MB file)", took.as_secs_f64(), size as f64 / 1e6);
+        }
+        let now = post_json(port, r#"{"operation":"system_information","attributes":["time"]}"#)?["time"]["current"].as_u64().context("time")? + 1000;
+        let body = format!(r#"{{"operation":"delete_records_before","database":"bench","table":"dog","date":"{}"}}"#, iso(now));
+        let (took, job) = run_job(port, &body, None)?;
+        println!("delete_records_before of 100,000 records: {:.3} s request to COMPLETE ({})", took.as_secs_f64(), job["message"]);
+
+        insert_dogs(port, 0, 1_000_000)?;
+        let body = format!(
+            r#"{{"operation":"export_local","format":"json","path":"{}","filename":"million","search_operation":{{"operation":"search_by_value","database":"bench","table":"dog","attribute":"id","value":"*","get_attributes":["*"]}}}}"#,
+            out.display()
+        );
+        let before = rss_kib(pid);
+        let (took, _) = run_job(port, &body, Some(pid))?;
+        let peak = PEAK.with(|p| p.get());
+        println!(
+            "export_local json of 1,000,000 records: {:.2} s, server RSS {} MiB before, peak growth {} MiB during the export",
+            took.as_secs_f64(),
+            before / 1024,
+            peak.saturating_sub(before) / 1024
+        );
+        Ok(())
+    })();
+    stop(&mut child);
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+thread_local! {
+    static PEAK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn insert_dogs(port: u16, from: usize, to: usize) -> Result<()> {
+    for start in (from..to).step_by(10_000) {
+        let records: Vec<String> = (start..(start + 10_000).min(to))
+            .map(|i| format!(r#"{{"id":{i},"name":"dog-{i}","breed":"breed-{}","age":{},"owner":"owner-{}","weight":{}.5}}"#, i % 500, i % 20, i % 1000, i % 90))
+            .collect();
+        post(port, &format!(r#"{{"operation":"upsert","database":"bench","table":"dog","records":[{}]}}"#, records.join(",")))?;
+    }
+    Ok(())
+}
+
+/// Starts a job and polls `get_job` every 5 ms until it ends; with `watch`, samples that
+/// process's RSS meanwhile (peak kept in `PEAK`).
+fn run_job(port: u16, body: &str, watch: Option<u32>) -> Result<(Duration, serde_json::Value)> {
+    let started = Instant::now();
+    let answer = post_json(port, body)?;
+    let id = answer["job_id"].as_str().with_context(|| format!("no job id in {answer}"))?.to_string();
+    PEAK.with(|p| p.set(0));
+    loop {
+        if let Some(pid) = watch {
+            let rss = rss_kib(pid);
+            PEAK.with(|p| p.set(p.get().max(rss)));
+        }
+        let job = post_json(port, &format!(r#"{{"operation":"get_job","id":"{id}"}}"#))?;
+        match job[0]["status"].as_str() {
+            Some("COMPLETE") => return Ok((started.elapsed(), job[0].clone())),
+            Some("ERROR") => bail!("job failed: {}", job[0]),
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Epoch milliseconds as an ISO 8601 UTC timestamp.
+fn iso(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+/// [`post`], answering the JSON body.
+fn post_json(port: u16, body: &str) -> Result<serde_json::Value> {
+    let response = post(port, body)?;
+    let (_, payload) = response.split_once("\r\n\r\n").context("no body")?;
+    Ok(serde_json::from_str(payload)?)
+}
+
 fn cursor_walk() -> Result<()> {
     let example = paths::host_target().join("release").join("examples").join("cursor_walk");
     let status = Command::new(example).status()?;
@@ -98,10 +214,14 @@ fn post(port: u16, body: &str) -> Result<String> {
 
 /// wrk at concurrency 16 with a fixed body (or a Lua `request` function); the req/s line.
 fn wrk(port: u16, seconds: u32, root: &Path, body: &str, request_fn: Option<&str>) -> Result<String> {
+    wrk_as(port, seconds, root, body, request_fn, &format!("Basic {}", base64(format!("{USER}:{PASS}").as_bytes())))
+}
+
+/// [`wrk`] with the given Authorization header value.
+fn wrk_as(port: u16, seconds: u32, root: &Path, body: &str, request_fn: Option<&str>, authorization: &str) -> Result<String> {
     let script = root.join("bench.lua");
     let mut lua = format!(
-        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Basic {}\"\n",
-        base64(format!("{USER}:{PASS}").as_bytes())
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"{authorization}\"\n"
     );
     match request_fn {
         Some(f) => lua.push_str(f),
@@ -192,9 +312,20 @@ fn throughput(seconds: u32) -> Result<()> {
     let port = free_port()?;
     let mut child = spawn_server(&root, port)?;
     wait_ready(port, Duration::from_secs(60))?;
-    let result = wrk(port, seconds, &root, r#"{"operation":"get_configuration"}"#, None);
+    let result = (|| -> Result<(String, String)> {
+        let body = r#"{"operation":"get_configuration"}"#;
+        let tokens = post_json(port, r#"{"operation":"create_authentication_tokens"}"#)?;
+        let token = tokens["operation_token"].as_str().context("no operation_token")?.to_string();
+        // Side by side in one run: Bearer, Basic, Bearer again (the machine drifts).
+        let bearer = wrk_as(port, seconds, &root, body, None, &format!("Bearer {token}"))?;
+        let basic = wrk(port, seconds, &root, body, None)?;
+        let bearer2 = wrk_as(port, seconds, &root, body, None, &format!("Bearer {token}"))?;
+        Ok((basic, format!("{bearer} / again: {bearer2}")))
+    })();
     stop(&mut child);
-    println!("get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Basic auth: {}", result?);
+    let (basic, bearer) = result?;
+    println!("get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Basic auth: {basic}");
+    println!("get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Bearer token: {bearer}");
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
