@@ -157,8 +157,7 @@ impl Host for CallState {
 impl HostCursor for CallState {
     fn next_batch(&mut self, cursor: Resource<Cursor>, max: u32) -> Result<Vec<String>, OpError> {
         let cursor = self.table.get_mut(&cursor).map_err(|_| OpError::BadRequest("unknown cursor".into()))?;
-        let batch = cursor.next_batch(max as usize)?;
-        Ok(batch.iter().map(Value::to_string).collect())
+        Ok(cursor.next_batch_json(max as usize)?)
     }
 
     fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {
