@@ -123,15 +123,22 @@ impl Registry {
                     }
                     Err(reason) => {
                         tracing::error!("component {} not loaded: {reason}", path.display());
-                        services.catalog.failed(&path, builtin, reason.clone());
-                        // The version this file had keeps serving, if its names are still free.
+                        // The version this file had keeps serving, if its names are still free
+                        // and the configuration still grants it what it was loaded with (a
+                        // revoked grant must not survive through the fallback).
+                        let still_granted = |prev: &LoadedOperation| {
+                            sources.policy.grants_for(&prev.info.name, builtin, &builtin_names).is_ok_and(|g| g == prev.grants)
+                        };
+                        let mut kept = false;
                         if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path)) {
-                            if prev.names().iter().all(|n| !registry.operations.contains_key(n)) {
+                            if still_granted(prev) && prev.names().iter().all(|n| !registry.operations.contains_key(n)) {
                                 for n in prev.names() {
                                     registry.operations.insert(n, prev.clone());
                                 }
+                                kept = true;
                             }
                         }
+                        services.catalog.failed(&path, builtin, reason.clone(), kept);
                         registry.failures.push(LoadFailure { source: path, reason });
                     }
                 }

@@ -298,6 +298,27 @@ fn a_granted_import_loads_and_answers() {
     let entry = entry_for(&server, "test_ungranted.wasm").expect("in the catalog");
     assert_eq!(entry["status"], "serving", "{entry}");
     assert!(entry["grants"].as_array().is_some_and(|g| g.contains(&json!("storage"))), "{entry}");
+
+    // Revoking the grant (in the file, then restart) takes the operation out of service: the
+    // "keep the previous version" fallback must not keep a grant the configuration dropped.
+    let config = server.root().join("opshost-config.yaml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("- storage"), "{text}");
+    std::fs::write(&config, text.replace("- storage", "- log")).expect("write config");
+    let (status, _) = server.post(json!({"operation": "restart"}));
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + LOAD_WAIT;
+    loop {
+        let (status, body) = server.post(json!({"operation": "test_ungranted"}));
+        if status == 400 {
+            assert_eq!(body, json!({"error": "Operation 'test_ungranted' not found"}));
+            break;
+        }
+        assert!(Instant::now() < deadline, "still served after the grant was revoked: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let entry = entry_for(&server, "test_ungranted.wasm").expect("in the catalog");
+    assert!(entry["last_error"].as_str().is_some_and(|e| e.contains("storage")), "{entry}");
 }
 
 #[test]

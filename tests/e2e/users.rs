@@ -587,6 +587,19 @@ fn attribute_permissions_narrow_what_a_role_reads() {
             "invalid_schema_items": [],
         })
     );
+    // Filtering or sorting by a hidden attribute would reveal it: refused the same way.
+    for body in [
+        json!({"operation": "search_by_value", "database": "dev", "table": "dog", "attribute": "age", "value": 5, "get_attributes": ["id"]}),
+        json!({"operation": "search_by_conditions", "database": "dev", "table": "dog", "get_attributes": ["id"],
+               "conditions": [{"attribute": "age", "comparator": "greater_than", "value": 1}]}),
+        json!({"operation": "search_by_conditions", "database": "dev", "table": "dog", "get_attributes": ["id"],
+               "conditions": [{"attribute": "name", "comparator": "starts_with", "value": ""}], "sort": {"attribute": "age"}}),
+        json!({"operation": "sql", "sql": "SELECT id FROM dev.dog WHERE age > 1"}),
+    ] {
+        let (status, resp) = call(&server, Some(&nora), &body);
+        assert_eq!(status, 403, "{body}: {resp}");
+        assert_eq!(resp["unauthorized_access"][0]["required_attribute_permissions"][0]["attribute_name"], "age", "{body}: {resp}");
+    }
     // describe_all shows the readable attribute and none of the others.
     let described = ok_with(&server, &nora, json!({"operation": "describe_all"}));
     assert_eq!(keys(&described["dev"]), BTreeSet::from(["dog".to_string()]), "{described}");
@@ -621,4 +634,22 @@ fn repeated_failed_logins_slow_down_and_a_correct_login_still_succeeds() {
     assert_eq!(me["username"], USER.0);
     let (status, _) = call(&server, None, &json!({"operation": "create_authentication_tokens", "username": USER.0, "password": USER.1}));
     assert_eq!(status, 200);
+}
+
+#[test]
+fn tokens_of_a_dropped_user_do_not_work_for_a_new_user_of_the_same_name() {
+    let server = Server::start();
+    add_role(&server, "nobody_special", json!({}));
+    add_user(&server, "sam", "sam-pass-1", "nobody_special");
+    let (old_operation, old_refresh) = tokens(&server, "sam", "sam-pass-1");
+    ok(&server, json!({"operation": "drop_user", "username": "sam"}));
+    add_user(&server, "sam", "sam-pass-2", "nobody_special");
+    let (status, body) = call(&server, Some(&bearer(&old_operation)), &json!({"operation": "user_info"}));
+    assert_eq!((status, body), (401, json!({"error": "invalid token"})));
+    let (status, _) = call(&server, Some(&bearer(&old_refresh)), &json!({"operation": "refresh_operation_token"}));
+    assert_eq!(status, 401);
+    // The new user's own tokens work.
+    let (new_operation, _) = tokens(&server, "sam", "sam-pass-2");
+    let (status, body) = call(&server, Some(&bearer(&new_operation)), &json!({"operation": "user_info"}));
+    assert_eq!((status, body["username"].clone()), (200, json!("sam")));
 }

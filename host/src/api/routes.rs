@@ -131,6 +131,10 @@ fn start_job(
         let jobs = runner.services.jobs.clone();
         // Bounded concurrency: a job waits (IN_PROGRESS) for a slot; requests keep flowing.
         let _slot = jobs.slots.clone().acquire_owned().await;
+        // Interrupted (by a restart) before it could start: it must not run after all.
+        if !jobs.is_running(&id) {
+            return;
+        }
         let request = std::str::from_utf8(&body).unwrap_or_default();
         let name = op.info.name.clone();
         let result = match call(&runner, &op, &context, caller, request, runner.job_limits()).await {

@@ -10,6 +10,11 @@ use wasmtime::component::Resource;
 impl Host for CallState {
     async fn put(&mut self, target: S3Target) -> Result<Resource<Upload>, OpError> {
         self.check("objectstore")?;
+        // A custom endpoint makes the server send requests wherever it points (and report what
+        // came back): only a super_user may choose one. Everyone else writes to AWS.
+        if target.endpoint.as_deref().is_some_and(|e| !e.is_empty()) && !self.caller.super_user {
+            return Err(OpError::Forbidden("only a super_user may set 's3.endpoint'".into()));
+        }
         let target = objectstore::S3Target {
             access_key_id: target.access_key_id,
             secret_access_key: target.secret_access_key,

@@ -148,6 +148,17 @@ impl Host for CallState {
         self.check("storage")?;
         reserved(&database)?;
         let mut query = convert_query(query)?;
+        // Attributes a condition or a sort names must be readable too: filtering or ordering by
+        // a hidden attribute would reveal its values.
+        let mut named: Vec<String> = query.sort.iter().map(|(a, _)| a.clone()).collect();
+        if let Some(c) = &query.cond {
+            let mut attrs = Vec::new();
+            c.attributes(&mut attrs);
+            named.extend(attrs.into_iter().map(str::to_string));
+        }
+        if !named.is_empty() {
+            self.readable(&database, &table, named)?;
+        }
         query.attributes = self.readable(&database, &table, std::mem::take(&mut query.attributes))?;
         let cursor = self.services.storage.search(&database, &table, query)?;
         self.table.push(cursor).map_err(|_| OpError::Internal("too many open cursors".into()))
@@ -203,7 +214,8 @@ impl CallState {
         if attributes.is_empty() || attributes.iter().any(|a| a == "*") {
             return Ok(info.attributes.iter().filter(|a| may(a)).cloned().collect());
         }
-        let denied: Vec<&str> = attributes.iter().map(String::as_str).filter(|a| !may(a) && !a.starts_with("__")).collect();
+        let timestamp = |a: &str| a == "__createdtime__" || a == "__updatedtime__";
+        let denied: Vec<&str> = attributes.iter().map(String::as_str).filter(|a| !may(a) && !timestamp(a)).collect();
         if denied.is_empty() {
             Ok(attributes)
         } else {

@@ -113,8 +113,9 @@ impl Catalog {
         self.files.write().insert(entry.source.clone(), entry);
     }
 
-    /// A load failed: the file's entry keeps what was serving and records the error.
-    pub fn failed(&self, source: &Path, builtin: bool, error: String) {
+    /// A load failed: the file's entry records the error; with `kept`, its previous version
+    /// still serves.
+    pub fn failed(&self, source: &Path, builtin: bool, error: String, kept: bool) {
         let mut files = self.files.write();
         let entry = files.entry(source.to_path_buf()).or_insert_with(|| FileEntry {
             source: source.to_path_buf(),
@@ -128,7 +129,7 @@ impl Catalog {
             last_error: None,
             builtin,
         });
-        entry.status = if entry.name.is_some() && entry.status == "serving" { "serving" } else { "failed" };
+        entry.status = if kept { "serving" } else { "failed" };
         entry.last_error = Some(error);
     }
 

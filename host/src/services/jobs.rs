@@ -178,6 +178,11 @@ impl JobService {
         }
     }
 
+    /// Whether the job is still to be run (not finished, not interrupted).
+    pub fn is_running(&self, id: &str) -> bool {
+        self.running.lock().contains_key(id)
+    }
+
     pub fn progress(&self, id: &str, done: u64, total: u64) {
         if let Some(r) = self.running.lock().get_mut(id) {
             r.done = done;

@@ -105,6 +105,11 @@ fn failed(e: opendal::Error) -> ServiceError {
 
 fn describe(e: &opendal::Error) -> String {
     let text = e.message().trim();
-    let text = if text.is_empty() { e.kind().to_string() } else { text.replace('\n', " ") };
+    let mut text = if text.is_empty() { e.kind().to_string() } else { text.replace('\n', " ") };
+    // The store's answer is quoted only as far as it helps (the S3 error code and message).
+    if let Some((cut, _)) = text.char_indices().nth(300) {
+        text.truncate(cut);
+        text.push_str("...");
+    }
     format!("{} ({})", text, e.kind())
 }

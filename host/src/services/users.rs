@@ -201,6 +201,9 @@ pub struct UserService {
     state: RwLock<State>,
     /// Bumped on every change to users or roles; cached logins older than it are re-checked.
     generation: AtomicU64,
+    /// Serializes read-modify-write changes to users and roles (a deactivation racing a
+    /// password change must not be undone by it). Password hashing happens before taking it.
+    changes: parking_lot::Mutex<()>,
     /// Consecutive failed logins per user name, for the slowdown in [`UserService::login`].
     failures: parking_lot::Mutex<HashMap<String, (u32, Instant)>>,
 }
@@ -241,7 +244,7 @@ impl UserService {
                 storage.create_table(SYSTEM_DATABASE, table, key).map_err(internal).with_context(|| format!("creating system.{table}"))?;
             }
         }
-        let service = Arc::new(Self { storage, state: RwLock::new(State::default()), generation: AtomicU64::new(0), failures: Default::default() });
+        let service = Arc::new(Self { storage, state: RwLock::new(State::default()), generation: AtomicU64::new(0), changes: Default::default(), failures: Default::default() });
         service.load().map_err(internal)?;
         for (id, permission) in [("super_user", json!({"super_user": true})), ("cluster_user", json!({"cluster_user": true}))] {
             if !service.state.read().roles.contains_key(id) {
@@ -356,6 +359,7 @@ impl UserService {
     }
 
     pub fn add_role(&self, name: &str, permission: Value, id: Option<String>) -> Result<Role, ServiceError> {
+        let _change = self.changes.lock();
         if name.trim().is_empty() {
             return Err(ServiceError::BadRequest("Role can't be blank".into()));
         }
@@ -374,6 +378,7 @@ impl UserService {
     }
 
     pub fn alter_role(&self, id: &str, name: Option<String>, permission: Value) -> Result<Role, ServiceError> {
+        let _change = self.changes.lock();
         let mut role = self.state.read().roles.get(id).cloned().ok_or_else(|| ServiceError::NotFound("Role not found".into()))?;
         if let Some(name) = name.filter(|n| *n != role.name) {
             if self.role_by_name(&name).is_some_and(|r| r.name == name) {
@@ -390,6 +395,7 @@ impl UserService {
 
     /// Drops a role no user has; returns its name.
     pub fn drop_role(&self, id: &str) -> Result<String, ServiceError> {
+        let _change = self.changes.lock();
         let role = self.state.read().roles.get(id).cloned().ok_or_else(|| ServiceError::NotFound("Role not found".into()))?;
         if self.state.read().users.values().any(|u| u.role_id == role.id) {
             return Err(ServiceError::Conflict(format!("Cannot drop role {} as it has active user(s) tied to this role", role.name)));
@@ -417,31 +423,38 @@ impl UserService {
         if role.is_empty() {
             return Err(ServiceError::BadRequest("Role can't be blank".into()));
         }
+        let hash = hash_password(password)?;
+        let _change = self.changes.lock();
         let role = self.role_by_name(role).ok_or_else(|| ServiceError::NotFound(format!("{role} role not found")))?;
         if self.state.read().users.contains_key(username) {
             return Err(ServiceError::Conflict(format!("User {username} already exists")));
         }
         let now = stamp();
-        let hash = hash_password(password)?;
-        self.put_user(StoredUser { username: username.into(), password_hash: hash, role_id: role.id, active, token_generation: 0, created: now, updated: now })
+        // A random first generation: tokens of an earlier user of the same name (dropped, then
+        // added again) never match it.
+        let token_generation = rand::random::<u64>() >> 1;
+        self.put_user(StoredUser { username: username.into(), password_hash: hash, role_id: role.id, active, token_generation, created: now, updated: now })
     }
 
     /// Changes a user. A new password or deactivation ends the user's tokens.
     pub fn alter_user(&self, username: &str, password: Option<&str>, role: Option<&str>, active: Option<bool>) -> Result<(), ServiceError> {
+        let new_hash = match password {
+            Some("") => return Err(ServiceError::BadRequest("Password can't be blank".into())),
+            Some(p) => Some(hash_password(p)?),
+            None => None,
+        };
+        let _change = self.changes.lock();
         let mut user = self.state.read().users.get(username).cloned().ok_or_else(|| ServiceError::NotFound(format!("User {username} does not exist")))?;
-        if let Some(password) = password {
-            if password.is_empty() {
-                return Err(ServiceError::BadRequest("Password can't be blank".into()));
-            }
-            user.password_hash = hash_password(password)?;
-            user.token_generation += 1;
+        if let Some(hash) = new_hash {
+            user.password_hash = hash;
+            user.token_generation = user.token_generation.wrapping_add(1);
         }
         if let Some(role) = role {
             user.role_id = self.role_by_name(role).ok_or_else(|| ServiceError::NotFound(format!("{role} role not found")))?.id;
         }
         if let Some(active) = active {
             if !active && user.active {
-                user.token_generation += 1;
+                user.token_generation = user.token_generation.wrapping_add(1);
             }
             user.active = active;
         }
@@ -450,6 +463,7 @@ impl UserService {
     }
 
     pub fn drop_user(&self, username: &str) -> Result<(), ServiceError> {
+        let _change = self.changes.lock();
         if !self.state.read().users.contains_key(username) {
             return Err(ServiceError::NotFound(format!("User {username} does not exist")));
         }

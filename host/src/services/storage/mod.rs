@@ -631,8 +631,20 @@ impl Storage {
             probe.insert(attribute.clone(), value);
             let record = Value::Object(std::mem::take(&mut probe));
             if cond.matches(&record) {
-                if let Some((pk, _)) = keys::decode(pk_bytes) {
-                    out.push(format!("{{\"{pk_name}\":{pk}}}"));
+                match keys::decode(pk_bytes) {
+                    // Index keys hold numbers as f64: a key beyond 2^53 (or with a fraction)
+                    // may not come back as written, so it is read from its record instead.
+                    Some((Value::Number(n), _)) if !n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) => {
+                        let (rcf, _) = self.cfs(db, table)?;
+                        if let Some(bytes) = self.db.get_cf(&rcf, pk_bytes).map_err(internal)? {
+                            let fields: RawFields<'_> = serde_json::from_slice(&bytes).map_err(internal)?;
+                            if let Some((_, v)) = fields.0.iter().find(|(k, _)| *k == pk_name) {
+                                out.push(format!("{{\"{pk_name}\":{}}}", v.get()));
+                            }
+                        }
+                    }
+                    Some((pk, _)) => out.push(format!("{{\"{pk_name}\":{pk}}}")),
+                    None => {}
                 }
             }
             if let Value::Object(m) = record {
