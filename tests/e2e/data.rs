@@ -1,20 +1,8 @@
 //! The data operations over HTTP (harper-behaviour.md §3, deviations.md): schema operations,
 //! writes, the three searches, describe shapes, and durability across a crash.
 
-use opshost_tests::{Server, USER};
+use opshost_tests::{err, ok, Server, USER};
 use serde_json::{json, Value};
-
-fn ok(server: &Server, body: Value) -> Value {
-    let (status, resp) = server.post(body.clone());
-    assert_eq!(status, 200, "{body} -> {resp}");
-    resp
-}
-
-fn err(server: &Server, body: Value) -> (u16, String) {
-    let (status, resp) = server.post(body.clone());
-    assert_ne!(status, 200, "{body} unexpectedly succeeded: {resp}");
-    (status, resp["error"].as_str().unwrap_or_default().to_string())
-}
 
 /// `dev.dog` with six dogs, including a string "3" beside the number 3 and a missing breed.
 fn dogs(server: &Server) {

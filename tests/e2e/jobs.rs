@@ -8,25 +8,13 @@
 //! (`OPSHOST_TEST_S3_ENDPOINT`, `_ACCESS_KEY`, `_SECRET_KEY`, and `_ROOT`: the folder it stores
 //! in, where a bucket is a folder and an object `<bucket>/<key>` a file).
 
-use opshost_tests::{Server, USER};
+use opshost_tests::{err, ok, Server, USER};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn ok(server: &Server, body: Value) -> Value {
-    let (status, resp) = server.post(body.clone());
-    assert_eq!(status, 200, "{body} -> {resp}");
-    resp
-}
-
-fn err(server: &Server, body: Value) -> (u16, String) {
-    let (status, resp) = server.post(body.clone());
-    assert_ne!(status, 200, "{body} unexpectedly succeeded: {resp}");
-    (status, resp["error"].as_str().unwrap_or_default().to_string())
-}
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64

@@ -1,14 +1,8 @@
 //! The `sql` operation over HTTP, checked against the same data queried with the NoSQL
 //! operations, plus SQL writes and HarperDB's SQL error texts.
 
-use opshost_tests::Server;
+use opshost_tests::{ok, Server};
 use serde_json::{json, Value};
-
-fn ok(server: &Server, body: Value) -> Value {
-    let (status, resp) = server.post(body.clone());
-    assert_eq!(status, 200, "{body} -> {resp}");
-    resp
-}
 
 fn sql(server: &Server, text: &str) -> Value {
     ok(server, json!({"operation": "sql", "sql": text}))

@@ -336,3 +336,17 @@ mod tests {
         assert_eq!(super::base64(b"abc"), "YWJj");
     }
 }
+
+/// The 200 answer to `body` sent as the super_user (the request and answer are in the panic).
+pub fn ok(server: &Server, body: Value) -> Value {
+    let (status, resp) = server.post(body.clone());
+    assert_eq!(status, 200, "{body} -> {resp}");
+    resp
+}
+
+/// The status and `{"error": ...}` text of a request that must fail.
+pub fn err(server: &Server, body: Value) -> (u16, String) {
+    let (status, resp) = server.post(body.clone());
+    assert_ne!(status, 200, "{body} unexpectedly succeeded: {resp}");
+    (status, resp["error"].as_str().unwrap_or_default().to_string())
+}
