@@ -8,7 +8,6 @@ use crate::capabilities::Grants;
 use crate::runtime::{CallLimits, LoadedOperation, Runtime};
 use crate::services::catalog::FileEntry;
 use crate::services::Services;
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,7 +112,9 @@ impl Registry {
                 handles.into_iter().filter_map(|h| h.join().ok()).collect::<Vec<_>>()
             });
             for (path, result) in results {
-                let outcome = result.and_then(|op| registry.publish(op, builtin_names_ref(&builtin_names, builtin)));
+                // Third-party components may displace built-ins (the policy already refused the
+                // ones it does not allow); built-ins never displace each other.
+                let outcome = result.and_then(|op| registry.publish(op, !builtin));
                 match outcome {
                     Ok(op) => {
                         if builtin {
@@ -175,12 +176,6 @@ impl Registry {
     }
 }
 
-/// Third-party components may displace built-ins (the policy already refused the ones it
-/// does not allow); built-ins never displace each other.
-fn builtin_names_ref(_names: &HashSet<String>, builtin: bool) -> bool {
-    !builtin
-}
-
 fn load_file(
     runtime: &Runtime,
     services: &Arc<Services>,
@@ -190,8 +185,7 @@ fn load_file(
     builtin: bool,
     builtin_names: &HashSet<String>,
 ) -> Result<Arc<LoadedOperation>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading the file: {e}"))?;
-    let hash = hex::encode(Sha256::digest(&bytes));
+    let (bytes, hash) = crate::runtime::read_component(path).map_err(|e| format!("{e:#}"))?;
     if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path && op.hash == hash)) {
         let grants = sources.policy.grants_for(&prev.info.name, builtin, builtin_names)?;
         if grants == prev.grants {

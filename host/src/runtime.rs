@@ -121,9 +121,7 @@ impl Runtime {
     /// (or refuses the name).
     /// Compiles a component file into the cache (nothing else: no linking, no describe).
     pub fn precompile(&self, path: &Path) -> Result<()> {
-        use sha2::Digest;
-        let bytes = std::fs::read(path).context("reading the file")?;
-        let hash = hex::encode(sha2::Sha256::digest(&bytes));
+        let (bytes, hash) = read_component(path)?;
         self.compile_cached(&bytes, &hash).map(|_| ())
     }
 
@@ -136,9 +134,7 @@ impl Runtime {
         limits: CallLimits,
         grants_for: impl Fn(&str) -> Result<Grants, String>,
     ) -> Result<LoadedOperation> {
-        use sha2::Digest;
-        let bytes = std::fs::read(path).context("reading the file")?;
-        let hash = hex::encode(sha2::Sha256::digest(&bytes));
+        let (bytes, hash) = read_component(path)?;
         self.load_bytes(path, &bytes, hash, services, limits, false, grants_for)
     }
 
@@ -323,6 +319,14 @@ fn engine_config(pool: Option<(u32, usize)>) -> Config {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     }
     config
+}
+
+/// A component file's bytes and their SHA-256 (hex): the compile cache's key.
+pub fn read_component(path: &Path) -> Result<(Vec<u8>, String)> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).context("reading the file")?;
+    let hash = hex::encode(sha2::Sha256::digest(&bytes));
+    Ok((bytes, hash))
 }
 
 /// Whether the kernel has PAGEMAP_SCAN (Linux 6.7+). Without it wasmtime would memset the

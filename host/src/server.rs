@@ -292,13 +292,7 @@ impl TlsListener {
     async fn bind(state: Arc<AppState>, addr: SocketAddr, config: rustls::ServerConfig) -> Result<Self> {
         let config = Arc::new(ArcSwap::from_pointee(config));
         let current = config.clone();
-        // SO_REUSEPORT lets a replacement listener bind the same address before this one stops
-        // (restart_service http_workers), so no connection is refused in between.
-        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr).with_context(|| format!("binding {addr}"))?;
-        let socket = socket.listen(1024).with_context(|| format!("listening on {addr}"))?;
+        let socket = listen(addr)?;
         let addr = socket.local_addr()?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let app = crate::app(state);
@@ -342,15 +336,20 @@ struct Listener {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A listening socket with SO_REUSEPORT, so a replacement listener can bind the same address
+/// before the current one stops (restart_service http_workers): no connection is refused in
+/// between.
+fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+    socket.listen(1024).with_context(|| format!("listening on {addr}"))
+}
+
 impl Listener {
     async fn bind(state: Arc<AppState>, addr: SocketAddr) -> Result<Self> {
-        // SO_REUSEPORT lets a replacement listener bind the same address before this one stops
-        // (restart_service http_workers), so no connection is refused in between.
-        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr).with_context(|| format!("binding {addr}"))?;
-        let socket = socket.listen(1024).with_context(|| format!("listening on {addr}"))?;
+        let socket = listen(addr)?;
         let addr = socket.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = crate::app(state);

@@ -139,7 +139,7 @@ impl Host for CallState {
         self.check("storage")?;
         reserved(&database)?;
         let ids = jsons(&ids, "an id")?;
-        let attributes = self.readable(&database, &table, attributes)?;
+        let attributes = self.readable(&database, &table, attributes, None)?;
         let records = self.services.storage.get(&database, &table, &ids, &attributes)?;
         Ok(records.iter().map(Value::to_string).collect())
     }
@@ -148,18 +148,8 @@ impl Host for CallState {
         self.check("storage")?;
         reserved(&database)?;
         let mut query = convert_query(query)?;
-        // Attributes a condition or a sort names must be readable too: filtering or ordering by
-        // a hidden attribute would reveal its values.
-        let mut named: Vec<String> = query.sort.iter().map(|(a, _)| a.clone()).collect();
-        if let Some(c) = &query.cond {
-            let mut attrs = Vec::new();
-            c.attributes(&mut attrs);
-            named.extend(attrs.into_iter().map(str::to_string));
-        }
-        if !named.is_empty() {
-            self.readable(&database, &table, named)?;
-        }
-        query.attributes = self.readable(&database, &table, std::mem::take(&mut query.attributes))?;
+        let projection = std::mem::take(&mut query.attributes);
+        query.attributes = self.readable(&database, &table, projection, Some(&query))?;
         let cursor = self.services.storage.search(&database, &table, query)?;
         self.table.push(cursor).map_err(|_| OpError::Internal("too many open cursors".into()))
     }
@@ -203,24 +193,39 @@ impl CallState {
 
     /// The projection a read may use: read permission on the table, and with attribute rules
     /// `*` narrows to the readable attributes while naming another one is refused.
-    fn readable(&mut self, database: &str, table: &str, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
+    /// Attributes a search's condition or sort names must be readable too: filtering or
+    /// ordering by a hidden attribute would reveal its values.
+    fn readable(&mut self, database: &str, table: &str, attributes: Vec<String>, search: Option<&ServiceQuery>) -> Result<Vec<String>, OpError> {
         self.permit(database, table, &["read"])?;
         let Some(p) = self.caller.permissions.clone() else { return Ok(attributes) };
         // An empty `attribute_permissions` list means the table permission covers every
         // attribute (HarperDB); only a non-empty list narrows reads.
         let Some(t) = p.table(database, table).filter(|t| t.attribute_rules && !t.attributes.is_empty()) else { return Ok(attributes) };
         let info = self.services.storage.describe_table(database, table)?;
-        let may = |a: &str| a == info.primary_key || t.attributes.iter().any(|(name, read)| name == a && *read);
-        if attributes.is_empty() || attributes.iter().any(|a| a == "*") {
+        let may = |a: &str| {
+            a == info.primary_key || a == "__createdtime__" || a == "__updatedtime__" || t.attributes.iter().any(|(name, read)| name == a && *read)
+        };
+        let mut named: Vec<&str> = Vec::new();
+        if let Some(q) = search {
+            if let Some(c) = &q.cond {
+                c.attributes(&mut named);
+            }
+            named.extend(q.sort.iter().map(|(a, _)| a.as_str()));
+        }
+        let star = attributes.is_empty() || attributes.iter().any(|a| a == "*");
+        if !star {
+            named.extend(attributes.iter().map(String::as_str));
+        }
+        let mut denied: Vec<&str> = named.into_iter().filter(|a| !may(a)).collect();
+        denied.dedup();
+        if !denied.is_empty() {
+            return Err(self.deny(database, table, &[], &denied));
+        }
+        if star {
+            // `*` narrows to what the role may read.
             return Ok(info.attributes.iter().filter(|a| may(a)).cloned().collect());
         }
-        let timestamp = |a: &str| a == "__createdtime__" || a == "__updatedtime__";
-        let denied: Vec<&str> = attributes.iter().map(String::as_str).filter(|a| !may(a) && !timestamp(a)).collect();
-        if denied.is_empty() {
-            Ok(attributes)
-        } else {
-            Err(self.deny(database, table, &[], &denied))
-        }
+        Ok(attributes)
     }
 
     /// Records a denial in HarperDB's shape for the 403 body and returns the guest's error.

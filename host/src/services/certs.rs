@@ -80,17 +80,11 @@ impl CertService {
         if let Some(cached) = self.cache.read().as_ref() {
             return Ok(cached.clone());
         }
-        let mut cursor = self.storage.search(SYSTEM_DATABASE, TABLE, Default::default())?;
-        let mut all = Vec::new();
-        loop {
-            let batch = cursor.next_batch(1000)?;
-            if batch.is_empty() {
-                break;
-            }
-            for record in batch {
-                all.push(serde_json::from_value::<CertRecord>(record).map_err(|e| ServiceError::Internal(e.into()))?);
-            }
-        }
+        let rows = self.storage.search(SYSTEM_DATABASE, TABLE, Default::default())?.collect_all()?;
+        let mut all = rows
+            .into_iter()
+            .map(|record| serde_json::from_value::<CertRecord>(record).map_err(|e| ServiceError::Internal(e.into())))
+            .collect::<Result<Vec<_>, _>>()?;
         all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         let all = Arc::new(all);
         *self.cache.write() = Some(all.clone());

@@ -138,16 +138,8 @@ impl JobService {
     }
 
     fn all(&self) -> Result<Vec<Job>, ServiceError> {
-        let mut cursor = self.storage.search(SYSTEM_DATABASE, TABLE, Default::default())?;
-        let mut jobs = Vec::new();
-        loop {
-            let batch = cursor.next_batch(1000)?;
-            if batch.is_empty() {
-                break;
-            }
-            jobs.extend(batch.iter().filter_map(Job::from_record));
-        }
-        Ok(jobs)
+        let rows = self.storage.search(SYSTEM_DATABASE, TABLE, Default::default())?.collect_all()?;
+        Ok(rows.iter().filter_map(Job::from_record).collect())
     }
 
     /// Records a new IN_PROGRESS job and returns it.

@@ -287,15 +287,7 @@ impl UserService {
     }
 
     fn scan(&self, table: &str) -> Result<Vec<Value>, ServiceError> {
-        let mut cursor = self.storage.search(SYSTEM_DATABASE, table, Default::default())?;
-        let mut rows = Vec::new();
-        loop {
-            let batch = cursor.next_batch(1000)?;
-            if batch.is_empty() {
-                return Ok(rows);
-            }
-            rows.extend(batch);
-        }
+        self.storage.search(SYSTEM_DATABASE, table, Default::default())?.collect_all()
     }
 
     /// The users file of earlier versions becomes records; the file is kept renamed.

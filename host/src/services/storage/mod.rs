@@ -880,6 +880,23 @@ impl Projection {
     }
 }
 
+/// Applies a search's offset (`to_skip`) and limit (`left`) to the next matches, mapping the
+/// ones kept into `out` (mapping only what is kept: skipped records are never projected).
+fn window<T, U>(to_skip: &mut u64, left: &mut Option<u64>, batch: Vec<T>, out: &mut Vec<U>, map: impl Fn(T) -> U) {
+    for r in batch {
+        if *to_skip > 0 {
+            *to_skip -= 1;
+            continue;
+        }
+        match left {
+            Some(0) => break,
+            Some(l) => *l -= 1,
+            None => {}
+        }
+        out.push(map(r));
+    }
+}
+
 /// A stored record's top-level fields, borrowed from its bytes.
 struct RawFields<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
 
@@ -952,21 +969,22 @@ impl Cursor {
                     batch
                 }
             };
-            for r in raw {
-                if self.to_skip > 0 {
-                    self.to_skip -= 1;
-                    continue;
-                }
-                if self.left == Some(0) {
-                    break;
-                }
-                if let Some(l) = self.left.as_mut() {
-                    *l -= 1;
-                }
-                out.push(self.projection.apply(&r));
-            }
+            let projection = &self.projection;
+            window(&mut self.to_skip, &mut self.left, raw, &mut out, |r| projection.apply(&r));
         }
         Ok(out)
+    }
+
+    /// Every remaining record (for the host's own small tables).
+    pub fn collect_all(&mut self) -> Result<Vec<Value>, ServiceError> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.next_batch(1000)?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
     }
 
     /// [`Cursor::next_batch`] as JSON text, the form the guests receive. Without a sort or a
@@ -993,19 +1011,7 @@ impl Cursor {
             };
             self.done = resume.is_none();
             self.resume = resume;
-            for r in batch {
-                if self.to_skip > 0 {
-                    self.to_skip -= 1;
-                    continue;
-                }
-                if self.left == Some(0) {
-                    break;
-                }
-                if let Some(l) = self.left.as_mut() {
-                    *l -= 1;
-                }
-                out.push(r);
-            }
+            window(&mut self.to_skip, &mut self.left, batch, &mut out, |r| r);
         }
         Ok(out)
     }
