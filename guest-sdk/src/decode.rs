@@ -10,6 +10,17 @@ use serde::Deserialize;
 pub struct Empty {}
 
 /// Decodes a JSON request body into `T`, turning serde's messages into HarperDB's.
+/// For operations' unit tests: the 400 text decoding `body` as `T` gives (panics when it
+/// decodes, or fails otherwise).
+#[doc(hidden)]
+pub fn decode_error<T: DeserializeOwned>(body: &str) -> String {
+    match decode_request::<T>(body) {
+        Err(Error::BadRequest(t)) => t,
+        Err(other) => panic!("expected bad-request, got {other:?}"),
+        Ok(_) => panic!("expected bad-request, got a request"),
+    }
+}
+
 pub fn decode_request<T: DeserializeOwned>(body: &str) -> Result<T, Error> {
     let mut de = serde_json::Deserializer::from_str(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -82,10 +93,7 @@ mod tests {
     }
 
     fn err(body: &str) -> String {
-        match decode_request::<Req>(body) {
-            Err(Error::BadRequest(t)) => t,
-            other => panic!("expected bad-request, got {other:?}"),
-        }
+        decode_error::<Req>(body)
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod search;
 pub mod sql;
 pub mod users;
 
-pub use decode::{decode_request, Empty};
+pub use decode::{decode_error, decode_request, Empty};
 pub use host::{catalog, certs, config, control, log, packages, sysinfo};
 
 /// The raw bindings. Operation authors use the trait and the macro instead.

@@ -31,14 +31,10 @@ opshost_guest::export_operation!(AlterRole);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opshost_guest::decode_request;
+    use opshost_guest::decode_error;
 
     fn err(body: &str) -> String {
-        match decode_request::<Request>(body) {
-            Err(Error::BadRequest(t)) => t,
-            Err(other) => panic!("expected bad-request, got {other:?}"),
-            Ok(_) => panic!("expected bad-request, got a request"),
-        }
+        decode_error::<Request>(body)
     }
 
     #[test]
