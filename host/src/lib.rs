@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bindings;
 pub mod capabilities;
+pub mod compile_cache;
 pub mod registry;
 pub mod runtime;
 pub mod server;

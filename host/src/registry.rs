@@ -37,17 +37,36 @@ pub struct Policy {
 }
 
 impl Policy {
-    fn grants_for(&self, name: &str, builtin: bool, builtin_names: &HashSet<String>) -> Result<Grants, String> {
-        if !builtin && builtin_names.contains(name) && !self.replace_builtins.iter().any(|n| n == name) {
-            return Err(format!(
-                "operation '{name}' is a built-in operation and cannot be replaced from componentsRoot (allow it in operationsApi.replaceBuiltins)"
-            ));
+    /// What a component claiming `names` may import. A third-party component may claim no
+    /// built-in name (its main name or any alias) unless `replaceBuiltins` lists that name;
+    /// grants follow the main name.
+    fn grants_for(&self, names: &[String], builtin: bool, builtin_names: &HashSet<String>) -> Result<Grants, String> {
+        let main = names.first().map(String::as_str).unwrap_or_default();
+        if !builtin {
+            if let Some(taken) = names.iter().find(|n| builtin_names.contains(*n) && !self.replace_builtins.contains(n)) {
+                return Err(format!(
+                    "operation '{taken}' is a built-in operation and cannot be replaced from componentsRoot (allow it in operationsApi.replaceBuiltins)"
+                ));
+            }
         }
-        Ok(match self.grants.get(name) {
+        Ok(match self.grants.get(main) {
             Some(list) => Grants::with(&list.iter().map(String::as_str).collect::<Vec<_>>()),
-            None if builtin => builtin_grants(name),
+            None if builtin => builtin_grants(main),
             None => Grants::with(&[]),
         })
+    }
+
+    /// The most a file could be granted under any name: checked against its imports before
+    /// anything of it runs. Built-ins ship with the server; a third-party file gets at most what
+    /// `operationsApi.grants` gives some name.
+    fn most(&self, builtin: bool) -> Grants {
+        if builtin {
+            return Grants::all();
+        }
+        self.grants
+            .values()
+            .map(|list| Grants::with(&list.iter().map(String::as_str).collect::<Vec<_>>()))
+            .fold(Grants::with(&[]), Grants::union)
     }
 }
 
@@ -98,6 +117,11 @@ impl Registry {
             let dir = if builtin { sources.builtin_dir } else { sources.components_root };
             let files = wasm_files(dir);
             seen.extend(files.iter().cloned());
+            if builtin {
+                // A built-in file is named after its operation: its name stays protected even
+                // when the file fails to load and has no previous version to keep.
+                builtin_names.extend(files.iter().filter_map(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()));
+            }
             let results = std::thread::scope(|scope| {
                 let handles: Vec<_> = files
                     .into_iter()
@@ -114,7 +138,7 @@ impl Registry {
             for (path, result) in results {
                 // Third-party components may displace built-ins (the policy already refused the
                 // ones it does not allow); built-ins never displace each other.
-                let outcome = result.and_then(|op| registry.publish(op, !builtin));
+                let outcome = result.and_then(|op| registry.publish(op, !builtin, sources.policy));
                 match outcome {
                     Ok(op) => {
                         if builtin {
@@ -128,12 +152,16 @@ impl Registry {
                         // and the configuration still grants it what it was loaded with (a
                         // revoked grant must not survive through the fallback).
                         let still_granted = |prev: &LoadedOperation| {
-                            sources.policy.grants_for(&prev.info.name, builtin, &builtin_names).is_ok_and(|g| g == prev.grants)
+                            sources.policy.grants_for(&prev.names(), builtin, &builtin_names).is_ok_and(|g| g == prev.grants)
                         };
                         let mut kept = false;
                         if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path)) {
                             if still_granted(prev) && prev.names().iter().all(|n| !registry.operations.contains_key(n)) {
                                 for n in prev.names() {
+                                    if builtin {
+                                        // A kept built-in's names stay protected like a loaded one's.
+                                        builtin_names.insert(n.clone());
+                                    }
                                     registry.operations.insert(n, prev.clone());
                                 }
                                 kept = true;
@@ -153,12 +181,16 @@ impl Registry {
     }
 
     /// Adds a loaded operation under its name and aliases, unless another file serves one of
-    /// them (a third-party file may take over a built-in name only when the policy let it load).
-    fn publish(&mut self, op: Arc<LoadedOperation>, replacing_builtins: bool) -> Result<Arc<LoadedOperation>, String> {
+    /// them. A third-party file may take over a built-in's name only when `replaceBuiltins`
+    /// lists that very name (checked again here, whatever the loader decided).
+    fn publish(&mut self, op: Arc<LoadedOperation>, third_party: bool, policy: &Policy) -> Result<Arc<LoadedOperation>, String> {
         let names = op.names();
-        if let Some((name, existing)) = names.iter().find_map(|n| self.operations.get(n).map(|e| (n, e))) {
-            if !(replacing_builtins && existing.builtin) {
-                return Err(format!("operation '{name}' is already served by {}", existing.source.display()));
+        for name in &names {
+            if let Some(existing) = self.operations.get(name) {
+                let allowed = third_party && existing.builtin && policy.replace_builtins.contains(name);
+                if !allowed {
+                    return Err(format!("operation '{name}' is already served by {}", existing.source.display()));
+                }
             }
         }
         for name in &names {
@@ -187,14 +219,16 @@ fn load_file(
 ) -> Result<Arc<LoadedOperation>, String> {
     let (bytes, hash) = crate::runtime::read_component(path).map_err(|e| format!("{e:#}"))?;
     if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path && op.hash == hash)) {
-        let grants = sources.policy.grants_for(&prev.info.name, builtin, builtin_names)?;
+        let grants = sources.policy.grants_for(&prev.names(), builtin, builtin_names)?;
         if grants == prev.grants {
             return Ok(prev.clone());
         }
     }
     let policy = sources.policy;
     let op = runtime
-        .load_bytes(path, &bytes, hash, services, sources.limits, builtin, |name| policy.grants_for(name, builtin, builtin_names))
+        .load_bytes(path, &bytes, hash, services, sources.limits, builtin, policy.most(builtin), |names| {
+            policy.grants_for(names, builtin, builtin_names)
+        })
         .map_err(|e| format!("{e:#}"))?;
     Ok(Arc::new(op))
 }
@@ -242,18 +276,27 @@ pub fn is_component_file(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
     #[test]
     fn policy_defaults_overrides_and_builtin_protection() {
-        let builtins: HashSet<String> = ["sql".to_string()].into();
+        let builtins: HashSet<String> = ["sql".to_string(), "create_authentication_tokens".to_string()].into();
         let mut policy = Policy::default();
-        assert!(policy.grants_for("sql", true, &builtins).expect("builtin").has("storage"));
-        assert!(policy.grants_for("sql", false, &builtins).is_err(), "third-party cannot take a built-in name");
-        let third = policy.grants_for("mine", false, &builtins).expect("third-party");
+        assert!(policy.grants_for(&names(&["sql"]), true, &builtins).expect("builtin").has("storage"));
+        assert!(policy.grants_for(&names(&["sql"]), false, &builtins).is_err(), "third-party cannot take a built-in name");
+        let alias = policy.grants_for(&names(&["innocent", "create_authentication_tokens"]), false, &builtins);
+        assert!(alias.is_err_and(|e| e.contains("'create_authentication_tokens' is a built-in")), "nor through an alias");
+        let third = policy.grants_for(&names(&["mine"]), false, &builtins).expect("third-party");
         assert!(third.has("log") && !third.has("storage"));
+        assert_eq!(policy.most(false), Grants::with(&[]), "nothing granted: a third-party file may import only the log");
         policy.grants.insert("mine".into(), vec!["storage".into(), "wasi".into()]);
         policy.replace_builtins.push("sql".into());
-        let granted = policy.grants_for("mine", false, &builtins).expect("granted");
+        let granted = policy.grants_for(&names(&["mine"]), false, &builtins).expect("granted");
         assert!(granted.has("storage") && granted.has("wasi"));
-        assert!(policy.grants_for("sql", false, &builtins).is_ok(), "allowed by replaceBuiltins");
+        assert!(policy.most(false).has("wasi") && !policy.most(false).has("users"));
+        assert!(policy.grants_for(&names(&["sql"]), false, &builtins).is_ok(), "allowed by replaceBuiltins");
+        assert!(policy.grants_for(&names(&["mine", "create_authentication_tokens"]), false, &builtins).is_err(), "only the listed name");
     }
 }

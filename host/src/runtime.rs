@@ -2,11 +2,13 @@
 //! `Linker` with every capability, the on-disk cache of compiled components, and the call
 //! path (fresh `Store` per call from a pre-instantiated component, with memory and CPU limits).
 
-use crate::bindings::{CallContext, OpError, Operation, OperationInfo, OperationPre};
+use crate::bindings::{CallContext, OpError, OperationInfo, OperationPre};
 use crate::capabilities::{CallState, Caller, Grants};
 use crate::services::catalog::OpStats;
 use crate::services::Services;
 use anyhow::{anyhow, Context, Result};
+use crate::compile_cache::CompileCache;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +18,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// `describe` only returns constants: it gets a short deadline of its own, so a component that
+/// loops there delays a reload by this much at most (not by `callTimeout`).
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// ...and a small memory cap.
+const DESCRIBE_MEMORY: usize = 64 << 20;
 
 /// Per-call limits, read from `operationsApi.limits` (re-read on restart).
 #[derive(Clone, Copy, Debug)]
@@ -26,12 +33,14 @@ pub struct CallLimits {
     pub timeout: Duration,
 }
 
-/// The engine, linker and compile cache, shared by every loaded operation.
+/// The engine, the linkers (one per grant set) and the compile cache, shared by every loaded
+/// operation.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<CallState>,
-    cache_dir: PathBuf,
-    engine_hash: String,
+    /// A component is linked against a linker holding only the interfaces it was granted, so an
+    /// ungranted import cannot even be resolved (the per-function checks are a second line).
+    linkers: parking_lot::Mutex<HashMap<Grants, Arc<Linker<CallState>>>>,
+    cache: CompileCache,
     pooled: bool,
     _ticker: EpochTicker,
 }
@@ -98,46 +107,54 @@ impl Runtime {
                 (Engine::new(&engine_config(None))?, false)
             }
         };
-        let mut linker = Linker::new(&engine);
-        Operation::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
-        // WASI for third-party components built with standard toolchains; reachable only by
-        // components granted `wasi`, and then locked down (see `CallState::wasi_ctx`).
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = format!("{:016x}", hasher.finish());
-        std::fs::create_dir_all(&cache_dir)
-            .with_context(|| format!("creating the component cache {}", cache_dir.display()))?;
+        let cache = CompileCache::open(cache_dir, engine_hash);
         let _ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linker, cache_dir, engine_hash, pooled, _ticker })
+        Ok(Self { engine, linkers: Default::default(), cache, pooled, _ticker })
+    }
+
+    /// The linker for one grant set: only the granted interfaces are in it.
+    fn linker_for(&self, grants: Grants) -> Result<Arc<Linker<CallState>>> {
+        if let Some(linker) = self.linkers.lock().get(&grants) {
+            return Ok(linker.clone());
+        }
+        let linker = Arc::new(granted_linker(&self.engine, grants)?);
+        self.linkers.lock().insert(grants, linker.clone());
+        Ok(linker)
     }
 
     pub fn pooled(&self) -> bool {
         self.pooled
     }
 
-    /// Compiles (or loads from the cache), links and describes one component file.
-    /// `grants_for` decides, from the name the component gives itself, what it may import
-    /// (or refuses the name).
     /// Compiles a component file into the cache (nothing else: no linking, no describe).
     pub fn precompile(&self, path: &Path) -> Result<()> {
         let (bytes, hash) = read_component(path)?;
         self.compile_cached(&bytes, &hash).map(|_| ())
     }
 
-    /// Loads one component file (the benchmarks' entry point; the registry reads and hashes
-    /// files itself to reuse unchanged ones).
+    /// Loads one component file as a third-party one (the benchmarks' entry point; the registry
+    /// reads and hashes files itself to reuse unchanged ones).
     pub fn load(
         &self,
         path: &Path,
         services: &Arc<Services>,
         limits: CallLimits,
-        grants_for: impl Fn(&str) -> Result<Grants, String>,
+        grants_for: impl Fn(&[String]) -> Result<Grants, String>,
     ) -> Result<LoadedOperation> {
         let (bytes, hash) = read_component(path)?;
-        self.load_bytes(path, &bytes, hash, services, limits, false, grants_for)
+        self.load_bytes(path, &bytes, hash, services, limits, false, Grants::all(), grants_for)
     }
 
+    /// Compiles (or loads from the cache), checks and describes one component, in this order,
+    /// so that nothing of a component runs before it is known to be acceptable:
+    /// 1. its imports must fit `most`, the most this file could be granted under any name;
+    /// 2. `describe` runs in a sandbox where every import traps, under a short deadline;
+    /// 3. `grants_for` decides, from every name the component claims, what it may import (or
+    ///    refuses a name), and the imports are checked against exactly that;
+    /// 4. it is linked against a linker holding only those interfaces.
     #[allow(clippy::too_many_arguments)]
     pub fn load_bytes(
         &self,
@@ -147,32 +164,30 @@ impl Runtime {
         services: &Arc<Services>,
         limits: CallLimits,
         builtin: bool,
-        grants_for: impl Fn(&str) -> Result<Grants, String>,
+        most: Grants,
+        grants_for: impl Fn(&[String]) -> Result<Grants, String>,
     ) -> Result<LoadedOperation> {
         let component = self.compile_cached(bytes, &hash)?;
-        let pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking")?;
+        let imports: Vec<String> = component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(import) = imports.iter().find(|i| !most.allows_import(i)) {
+            return Err(anyhow!(
+                "component '{stem}' imports '{import}', which is not granted to it (grant it in operationsApi.grants)"
+            ));
+        }
+
+        let info = self.describe(&component, services, limits)?;
+        let names = info_names(&info);
+        for name in &names {
+            check_operation_name(name)?;
+        }
+        let grants = grants_for(&names).map_err(anyhow::Error::msg)?;
+        if let Some(import) = imports.iter().find(|i| !grants.allows_import(i)) {
+            return Err(anyhow!("operation '{}' imports '{import}', which is not granted to it", info.name));
+        }
+        let linker = self.linker_for(grants)?;
+        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking")?;
         let pre = OperationPre::new(pre).map_err(anyhow::Error::from).context("checking the exports")?;
-
-        // Describe runs with no grants at all: a component must not act before it is accepted.
-        let state = CallState::new(services.clone(), Grants::none(), "describe".into(), String::new(), limits);
-        let mut store = self.store(state, limits);
-        let info = block_on(async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating")?;
-            instance.call_describe(&mut store).await.map_err(anyhow::Error::from).context("calling describe")
-        })?;
-        if info.name.is_empty() {
-            return Err(anyhow!("describe returned an empty operation name"));
-        }
-
-        let grants = grants_for(&info.name).map_err(anyhow::Error::msg)?;
-        for import in component.component_type().imports(&self.engine).map(|(name, _)| name) {
-            if !grants.allows_import(import) {
-                return Err(anyhow!(
-                    "operation '{}' imports '{import}', which is not granted to it",
-                    info.name
-                ));
-            }
-        }
         Ok(LoadedOperation {
             stats: services.catalog.stats(&info.name),
             info,
@@ -183,6 +198,33 @@ impl Runtime {
             builtin,
             pre,
         })
+    }
+
+    /// Asks a component who it is, in a sandbox: every import it has is defined to trap, so it
+    /// cannot reach the host, WASI or anything else before it is accepted.
+    fn describe(&self, component: &Component, services: &Arc<Services>, limits: CallLimits) -> Result<OperationInfo> {
+        let mut sandbox = Linker::<CallState>::new(&self.engine);
+        sandbox.define_unknown_imports_as_traps(component).map_err(anyhow::Error::from).context("linking the describe sandbox")?;
+        let pre = sandbox.instantiate_pre(component).map_err(anyhow::Error::from).context("linking")?;
+        let pre = OperationPre::new(pre).map_err(anyhow::Error::from).context("checking the exports")?;
+        let limits = CallLimits { memory_bytes: limits.memory_bytes.min(DESCRIBE_MEMORY), timeout: DESCRIBE_TIMEOUT };
+        let state = CallState::new(services.clone(), Grants::none(), "describe".into(), String::new(), limits);
+        let mut store = self.store(state, limits);
+        let info = block_on(async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating")?;
+            instance.call_describe(&mut store).await.map_err(anyhow::Error::from)
+        })
+        .map_err(|e| {
+            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                anyhow!("describe ran past its time limit ({DESCRIBE_TIMEOUT:?})")
+            } else {
+                e.context("calling describe")
+            }
+        })?;
+        if info.name.is_empty() {
+            return Err(anyhow!("describe returned an empty operation name"));
+        }
+        Ok(info)
     }
 
     /// Runs `handle` of a loaded operation in a fresh store. The guest yields to the executor
@@ -245,33 +287,75 @@ impl Runtime {
         store
     }
 
-    /// Compiled artifacts are cached as `<sha256>-<engine hash>.cwasm`; only files this
-    /// process wrote are ever deserialized (deserializing untrusted bytes is unsafe).
+    /// Compiled artifacts are cached by the component's hash and the engine's configuration;
+    /// only entries this server wrote (MAC-checked by the cache) are ever deserialized.
     fn compile_cached(&self, bytes: &[u8], hash: &str) -> Result<Component> {
-        let cached = self.cache_dir.join(format!("{hash}-{}.cwasm", self.engine_hash));
-        if cached.exists() {
-            // SAFETY: the cache folder holds only artifacts serialized by this engine
-            // configuration (the file name carries its compatibility hash), written atomically.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+        if let Some(artifact) = self.cache.get(hash) {
+            // SAFETY: the artifact was serialized by an engine with this configuration (its hash
+            // is in the entry's name and MAC) and written by this server (the MAC verifies under
+            // a key only this user can read), so it is the output of `Component::serialize`.
+            match unsafe { Component::deserialize(&self.engine, &artifact) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", cached.display()),
+                Err(e) => tracing::warn!("ignoring an unusable compile cache entry for {hash}: {e:#}"),
             }
         }
         let started = Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from).context("compiling")?;
         tracing::debug!("compiled component {hash} in {:?}", started.elapsed());
         match component.serialize() {
-            Ok(artifact) => {
-                let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
-                if std::fs::write(&tmp, artifact).and_then(|_| std::fs::rename(&tmp, &cached)).is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                    tracing::warn!("could not write the compile cache entry {}", cached.display());
-                }
-            }
+            Ok(artifact) => self.cache.put(hash, &artifact),
             Err(e) => tracing::warn!("could not serialize a compiled component: {e:#}"),
         }
         Ok(component)
     }
+}
+
+/// The name and aliases an `OperationInfo` claims.
+fn info_names(info: &OperationInfo) -> Vec<String> {
+    std::iter::once(info.name.clone()).chain(info.aliases.iter().cloned()).collect()
+}
+
+/// Operation names are what HarperDB's are: a letter, then letters, digits and `_`.
+fn check_operation_name(name: &str) -> Result<()> {
+    let ok = name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("'{}' is not a valid operation name (a letter, then letters, digits or '_', at most 64)", name.escape_debug()))
+    }
+}
+
+/// A linker with exactly the granted interfaces.
+fn granted_linker(engine: &Engine, grants: Grants) -> Result<Linker<CallState>> {
+    use crate::bindings::opshost::host as h;
+    type D = HasSelf<CallState>;
+    let mut linker = Linker::new(engine);
+    let l = &mut linker;
+    let steps: [(&str, &dyn Fn(&mut Linker<CallState>) -> wasmtime::Result<()>); 14] = [
+        ("types", &|l| h::types::add_to_linker::<CallState, D>(l, |s| s)),
+        ("log", &|l| h::log::add_to_linker::<CallState, D>(l, |s| s)),
+        ("config", &|l| h::config::add_to_linker::<CallState, D>(l, |s| s)),
+        ("sysinfo", &|l| h::sysinfo::add_to_linker::<CallState, D>(l, |s| s)),
+        ("control", &|l| h::control::add_to_linker::<CallState, D>(l, |s| s)),
+        ("storage", &|l| h::storage::add_to_linker::<CallState, D>(l, |s| s)),
+        ("certs", &|l| h::certs::add_to_linker::<CallState, D>(l, |s| s)),
+        ("jobs", &|l| h::jobs::add_to_linker::<CallState, D>(l, |s| s)),
+        ("filesystem", &|l| h::filesystem::add_to_linker::<CallState, D>(l, |s| s)),
+        ("objectstore", &|l| h::objectstore::add_to_linker::<CallState, D>(l, |s| s)),
+        ("users", &|l| h::users::add_to_linker::<CallState, D>(l, |s| s)),
+        ("catalog", &|l| h::catalog::add_to_linker::<CallState, D>(l, |s| s)),
+        ("packages", &|l| h::packages::add_to_linker::<CallState, D>(l, |s| s)),
+        // Locked down: see `CallState::ctx` in capabilities/wasi.rs.
+        ("wasi", &|l| wasmtime_wasi::p2::add_to_linker_async(l)),
+    ];
+    for (interface, add) in steps {
+        if grants.has(interface) {
+            add(l).map_err(anyhow::Error::from).with_context(|| format!("linking '{interface}'"))?;
+        }
+    }
+    Ok(linker)
 }
 
 impl CallState {
@@ -376,5 +460,39 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A built test guest (`cargo xtask test` builds them and sets `OPSHOST_TEST_GUESTS`).
+    fn test_guest(name: &str) -> Option<Vec<u8>> {
+        let dir = std::env::var_os("OPSHOST_TEST_GUESTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/opshost-test-guests"));
+        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).ok();
+        if bytes.is_none() {
+            eprintln!("skipped: test guest {name} is not built (run through `cargo xtask test`)");
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_component_links_only_against_the_interfaces_it_was_granted() {
+        let Some(bytes) = test_guest("test_ungranted") else { return };
+        let cache = std::env::temp_dir().join(format!("opshost-link-test-{}", std::process::id()));
+        let runtime = Runtime::new(cache.clone(), 4, 64 << 20).expect("runtime");
+        let component = Component::new(&runtime.engine, &bytes).expect("compiles");
+        // test_ungranted imports storage: a linker without it cannot resolve the import.
+        let without = runtime.linker_for(Grants::with(&["config"])).expect("linker");
+        let err = without.instantiate_pre(&component).err().expect("storage is not in this linker");
+        assert!(format!("{err:#}").contains("storage"), "{err:#}");
+        let with = runtime.linker_for(Grants::with(&["storage"])).expect("linker");
+        assert!(with.instantiate_pre(&component).is_ok());
+        // One linker per grant set, reused.
+        assert!(Arc::ptr_eq(&with, &runtime.linker_for(Grants::with(&["storage"])).expect("linker")));
+        let _ = std::fs::remove_dir_all(cache);
     }
 }

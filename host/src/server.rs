@@ -67,32 +67,40 @@ pub fn run(options: Options) -> Result<()> {
         builtin_dir,
         reload: tokio::sync::Mutex::new(()),
     });
-    state.registry.store(Arc::new(state.load_registry(None)));
-    tracing::info!(
-        "loaded {} operations in {:?} (pooling allocator: {})",
-        state.registry.load().operations.len(),
-        started.elapsed(),
-        state.runtime.pooled()
-    );
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)
         .enable_all()
         .build()?;
-    tokio.block_on(serve(state, restart_rx, log))
+    tokio.block_on(serve(state, restart_rx, log, started))
 }
 
 async fn serve(
     state: Arc<AppState>,
     mut restart_rx: tokio::sync::mpsc::UnboundedReceiver<crate::Restart>,
     log: Option<LogHandle>,
+    started: Instant,
 ) -> Result<()> {
+    // Watch the component folders before the first scan: a file copied in at any moment after
+    // start-up (even before "listening" is printed) is either in the scan or seen by the watcher.
+    let mut watcher = watch_components(&state);
+    {
+        let _loading = state.reload.lock().await;
+        let loader = state.clone();
+        let registry = tokio::task::spawn_blocking(move || loader.load_registry(None)).await?;
+        state.registry.store(Arc::new(registry));
+    }
+    tracing::info!(
+        "loaded {} operations in {:?} (pooling allocator: {})",
+        state.registry.load().operations.len(),
+        started.elapsed(),
+        state.runtime.pooled()
+    );
     let mut listener = Listener::bind(state.clone(), state.settings.load().operations_addr).await?;
     let mut secure = match state.settings.load().secure_addr {
         Some(addr) => Some(TlsListener::bind(state.clone(), addr, tls_config(&state)?).await?),
         None => None,
     };
-    let mut watcher = watch_components(&state);
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
@@ -107,15 +115,12 @@ async fn serve(
                     rebind(&state, &mut listener).await;
                     continue;
                 }
-                if let Err(e) = restart(&state, &mut listener, log.as_ref()).await {
+                if let Err(e) = restart(&state, &mut listener, &mut watcher, log.as_ref()).await {
                     tracing::error!("restart failed, still serving the previous configuration: {e:#}");
                 }
                 if let Err(e) = restart_tls(&state, &mut secure).await {
                     tracing::error!("HTTPS restart failed, still serving the previous certificate: {e:#}");
                 }
-                // componentsRoot may have moved.
-                drop(watcher.take());
-                watcher = watch_components(&state);
             }
         }
     }
@@ -129,7 +134,12 @@ async fn serve(
 
 /// Restart in place: re-read the configuration, reload every component, rebind the listener
 /// only when its address changed. Calls in flight finish on what they started with.
-async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&LogHandle>) -> Result<()> {
+async fn restart(
+    state: &Arc<AppState>,
+    listener: &mut Listener,
+    watcher: &mut Option<notify::RecommendedWatcher>,
+    log: Option<&LogHandle>,
+) -> Result<()> {
     let started = Instant::now();
     let settings = state.services.config.settings()?;
     if let Some(handle) = log {
@@ -140,6 +150,10 @@ async fn restart(state: &Arc<AppState>, listener: &mut Listener, log: Option<&Lo
     state.services.token_lifetimes.store(Arc::new((settings.operation_token_timeout, settings.refresh_token_timeout)));
     state.settings.store(Arc::new(settings.clone()));
     state.auth.clear();
+    // componentsRoot may have moved: watch the (new) folders before reloading, so nothing
+    // copied in during the reload is missed.
+    drop(watcher.take());
+    *watcher = watch_components(state);
     // Running jobs started on the previous operations and configuration; they end here, as
     // ERROR, rather than finishing half on the old world or hanging IN_PROGRESS.
     state.services.jobs.interrupt_all("The job was interrupted by a restart of the server; run it again");

@@ -5,6 +5,7 @@ mod auth;
 mod certs;
 mod data;
 mod faults;
+mod hostile_plugins;
 mod jobs;
 mod pipeline;
 mod plugins;

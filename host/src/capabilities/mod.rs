@@ -1,5 +1,6 @@
 //! Capability modules: one per WIT interface, each a thin `Host` impl over a service.
-//! Every function checks the operation's grant first, then calls the service.
+//! An operation is linked only against the interfaces it was granted (`runtime::granted_linker`);
+//! every function still checks the grant first (a second line of defence), then calls the service.
 
 mod catalog;
 mod certs;
@@ -92,7 +93,7 @@ pub struct Caller {
 
 /// The host interfaces an operation may import. Deny by default. A bit set, so copying it
 /// into every call's store costs nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Grants(u32);
 
 /// Every interface of `opshost:host` the host implements; a grant is an index into this.
@@ -107,6 +108,16 @@ impl Grants {
     /// Nothing at all, not even the log (used while a component describes itself).
     pub fn none() -> Self {
         Self(0)
+    }
+
+    /// Every interface (the upper bound for built-in operations, which ship with the server).
+    pub fn all() -> Self {
+        Self(INTERFACES.iter().filter_map(|name| bit(name)).fold(0, |acc, b| acc | b))
+    }
+
+    /// Both sets.
+    pub fn union(self, other: Grants) -> Self {
+        Self(self.0 | other.0)
     }
 
     /// The always-granted interfaces plus `extra` (unknown names grant nothing).

@@ -33,8 +33,9 @@ impl WasiState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        // Only components granted `wasi` link against these imports (checked at load), so a
-        // context built here always belongs to one.
+        // Only components granted `wasi` are linked against a linker that holds these imports
+        // (`runtime::granted_linker`; `describe` runs where every import traps), so a context
+        // built here always belongs to one.
         let state = self.wasi.get_or_insert_with(|| Box::new(WasiState::new()));
         WasiCtxView { ctx: &mut state.ctx, table: &mut self.table }
     }
