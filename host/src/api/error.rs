@@ -17,6 +17,11 @@ pub enum ApiError {
     TableDenied(Vec<serde_json::Value>),
     NotFound(String),
     Conflict(String),
+    /// The server refuses more of this kind of work right now (login hashing, the job queue);
+    /// the client may retry after `retry_after` seconds.
+    TooManyRequests { message: String, retry_after: u64 },
+    /// The body is larger than the caller may send.
+    PayloadTooLarge(String),
     /// The operation failed on the server side; the detail is in the log under `id`.
     Internal { message: String, id: String },
 }
@@ -46,6 +51,12 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
+            ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": m })),
+            ApiError::TooManyRequests { message, retry_after } => {
+                let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, json!({ "error": message }).to_string());
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return response;
+            }
             ApiError::Internal { message, id } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": format!("{message} (request id {id})") }))
             }
@@ -63,7 +74,9 @@ impl ApiError {
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
-            | ApiError::Conflict(m) => m.clone(),
+            | ApiError::Conflict(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::TooManyRequests { message: m, .. } => m.clone(),
             ApiError::SuperUserOnly { operation } => format!("Operation '{operation}' is restricted to 'super_user' roles"),
             ApiError::TableDenied(entries) => format!("not authorized: {}", serde_json::Value::from(entries.clone())),
             ApiError::Internal { message, id } => format!("{message} (request id {id})"),
