@@ -35,6 +35,21 @@ impl CompileCache {
         }
     }
 
+    /// A cache that already exists and is only read: the components `cargo xtask build`
+    /// compiled into the dist folder, so a first start on a new root does not compile them.
+    /// `None` when it is missing or fails the same checks as a writable cache.
+    pub fn open_bundled(dir: PathBuf, engine_hash: String) -> Option<Self> {
+        let meta = std::fs::symlink_metadata(&dir).ok()?;
+        let checked = check_private(&meta, true).and_then(|_| read_key(&dir.join(KEY_FILE)));
+        match checked {
+            Ok(key) => Some(Self { dir: Some(dir), key, engine_hash }),
+            Err(e) => {
+                tracing::info!("not using the precompiled components in {}: {e:#}", dir.display());
+                None
+            }
+        }
+    }
+
     fn prepare(dir: &Path) -> Result<[u8; 32]> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -122,20 +137,24 @@ fn check_private(meta: &std::fs::Metadata, dir: bool) -> Result<()> {
     Ok(())
 }
 
+/// An existing key file, when it is ours and private.
+fn read_key(path: &Path) -> Result<[u8; 32]> {
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let meta = file.metadata()?;
+    check_private(&meta, false)?;
+    anyhow::ensure!(meta.permissions().mode() & 0o077 == 0, "the cache key {} is readable by others", path.display());
+    let mut key = [0u8; 32];
+    file.read_exact(&mut key).context("reading the cache key")?;
+    Ok(key)
+}
+
 /// The cache's MAC key: read when it exists (and is private), else made from the OS's
 /// randomness and published with a hard link, so concurrent first starts agree on one key.
 fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
     for _ in 0..3 {
-        match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
-            Ok(mut file) => {
-                let meta = file.metadata()?;
-                check_private(&meta, false)?;
-                anyhow::ensure!(meta.permissions().mode() & 0o077 == 0, "the cache key {} is readable by others", path.display());
-                let mut key = [0u8; 32];
-                file.read_exact(&mut key).context("reading the cache key")?;
-                return Ok(key);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match read_key(path) {
+            Ok(key) => return Ok(key),
+            Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {
                 let key: [u8; 32] = rand::random();
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
                 let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
@@ -151,7 +170,7 @@ fn load_or_create_key(path: &Path) -> Result<[u8; 32]> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     anyhow::bail!("could not read or create the cache key {}", path.display())

@@ -41,6 +41,9 @@ pub struct Runtime {
     /// ungranted import cannot even be resolved (the per-function checks are a second line).
     linkers: parking_lot::Mutex<HashMap<Grants, Arc<Linker<CallState>>>>,
     cache: CompileCache,
+    /// Read-only: components precompiled into the dist folder by `cargo xtask build`.
+    bundled: Option<CompileCache>,
+    engine_hash: String,
     pooled: bool,
     _ticker: EpochTicker,
 }
@@ -110,9 +113,15 @@ impl Runtime {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = format!("{:016x}", hasher.finish());
-        let cache = CompileCache::open(cache_dir, engine_hash);
+        let cache = CompileCache::open(cache_dir, engine_hash.clone());
         let _ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linkers: Default::default(), cache, pooled, _ticker })
+        Ok(Self { engine, linkers: Default::default(), cache, bundled: None, engine_hash, pooled, _ticker })
+    }
+
+    /// Also reads compiled components from `dir` (never writes there), when it is usable.
+    pub fn with_bundled_cache(mut self, dir: PathBuf) -> Self {
+        self.bundled = CompileCache::open_bundled(dir, self.engine_hash.clone());
+        self
     }
 
     /// The linker for one grant set: only the granted interfaces are in it.
@@ -290,7 +299,8 @@ impl Runtime {
     /// Compiled artifacts are cached by the component's hash and the engine's configuration;
     /// only entries this server wrote (MAC-checked by the cache) are ever deserialized.
     fn compile_cached(&self, bytes: &[u8], hash: &str) -> Result<Component> {
-        if let Some(artifact) = self.cache.get(hash) {
+        let cached = self.cache.get(hash).or_else(|| self.bundled.as_ref().and_then(|b| b.get(hash)));
+        if let Some(artifact) = cached {
             // SAFETY: the artifact was serialized by an engine with this configuration (its hash
             // is in the entry's name and MAC) and written by this server (the MAC verifies under
             // a key only this user can read), so it is the output of `Component::serialize`.

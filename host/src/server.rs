@@ -46,12 +46,10 @@ pub fn run(options: Options) -> Result<()> {
     }
 
     let cache_dir = compile_cache_dir(&settings.root);
-    let runtime = Arc::new(Runtime::new(
-        cache_dir,
-        settings.max_concurrent_calls,
-        settings.call_memory,
-    )?);
     let builtin_dir = options.builtin_dir.clone().unwrap_or_else(default_builtin_dir);
+    let runtime = Arc::new(
+        Runtime::new(cache_dir, settings.max_concurrent_calls, settings.call_memory)?.with_bundled_cache(bundled_cache_dir(&builtin_dir)),
+    );
     let services = Services::open(config, &settings)?;
     ensure_super_user(&services.users, &options)?;
     let (restart_tx, restart_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -476,6 +474,11 @@ pub fn add_user(root: &std::path::Path, username: &str, password: &str, role: &s
     users.ensure_role(role).map_err(|e| e.into_anyhow())?;
     users.add_user(username, password, role, true).map_err(|e| e.into_anyhow())?;
     Ok(())
+}
+
+/// `precompiled/` beside the built-in operations folder: what `cargo xtask build` compiled.
+pub fn bundled_cache_dir(builtin_dir: &std::path::Path) -> PathBuf {
+    builtin_dir.parent().map(|d| d.join("precompiled")).unwrap_or_else(|| PathBuf::from("precompiled"))
 }
 
 fn default_builtin_dir() -> PathBuf {

@@ -45,6 +45,27 @@ fn build(with_test_guests: bool) -> Result<()> {
     let toolchain = guests::Toolchain::detect_or_install()?;
     guests::build_all(&toolchain, with_test_guests)?;
     build_host()?;
+    precompile_dist()?;
+    Ok(())
+}
+
+/// Compiles the built-in operations into `target/opshost/precompiled/` (keyed and MAC-checked
+/// like any compile cache), so the first start on a new root listens at once instead of
+/// compiling every component.
+fn precompile_dist() -> Result<()> {
+    let scratch = std::env::temp_dir().join(format!("opshost-dist-precompile-{}", std::process::id()));
+    let status = Command::new(paths::dist().join("opshost"))
+        .arg("precompile")
+        .arg(paths::dist().join("operations"))
+        .env("OPSHOST_COMPILE_CACHE", paths::dist().join("precompiled"))
+        .env("ROOTPATH", &scratch)
+        .env_remove("RUST_LOG")
+        .status()
+        .context("running opshost precompile")?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    if !status.success() {
+        bail!("precompiling the built-in operations failed");
+    }
     Ok(())
 }
 
@@ -61,7 +82,40 @@ fn build_host() -> Result<()> {
     let built = paths::host_target().join("release").join("opshost");
     let dest = paths::dist().join("opshost");
     std::fs::create_dir_all(paths::dist())?;
-    copy_if_changed(&built, &dest)?;
+    ship_without_debug_info(&built, &dest)?;
+    Ok(())
+}
+
+/// The shipped binary keeps its symbol table (backtraces name functions) and points with a
+/// `.gnu_debuglink` at its DWARF in `.debug/opshost.debug` beside it (where std's backtraces and
+/// gdb look for lines): 600 MB of mostly RocksDB C++ debug info leave the binary itself.
+/// Without objcopy the binary is shipped whole.
+fn ship_without_debug_info(built: &std::path::Path, dest: &std::path::Path) -> Result<()> {
+    let debug_dir = paths::dist().join(".debug");
+    let debug_file = debug_dir.join("opshost.debug");
+    let stripped = paths::host_target().join("release").join("opshost.stripped");
+    let stamp = paths::host_target().join("release").join("opshost.stripped.from");
+    // objcopy over 600 MB takes seconds: only when the built binary changed.
+    let built_stamp = format!("{:?}", std::fs::metadata(built)?.modified()?);
+    let fresh = std::fs::read_to_string(&stamp).is_ok_and(|s| s == built_stamp) && stripped.exists() && debug_file.exists();
+    if !fresh {
+        std::fs::create_dir_all(&debug_dir)?;
+        let objcopy = |args: &[&std::ffi::OsStr]| Command::new("objcopy").args(args).status().map(|s| s.success()).unwrap_or(false);
+        let split = objcopy(&["--only-keep-debug".as_ref(), built.as_os_str(), debug_file.as_os_str()])
+            && objcopy(&[
+                "--strip-debug".as_ref(),
+                format!("--add-gnu-debuglink={}", debug_file.display()).as_ref(),
+                built.as_os_str(),
+                stripped.as_os_str(),
+            ]);
+        if !split {
+            eprintln!("xtask: objcopy failed or is missing (binutils); shipping the binary with its debug info");
+            copy_if_changed(built, dest)?;
+            return Ok(());
+        }
+        std::fs::write(&stamp, built_stamp)?;
+    }
+    copy_if_changed(&stripped, dest)?;
     Ok(())
 }
 
