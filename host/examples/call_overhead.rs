@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     let services = Services::open(config, &settings)?;
     let runtime = Runtime::new(root.join("cache"), 64, 128 << 20)?;
     let limits = CallLimits { memory_bytes: 128 << 20, timeout: Duration::from_secs(10) };
-    let op = runtime.load(component.as_ref(), &services, limits, |_| Ok(Grants::with(&["config", "sysinfo"])))?;
+    let op = runtime.load(component.as_ref(), &services, limits, |_, _| Ok(Grants::with(&["config", "sysinfo"])))?;
     let context = CallContext {
         username: "bench".into(),
         role: "super_user".into(),

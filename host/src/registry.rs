@@ -4,7 +4,6 @@
 //! changes: unchanged files are reused by hash, and a file that fails to load leaves its
 //! previous version serving.
 
-use crate::capabilities::Grants;
 use crate::runtime::{CallLimits, LoadedOperation, Runtime};
 use crate::services::catalog::FileEntry;
 use crate::services::Services;
@@ -27,71 +26,7 @@ pub struct LoadFailure {
     pub reason: String,
 }
 
-/// Who may import what: `operationsApi.grants` (operation name -> interfaces) over the
-/// built-in defaults; third-party components get `log` only unless granted more, and may
-/// replace a built-in operation only when `operationsApi.replaceBuiltins` names it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Policy {
-    pub grants: HashMap<String, Vec<String>>,
-    pub replace_builtins: Vec<String>,
-}
-
-impl Policy {
-    /// What a component claiming `names` may import. A third-party component may claim no
-    /// built-in name (its main name or any alias) unless `replaceBuiltins` lists that name;
-    /// grants follow the main name.
-    fn grants_for(&self, names: &[String], builtin: bool, builtin_names: &HashSet<String>) -> Result<Grants, String> {
-        let main = names.first().map(String::as_str).unwrap_or_default();
-        if !builtin {
-            if let Some(taken) = names.iter().find(|n| builtin_names.contains(*n) && !self.replace_builtins.contains(n)) {
-                return Err(format!(
-                    "operation '{taken}' is a built-in operation and cannot be replaced from componentsRoot (allow it in operationsApi.replaceBuiltins)"
-                ));
-            }
-        }
-        Ok(match self.grants.get(main) {
-            Some(list) => Grants::with(&list.iter().map(String::as_str).collect::<Vec<_>>()),
-            None if builtin => builtin_grants(main),
-            None => Grants::with(&[]),
-        })
-    }
-
-    /// The most a file could be granted under any name: checked against its imports before
-    /// anything of it runs. Built-ins ship with the server; a third-party file gets at most what
-    /// `operationsApi.grants` gives some name.
-    fn most(&self, builtin: bool) -> Grants {
-        if builtin {
-            return Grants::all();
-        }
-        self.grants
-            .values()
-            .map(|list| Grants::with(&list.iter().map(String::as_str).collect::<Vec<_>>()))
-            .fold(Grants::with(&[]), Grants::union)
-    }
-}
-
-/// What each built-in operation may import by default.
-fn builtin_grants(name: &str) -> Grants {
-    match name {
-        "get_configuration" | "set_configuration" => Grants::with(&["config"]),
-        "system_information" => Grants::with(&["sysinfo"]),
-        "restart" => Grants::with(&["control"]),
-        "add_certificate" | "remove_certificate" | "list_certificates" => Grants::with(&["certs"]),
-        "create_database" | "drop_database" | "create_table" | "drop_table" | "describe_all"
-        | "describe_database" | "describe_table" | "insert" | "update" | "upsert" | "delete"
-        | "search_by_hash" | "search_by_value" | "search_by_conditions" | "sql" => Grants::with(&["storage"]),
-        "get_job" | "search_jobs_by_start_date" => Grants::with(&["jobs"]),
-        "delete_records_before" => Grants::with(&["storage", "jobs"]),
-        "export_local" => Grants::with(&["storage", "jobs", "filesystem"]),
-        "export_to_s3" => Grants::with(&["storage", "jobs", "objectstore"]),
-        "restart_service" => Grants::with(&["control", "jobs"]),
-        "add_role" | "alter_role" | "drop_role" | "list_roles" | "add_user" | "alter_user" | "drop_user" | "user_info"
-        | "list_users" | "create_authentication_tokens" | "refresh_operation_token" => Grants::with(&["users"]),
-        "list_operations" => Grants::with(&["catalog"]),
-        "install_node_modules" => Grants::with(&["packages"]),
-        _ => Grants::with(&[]),
-    }
-}
+pub use crate::services::grants::Policy;
 
 /// Where to load from and with which rules.
 pub struct Sources<'a> {
@@ -152,7 +87,7 @@ impl Registry {
                         // and the configuration still grants it what it was loaded with (a
                         // revoked grant must not survive through the fallback).
                         let still_granted = |prev: &LoadedOperation| {
-                            sources.policy.grants_for(&prev.names(), builtin, &builtin_names).is_ok_and(|g| g == prev.grants)
+                            sources.policy.grants_for(&prev.names(), &prev.imports, builtin, &builtin_names).is_ok_and(|g| g == prev.grants)
                         };
                         let mut kept = false;
                         if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path)) {
@@ -219,15 +154,15 @@ fn load_file(
 ) -> Result<Arc<LoadedOperation>, String> {
     let (bytes, hash) = crate::runtime::read_component(path).map_err(|e| format!("{e:#}"))?;
     if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path && op.hash == hash)) {
-        let grants = sources.policy.grants_for(&prev.names(), builtin, builtin_names)?;
+        let grants = sources.policy.grants_for(&prev.names(), &prev.imports, builtin, builtin_names)?;
         if grants == prev.grants {
             return Ok(prev.clone());
         }
     }
     let policy = sources.policy;
     let op = runtime
-        .load_bytes(path, &bytes, hash, services, sources.limits, builtin, policy.most(builtin), |names| {
-            policy.grants_for(names, builtin, builtin_names)
+        .load_bytes(path, &bytes, hash, services, sources.limits, builtin, policy.most(builtin), |names, imports| {
+            policy.grants_for(names, imports, builtin, builtin_names)
         })
         .map_err(|e| format!("{e:#}"))?;
     Ok(Arc::new(op))
@@ -270,33 +205,4 @@ pub fn wasm_files(dir: &Path) -> Vec<PathBuf> {
 pub fn is_component_file(path: &Path) -> bool {
     path.extension().is_some_and(|x| x == "wasm")
         && path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn policy_defaults_overrides_and_builtin_protection() {
-        let builtins: HashSet<String> = ["sql".to_string(), "create_authentication_tokens".to_string()].into();
-        let mut policy = Policy::default();
-        assert!(policy.grants_for(&names(&["sql"]), true, &builtins).expect("builtin").has("storage"));
-        assert!(policy.grants_for(&names(&["sql"]), false, &builtins).is_err(), "third-party cannot take a built-in name");
-        let alias = policy.grants_for(&names(&["innocent", "create_authentication_tokens"]), false, &builtins);
-        assert!(alias.is_err_and(|e| e.contains("'create_authentication_tokens' is a built-in")), "nor through an alias");
-        let third = policy.grants_for(&names(&["mine"]), false, &builtins).expect("third-party");
-        assert!(third.has("log") && !third.has("storage"));
-        assert_eq!(policy.most(false), Grants::with(&[]), "nothing granted: a third-party file may import only the log");
-        policy.grants.insert("mine".into(), vec!["storage".into(), "wasi".into()]);
-        policy.replace_builtins.push("sql".into());
-        let granted = policy.grants_for(&names(&["mine"]), false, &builtins).expect("granted");
-        assert!(granted.has("storage") && granted.has("wasi"));
-        assert!(policy.most(false).has("wasi") && !policy.most(false).has("users"));
-        assert!(policy.grants_for(&names(&["sql"]), false, &builtins).is_ok(), "allowed by replaceBuiltins");
-        assert!(policy.grants_for(&names(&["mine", "create_authentication_tokens"]), false, &builtins).is_err(), "only the listed name");
-    }
 }

@@ -4,6 +4,9 @@
 
 use crate::bindings::{CallContext, OpError, OperationInfo, OperationPre};
 use crate::capabilities::{CallState, Caller, Grants};
+// The call's inputs and effects live with the store data they belong to; re-exported here for
+// the layers above.
+pub use crate::capabilities::{CallEffects, CallLimits};
 use crate::services::catalog::OpStats;
 use crate::services::Services;
 use anyhow::{anyhow, Context, Result};
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -23,15 +26,6 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// ...and a small memory cap.
 const DESCRIBE_MEMORY: usize = 64 << 20;
-
-/// Per-call limits, read from `operationsApi.limits` (re-read on restart).
-#[derive(Clone, Copy, Debug)]
-pub struct CallLimits {
-    /// Largest linear memory a guest may grow to.
-    pub memory_bytes: usize,
-    /// Wall-clock CPU budget of one call; the guest traps when it is spent.
-    pub timeout: Duration,
-}
 
 /// The engine, the linkers (one per grant set) and the compile cache, shared by every loaded
 /// operation.
@@ -55,6 +49,8 @@ pub struct LoadedOperation {
     /// SHA-256 of the component file.
     pub hash: String,
     pub grants: Grants,
+    /// What the component imports (a built-in is granted exactly this unless configured).
+    pub imports: Vec<String>,
     pub loaded_at: std::time::SystemTime,
     /// From the built-in operations folder (else from `componentsRoot`).
     pub builtin: bool,
@@ -87,16 +83,6 @@ pub enum Failure {
     Memory,
     /// Any other trap (a panic, an out-of-bounds access, ...).
     Trap,
-}
-
-/// What a call asked the host to do after it answers.
-#[derive(Default, Debug)]
-pub struct CallEffects {
-    pub restart: bool,
-    /// A service the operation asked to restart (`restart_service`).
-    pub restart_service: Option<String>,
-    /// Table permissions the caller lacked (HarperDB's `unauthorized_access` entries).
-    pub denied: Vec<serde_json::Value>,
 }
 
 impl Runtime {
@@ -151,7 +137,7 @@ impl Runtime {
         path: &Path,
         services: &Arc<Services>,
         limits: CallLimits,
-        grants_for: impl Fn(&[String]) -> Result<Grants, String>,
+        grants_for: impl Fn(&[String], &[String]) -> Result<Grants, String>,
     ) -> Result<LoadedOperation> {
         let (bytes, hash) = read_component(path)?;
         self.load_bytes(path, &bytes, hash, services, limits, false, Grants::all(), grants_for)
@@ -161,7 +147,8 @@ impl Runtime {
     /// so that nothing of a component runs before it is known to be acceptable:
     /// 1. its imports must fit `most`, the most this file could be granted under any name;
     /// 2. `describe` runs in a sandbox where every import traps, under a short deadline;
-    /// 3. `grants_for` decides, from every name the component claims, what it may import (or
+    /// 3. `grants_for` decides, from every name the component claims (and, for a built-in, what
+    ///    it imports), what it may import (or
     ///    refuses a name), and the imports are checked against exactly that;
     /// 4. it is linked against a linker holding only those interfaces.
     #[allow(clippy::too_many_arguments)]
@@ -174,7 +161,7 @@ impl Runtime {
         limits: CallLimits,
         builtin: bool,
         most: Grants,
-        grants_for: impl Fn(&[String]) -> Result<Grants, String>,
+        grants_for: impl Fn(&[String], &[String]) -> Result<Grants, String>,
     ) -> Result<LoadedOperation> {
         let component = self.compile_cached(bytes, &hash)?;
         let imports: Vec<String> = component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
@@ -190,7 +177,7 @@ impl Runtime {
         for name in &names {
             check_operation_name(name)?;
         }
-        let grants = grants_for(&names).map_err(anyhow::Error::msg)?;
+        let grants = grants_for(&names, &imports).map_err(anyhow::Error::msg)?;
         if let Some(import) = imports.iter().find(|i| !grants.allows_import(i)) {
             return Err(anyhow!("operation '{}' imports '{import}', which is not granted to it", info.name));
         }
@@ -203,6 +190,7 @@ impl Runtime {
             source: path.to_path_buf(),
             hash,
             grants,
+            imports,
             loaded_at: std::time::SystemTime::now(),
             builtin,
             pre,
@@ -366,17 +354,6 @@ fn granted_linker(engine: &Engine, grants: Grants) -> Result<Linker<CallState>> 
         }
     }
     Ok(linker)
-}
-
-impl CallState {
-    pub(crate) fn store_limits(limits: CallLimits) -> wasmtime::StoreLimits {
-        StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(64)
-            .tables(64)
-            .memories(8)
-            .build()
-    }
 }
 
 fn engine_config(pool: Option<(u32, usize)>) -> Config {

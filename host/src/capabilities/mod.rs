@@ -16,8 +16,8 @@ mod sysinfo;
 mod users;
 mod wasi;
 
-use crate::runtime::{CallEffects, CallLimits};
-use crate::services::Services;
+use std::time::Duration;
+use crate::services::{ServiceError, Services};
 use std::sync::Arc;
 
 /// The data of one call's `Store`: who is calling, what the operation may use, and its limits.
@@ -91,64 +91,53 @@ pub struct Caller {
     pub refresh_token: Option<String>,
 }
 
-/// The host interfaces an operation may import. Deny by default. A bit set, so copying it
-/// into every call's store costs nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Grants(u32);
+pub use crate::services::grants::{Grants, INTERFACES};
 
-/// Every interface of `opshost:host` the host implements; a grant is an index into this.
-pub const INTERFACES: [&str; 14] = [
-    "types", "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users",
-    "catalog", "packages", "wasi",
-];
-/// Interfaces every operation may import: shared types and its own log.
-const ALWAYS: [&str; 2] = ["types", "log"];
+/// Per-call limits, read from `operationsApi.limits` (re-read on restart).
+#[derive(Clone, Copy, Debug)]
+pub struct CallLimits {
+    /// Largest linear memory a guest may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock CPU budget of one call; the guest traps when it is spent.
+    pub timeout: Duration,
+}
 
-impl Grants {
-    /// Nothing at all, not even the log (used while a component describes itself).
-    pub fn none() -> Self {
-        Self(0)
-    }
+/// What a call asked the host to do after it answers.
+#[derive(Default, Debug)]
+pub struct CallEffects {
+    pub restart: bool,
+    /// A service the operation asked to restart (`restart_service`).
+    pub restart_service: Option<String>,
+    /// Table permissions the caller lacked (HarperDB's `unauthorized_access` entries).
+    pub denied: Vec<serde_json::Value>,
+}
 
-    /// Every interface (the upper bound for built-in operations, which ship with the server).
-    pub fn all() -> Self {
-        Self(INTERFACES.iter().filter_map(|name| bit(name)).fold(0, |acc, b| acc | b))
-    }
-
-    /// Both sets.
-    pub fn union(self, other: Grants) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    /// The always-granted interfaces plus `extra` (unknown names grant nothing).
-    pub fn with(extra: &[&str]) -> Self {
-        let bits = ALWAYS.iter().chain(extra).filter_map(|name| bit(name)).fold(0, |acc, b| acc | b);
-        Self(bits)
-    }
-
-    pub fn has(&self, interface: &str) -> bool {
-        bit(interface).is_some_and(|b| self.0 & b != 0)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        INTERFACES.iter().copied().filter(|name| self.has(name))
-    }
-
-    /// Whether a component import such as `opshost:host/config@0.1.0` is allowed.
-    pub fn allows_import(&self, import: &str) -> bool {
-        match import.strip_prefix("opshost:host/") {
-            Some(rest) => {
-                let interface = rest.split('@').next().unwrap_or(rest);
-                self.has(interface)
-            }
-            // Standard WASI interfaces come as one grant; anything else is never linked.
-            None => import.starts_with("wasi:") && self.has("wasi"),
-        }
+impl CallState {
+    pub(crate) fn store_limits(limits: CallLimits) -> wasmtime::StoreLimits {
+        wasmtime::StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .instances(64)
+            .tables(64)
+            .memories(8)
+            .build()
     }
 }
 
-fn bit(interface: &str) -> Option<u32> {
-    INTERFACES.iter().position(|i| *i == interface).map(|i| 1 << i)
+/// Services report plain errors; this is where they become the WIT error a guest receives
+/// (services never see WIT types).
+impl From<ServiceError> for crate::bindings::OpError {
+    fn from(e: ServiceError) -> Self {
+        use crate::bindings::OpError;
+        match e {
+            ServiceError::BadRequest(t) => OpError::BadRequest(t),
+            ServiceError::NotFound(t) => OpError::NotFound(t),
+            ServiceError::Conflict(t) => OpError::Conflict(t),
+            ServiceError::Internal(e) => {
+                tracing::error!("service failure: {e:#}");
+                OpError::Internal("internal error; see the server log".into())
+            }
+        }
+    }
 }
 
 impl crate::bindings::opshost::host::types::Host for CallState {}
@@ -183,22 +172,5 @@ impl wasmtime::ResourceLimiter for Limiter {
 
     fn memories(&self) -> usize {
         self.inner.memories()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn imports_are_checked_by_interface_name() {
-        let g = Grants::with(&["config"]);
-        assert!(g.allows_import("opshost:host/config@0.1.0"));
-        assert!(g.allows_import("opshost:host/log@0.1.0"));
-        assert!(!g.allows_import("opshost:host/control@0.1.0"));
-        assert!(!g.allows_import("wasi:cli/stdout@0.2.0"));
-        assert!(Grants::with(&["wasi"]).allows_import("wasi:cli/stdout@0.2.0"));
-        assert!(!Grants::with(&["wasi"]).allows_import("other:pkg/iface"));
-        assert!(!Grants::none().allows_import("opshost:host/log@0.1.0"));
     }
 }

@@ -102,7 +102,7 @@ pub struct Settings {
     pub refresh_token_timeout: Duration,
     pub log_failed_logins: bool,
     /// Who may import what, and which built-ins third-party components may replace.
-    pub policy: crate::registry::Policy,
+    pub policy: crate::services::grants::Policy,
 }
 
 pub struct ConfigService {
@@ -254,7 +254,7 @@ impl ConfigService {
             operation_token_timeout: parse_duration(&string("authentication.operationTokenTimeout")).unwrap_or(Duration::from_secs(86_400)),
             refresh_token_timeout: parse_duration(&string("authentication.refreshTokenTimeout")).unwrap_or(Duration::from_secs(30 * 86_400)),
             log_failed_logins: get("logging.auditAuthEvents.logFailed").and_then(|v| v.as_bool()).unwrap_or(false),
-            policy: crate::registry::Policy {
+            policy: crate::services::grants::Policy {
                 grants: get("operationsApi.grants")
                     .and_then(|v| v.as_object().cloned())
                     .map(|m| {
@@ -338,10 +338,10 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
                 for (op, list) in map {
                     let names = list.as_array().filter(|l| l.iter().all(Value::is_string));
                     let Some(names) = names else { return fail(&format!("'{op}' must be a list of interface names")) };
-                    if let Some(bad) = names.iter().filter_map(Value::as_str).find(|n| !crate::capabilities::INTERFACES.contains(n) || *n == "types") {
+                    if let Some(bad) = names.iter().filter_map(Value::as_str).find(|n| !crate::services::grants::INTERFACES.contains(n) || *n == "types") {
                         return fail(&format!(
                             "'{op}' names unknown interface '{bad}' (one of {})",
-                            crate::capabilities::INTERFACES[1..].join(", ")
+                            crate::services::grants::INTERFACES[1..].join(", ")
                         ));
                     }
                 }

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod certs;
 pub mod config;
 pub mod files;
+pub mod grants;
 pub mod jobs;
 pub mod objectstore;
 pub mod packages;
@@ -77,21 +78,6 @@ impl ServiceError {
         match self {
             ServiceError::Internal(e) => e,
             other => anyhow::anyhow!("{other}"),
-        }
-    }
-}
-
-impl From<ServiceError> for crate::bindings::OpError {
-    fn from(e: ServiceError) -> Self {
-        use crate::bindings::OpError;
-        match e {
-            ServiceError::BadRequest(t) => OpError::BadRequest(t),
-            ServiceError::NotFound(t) => OpError::NotFound(t),
-            ServiceError::Conflict(t) => OpError::Conflict(t),
-            ServiceError::Internal(e) => {
-                tracing::error!("service failure: {e:#}");
-                OpError::Internal("internal error; see the server log".into())
-            }
         }
     }
 }
