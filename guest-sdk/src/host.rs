@@ -134,3 +134,39 @@ pub mod packages {
         wit::packages::npm_install(project, dry_run)
     }
 }
+
+/// Components deployed through the operations API (super_user operations only).
+pub mod components {
+    use super::*;
+    pub use crate::bindings::opshost::host::components::DeployRequest;
+
+    /// Checks and swaps in a component; the answer says what now serves.
+    pub fn deploy(request: &DeployRequest) -> Result<serde_json::Value, Error> {
+        parse_json(&wit::components::deploy(request)?, "deploy answer")
+    }
+
+    /// Every deployed component with its kept versions.
+    pub fn list() -> Result<serde_json::Value, Error> {
+        parse_json(&wit::components::list()?, "component list")
+    }
+
+    /// One kept version (default: the serving one), the bytes base64 in `payload`.
+    pub fn file(name: &str, version: Option<u64>) -> Result<serde_json::Value, Error> {
+        parse_json(&wit::components::file(name, version)?, "component file")
+    }
+
+    /// Stops serving a deployed component and deletes its versions.
+    pub fn drop_component(name: &str) -> Result<serde_json::Value, Error> {
+        parse_json(&wit::components::drop(name)?, "drop answer")
+    }
+
+    /// Serves a kept version again (default: the one before the serving one).
+    pub fn rollback(name: &str, version: Option<u64>) -> Result<serde_json::Value, Error> {
+        parse_json(&wit::components::rollback(name, version)?, "rollback answer")
+    }
+
+    /// Audit events (deploy, drop, rollback), oldest first.
+    pub fn events(name: Option<&str>) -> Result<serde_json::Value, Error> {
+        parse_json(&wit::components::events(name)?, "component events")
+    }
+}

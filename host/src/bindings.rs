@@ -23,6 +23,10 @@ wasmtime::component::bindgen!({
         "opshost:host/users.alter-user": async,
         "opshost:host/users.create-tokens": async,
         "opshost:host/packages.npm-install": async,
+        // Deploying compiles and reloads the registry; the others read or write storage.
+        "opshost:host/components.deploy": async,
+        "opshost:host/components.drop": async,
+        "opshost:host/components.rollback": async,
     },
     with: {
         "opshost:host/storage.cursor": crate::services::storage::Cursor,

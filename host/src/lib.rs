@@ -5,6 +5,7 @@ pub mod api;
 pub mod bindings;
 pub mod capabilities;
 pub mod compile_cache;
+pub mod deployer;
 pub mod registry;
 pub mod runtime;
 pub mod server;
@@ -63,13 +64,41 @@ impl AppState {
     /// serving its previous one.
     pub fn load_registry(&self, previous: Option<&Registry>) -> Registry {
         let settings = self.settings.load();
+        let policy = self.policy();
         let sources = registry::Sources {
             builtin_dir: &self.builtin_dir,
             components_root: &settings.components_root,
-            policy: &settings.policy,
+            policy: &policy,
             limits: self.call_limits(),
         };
         Registry::load(&self.runtime, &self.services, &sources, previous)
+    }
+
+    /// The loading policy now: the configuration's, plus the components deployed through the
+    /// API (their grants follow their deployed bytes).
+    pub fn policy(&self) -> services::grants::Policy {
+        let mut policy = self.settings.load().policy.clone();
+        match self.services.components.deployed() {
+            Ok(deployed) => policy.deployed = deployed,
+            Err(e) => tracing::error!("cannot read the deployed components; loading without their grants: {e}"),
+        }
+        policy
+    }
+
+    /// Rebuilds the registry from disk (unchanged files reused, a failing file keeps its
+    /// previous version) and publishes it; one rebuild at a time.
+    pub async fn reload_registry(self: &Arc<Self>, why: &str) {
+        let started = std::time::Instant::now();
+        let _reloading = self.reload.lock().await;
+        let loader = self.clone();
+        let previous = self.registry.load_full();
+        match tokio::task::spawn_blocking(move || loader.load_registry(Some(&previous))).await {
+            Ok(next) => {
+                self.registry.store(Arc::new(next));
+                tracing::info!("registry rebuilt after {why}, published in {:?}", started.elapsed());
+            }
+            Err(e) => tracing::error!("rebuilding the registry after {why} failed, the previous operations keep serving: {e}"),
+        }
     }
 }
 

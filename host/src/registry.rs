@@ -5,6 +5,7 @@
 //! previous version serving.
 
 use crate::runtime::{CallLimits, LoadedOperation, Runtime};
+use crate::services::grants::Grants;
 use crate::services::catalog::FileEntry;
 use crate::services::Services;
 use std::collections::{HashMap, HashSet};
@@ -79,7 +80,7 @@ impl Registry {
                         if builtin {
                             builtin_names.extend(op.names());
                         }
-                        services.catalog.loaded(entry(&op, builtin));
+                        services.catalog.loaded(entry(&op, builtin, sources.policy));
                     }
                     Err(reason) => {
                         tracing::error!("component {} not loaded: {reason}", path.display());
@@ -87,7 +88,8 @@ impl Registry {
                         // and the configuration still grants it what it was loaded with (a
                         // revoked grant must not survive through the fallback).
                         let still_granted = |prev: &LoadedOperation| {
-                            sources.policy.grants_for(&prev.names(), &prev.imports, builtin, &builtin_names).is_ok_and(|g| g == prev.grants)
+                            sources.policy.grants_for(&prev.names(), &prev.imports, &prev.hash, builtin, &builtin_names).is_ok_and(|g| g == prev.grants)
+                                && (builtin || signed_grants(sources.policy, &path, &prev.hash).is_ok())
                         };
                         let mut kept = false;
                         if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path)) {
@@ -154,22 +156,69 @@ fn load_file(
 ) -> Result<Arc<LoadedOperation>, String> {
     let (bytes, hash) = crate::runtime::read_component(path).map_err(|e| format!("{e:#}"))?;
     if let Some(prev) = previous.and_then(|p| p.operations.values().find(|op| op.source == path && op.hash == hash)) {
-        let grants = sources.policy.grants_for(&prev.names(), &prev.imports, builtin, builtin_names)?;
-        if grants == prev.grants {
+        let signed = if builtin { None } else { signed_grants(sources.policy, path, &hash)? };
+        let grants = sources.policy.grants_for(&prev.names(), &prev.imports, &hash, builtin, builtin_names)?;
+        if within_signed(&prev.info.name, grants, signed)? == prev.grants {
             return Ok(prev.clone());
         }
     }
-    let policy = sources.policy;
-    let op = runtime
-        .load_bytes(path, &bytes, hash, services, sources.limits, builtin, policy.most(builtin), |names, imports| {
-            policy.grants_for(names, imports, builtin, builtin_names)
-        })
-        .map_err(|e| format!("{e:#}"))?;
-    Ok(Arc::new(op))
+    let candidate = Candidate { path, bytes: &bytes, hash: &hash, builtin };
+    load_candidate(runtime, services, sources.policy, sources.limits, &candidate, builtin_names).map(Arc::new)
 }
 
-fn entry(op: &LoadedOperation, builtin: bool) -> FileEntry {
+/// A component's bytes as if read from `path`.
+pub struct Candidate<'a> {
+    pub path: &'a Path,
+    pub bytes: &'a [u8],
+    pub hash: &'a str,
+    pub builtin: bool,
+}
+
+/// The one way a component is loaded, from a folder or from `deploy_component`: under
+/// requireSigned a third-party file must be signed for exactly these bytes before anything of
+/// it runs, then the runtime checks imports, describes it in its sandbox, and the policy decides
+/// its grants (which must stay within what its publisher signed).
+pub fn load_candidate(
+    runtime: &Runtime,
+    services: &Arc<Services>,
+    policy: &Policy,
+    limits: CallLimits,
+    candidate: &Candidate,
+    builtin_names: &HashSet<String>,
+) -> Result<LoadedOperation, String> {
+    let Candidate { path, bytes, hash, builtin } = *candidate;
+    let signed = if builtin { None } else { signed_grants(policy, path, hash)? };
+    runtime
+        .load_bytes(path, bytes, hash.to_string(), services, limits, builtin, policy.most(builtin), |names, imports| {
+            let grants = policy.grants_for(names, imports, hash, builtin, builtin_names)?;
+            within_signed(names.first().map(String::as_str).unwrap_or_default(), grants, signed)
+        })
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// `grants`, unless they go beyond what the component's publisher signed.
+fn within_signed(name: &str, grants: Grants, signed: Option<Grants>) -> Result<Grants, String> {
+    match signed {
+        Some(signed) if !grants.within(signed) => Err(format!(
+            "operation '{name}' would be granted more than its publisher signed ({} > {})",
+            grants.names().collect::<Vec<_>>().join(", "),
+            signed.names().collect::<Vec<_>>().join(", ")
+        )),
+        _ => Ok(grants),
+    }
+}
+
+/// The names built-ins hold: every built-in file's name (even one that failed to load) and the
+/// names and aliases of the built-ins that serve.
+pub fn builtin_names(registry: &Registry, builtin_dir: &Path) -> HashSet<String> {
+    let stems = wasm_files(builtin_dir).into_iter().filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+    let serving = registry.operations.values().filter(|op| op.builtin).flat_map(|op| op.names());
+    stems.chain(serving).collect()
+}
+
+fn entry(op: &LoadedOperation, builtin: bool, policy: &Policy) -> FileEntry {
     FileEntry {
+        deployed_version: if builtin { None } else { policy.deployed_as(&op.info.name, &op.hash).map(|d| d.version) },
         source: op.source.clone(),
         name: Some(op.info.name.clone()),
         aliases: op.info.aliases.clone(),
@@ -181,6 +230,40 @@ fn entry(op: &LoadedOperation, builtin: bool) -> FileEntry {
         last_error: None,
         builtin,
     }
+}
+
+/// A dropped-in component's detached signature: `<file>.wasm.sig`, JSON
+/// `{"grants": [...], "signature": "<base64 Ed25519>"}` (see services::signing).
+#[derive(serde::Deserialize)]
+struct Sidecar {
+    #[serde(default)]
+    grants: Vec<String>,
+    signature: String,
+}
+
+/// Under `requireSigned`, the grants a third-party file's publisher signed for exactly these
+/// bytes (from its deployment, or the `.sig` file beside it); `None` when signatures are not
+/// required.
+pub(crate) fn signed_grants(policy: &Policy, path: &Path, hash: &str) -> Result<Option<Grants>, String> {
+    if !policy.require_signed {
+        return Ok(None);
+    }
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let deployed = policy.deployed.values().find(|d| d.hash == hash && d.signature.is_some());
+    let (grants, signature) = match deployed {
+        Some(d) => (d.grants.clone().unwrap_or_default(), d.signature.clone().unwrap_or_default()),
+        None => {
+            let mut sidecar = path.as_os_str().to_owned();
+            sidecar.push(".sig");
+            let text = std::fs::read_to_string(&sidecar).map_err(|_| {
+                format!("component '{stem}' is not signed (operationsApi.components.requireSigned is on and there is no {})", Path::new(&sidecar).display())
+            })?;
+            let parsed: Sidecar = serde_json::from_str(&text).map_err(|e| format!("component '{stem}': unreadable signature file: {e}"))?;
+            (parsed.grants, parsed.signature)
+        }
+    };
+    crate::services::signing::verify(&policy.trusted_keys, hash, &grants, &signature).map_err(|e| format!("component '{stem}': {e}"))?;
+    Ok(Some(Grants::with(&grants.iter().map(String::as_str).collect::<Vec<_>>())))
 }
 
 /// The folder's `.wasm` files, sorted (hidden and partial files left out).

@@ -65,6 +65,10 @@ pub fn run(options: Options) -> Result<()> {
         builtin_dir,
         reload: tokio::sync::Mutex::new(()),
     });
+    // deploy_component and friends check and reload through the loader (held weakly: the
+    // services live inside the state).
+    let deployer: Arc<dyn crate::services::components::Deployer> = state.clone();
+    state.services.components.set_deployer(Arc::downgrade(&deployer));
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)

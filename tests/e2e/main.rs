@@ -3,6 +3,7 @@
 
 mod auth;
 mod certs;
+mod components;
 mod data;
 mod faults;
 mod hostile_plugins;

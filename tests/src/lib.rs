@@ -350,3 +350,8 @@ pub fn err(server: &Server, body: Value) -> (u16, String) {
     assert_ne!(status, 200, "{body} unexpectedly succeeded: {resp}");
     (status, resp["error"].as_str().unwrap_or_default().to_string())
 }
+
+/// Base64 (RFC 4648, padded) of `bytes`, for request payloads.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64(bytes)
+}

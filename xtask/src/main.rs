@@ -7,6 +7,7 @@ mod guests;
 mod paths;
 mod scaffold;
 mod services;
+mod sign;
 
 use anyhow::{bail, Context, Result};
 use std::process::Command;
@@ -22,6 +23,7 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "bench" => bench::run(&rest),
         "new-operation" => scaffold::new_operation(&rest),
+        "sign" => sign::sign(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -31,6 +33,8 @@ fn main() -> Result<()> {
                  run            build what is missing and start the server with its defaults\n\
                  test           build what is missing, start what the tests need, run the whole suite\n\
                  bench          print the performance figures (call overhead, throughput, start-up)\n\
+                 sign --key KEY.pem [--grants a,b] COMPONENT.wasm\n\
+                 \x20              sign a component for operationsApi.components.trustedKeys (writes COMPONENT.wasm.sig)\n\
                  new-operation NAME [--out operations|examples]\n\
                  \x20              scaffold an operation crate (default: operations/NAME, a built-in)"
             );

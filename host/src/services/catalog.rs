@@ -92,6 +92,8 @@ pub struct FileEntry {
     pub status: &'static str,
     pub last_error: Option<String>,
     pub builtin: bool,
+    /// The version of a component deployed through the API (`deploy_component`) that serves.
+    pub deployed_version: Option<u64>,
 }
 
 #[derive(Default)]
@@ -128,6 +130,7 @@ impl Catalog {
             status: "failed",
             last_error: None,
             builtin,
+            deployed_version: None,
         });
         entry.status = if kept { "serving" } else { "failed" };
         entry.last_error = Some(error);
@@ -171,6 +174,7 @@ impl Catalog {
                         "loaded_at": loaded,
                         "status": f.status,
                         "last_error": f.last_error,
+                        "deployed_version": f.deployed_version,
                         "stats": stats,
                     }),
                 )

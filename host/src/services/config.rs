@@ -38,6 +38,8 @@ enum Kind {
     Grants,
     /// A list of operation names.
     Names,
+    /// A list of Ed25519 public keys (PEM or base64).
+    PublicKeys,
     OneOf(&'static [&'static str]),
 }
 
@@ -63,6 +65,10 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("operationsApi.exportRoots", Kind::Paths),
     ("operationsApi.grants", Kind::Grants),
     ("operationsApi.replaceBuiltins", Kind::Names),
+    ("operationsApi.components.trustedKeys", Kind::PublicKeys),
+    ("operationsApi.components.requireSigned", Kind::Bool),
+    ("operationsApi.components.keepVersions", Kind::Count),
+    ("operationsApi.components.maxSizeMB", Kind::Count),
     ("rootPath", Kind::Path),
     ("storage.path", Kind::Path),
     ("storage.writeAsync", Kind::Bool),
@@ -103,6 +109,10 @@ pub struct Settings {
     pub log_failed_logins: bool,
     /// Who may import what, and which built-ins third-party components may replace.
     pub policy: crate::services::grants::Policy,
+    /// Versions of each deployed component kept for `rollback_component`.
+    pub component_versions: usize,
+    /// Largest component `deploy_component` accepts, in bytes.
+    pub component_max_size: usize,
 }
 
 pub struct ConfigService {
@@ -267,7 +277,15 @@ impl ConfigService {
                     .and_then(|v| v.as_array().cloned())
                     .map(|l| l.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
                     .unwrap_or_default(),
+                deployed: Default::default(),
+                require_signed: get("operationsApi.components.requireSigned").and_then(|v| v.as_bool()).unwrap_or(false),
+                trusted_keys: get("operationsApi.components.trustedKeys")
+                    .and_then(|v| v.as_array().cloned())
+                    .map(|l| l.iter().filter_map(Value::as_str).filter_map(|k| crate::services::signing::parse_public_key(k).ok()).collect())
+                    .unwrap_or_default(),
             },
+            component_versions: (num("operationsApi.components.keepVersions") as usize).max(1),
+            component_max_size: (num("operationsApi.components.maxSizeMB") as usize).max(1) << 20,
         })
     }
 
@@ -348,6 +366,13 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
                 Ok(())
             }
             None => fail("must be an object of operation name -> list of interface names"),
+        },
+        Kind::PublicKeys => match value.as_array() {
+            Some(list) => list.iter().try_for_each(|k| match k.as_str() {
+                Some(text) => crate::services::signing::parse_public_key(text).map(|_| ()).map_err(|e| format!("'{path}' holds a key that is {e}")),
+                None => fail("must be a list of Ed25519 public keys (PEM or base64)"),
+            }),
+            None => fail("must be a list of Ed25519 public keys (PEM or base64)"),
         },
         Kind::Names => match value.as_array() {
             Some(list) if list.iter().all(Value::is_string) => Ok(()),

@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 pub struct Grants(u32);
 
 /// Every interface of `opshost:host` the host implements; a grant is an index into this.
-pub const INTERFACES: [&str; 14] = [
+pub const INTERFACES: [&str; 15] = [
     "types", "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users",
-    "catalog", "packages", "wasi",
+    "catalog", "packages", "wasi", "components",
 ];
 /// Interfaces every operation may import: shared types and its own log.
 const ALWAYS: [&str; 2] = ["types", "log"];
@@ -26,6 +26,11 @@ impl Grants {
     /// Every interface (the upper bound for built-in operations, which ship with the server).
     pub fn all() -> Self {
         Self(INTERFACES.iter().filter_map(|name| bit(name)).fold(0, |acc, b| acc | b))
+    }
+
+    /// Whether every interface of `self` is also in `other`.
+    pub fn within(self, other: Grants) -> bool {
+        self.0 & !other.0 == 0
     }
 
     /// Both sets.
@@ -84,6 +89,24 @@ fn bit(interface: &str) -> Option<u32> {
 pub struct Policy {
     pub grants: HashMap<String, Vec<String>>,
     pub replace_builtins: Vec<String>,
+    /// Components deployed through the operations API, by name: the exact bytes (hash) that
+    /// were deployed and the grants they were deployed with.
+    pub deployed: HashMap<String, Deployed>,
+    /// `operationsApi.components.requireSigned`: every third-party component needs a signature
+    /// by one of `trusted_keys`.
+    pub require_signed: bool,
+    pub trusted_keys: Vec<[u8; 32]>,
+}
+
+/// The active version of a deployed component.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deployed {
+    pub version: u64,
+    pub hash: String,
+    /// Grants given at deploy time (`None`: those of `operationsApi.grants`, as for a dropped file).
+    pub grants: Option<Vec<String>>,
+    /// The publisher's signature (base64), when it was deployed with one.
+    pub signature: Option<String>,
 }
 
 impl Policy {
@@ -94,10 +117,14 @@ impl Policy {
     /// A built-in not named in `operationsApi.grants` gets exactly the interfaces its component
     /// imports: built-ins ship with the server (the dist folder is as trusted as the binary), so
     /// what each needs is declared by the component itself, not by a table in the host.
+    ///
+    /// A component deployed through the API gets the grants it was deployed with, but only
+    /// while the file holds exactly the bytes that were deployed (`hash`).
     pub fn grants_for(
         &self,
         names: &[String],
         imports: &[String],
+        hash: &str,
         builtin: bool,
         builtin_names: &HashSet<String>,
     ) -> Result<Grants, String> {
@@ -107,6 +134,11 @@ impl Policy {
                 return Err(format!(
                     "operation '{taken}' is a built-in operation and cannot be replaced from componentsRoot (allow it in operationsApi.replaceBuiltins)"
                 ));
+            }
+        }
+        if !builtin {
+            if let Some(list) = self.deployed_grants(main, hash) {
+                return Ok(Grants::with(&list.iter().map(String::as_str).collect::<Vec<_>>()));
             }
         }
         Ok(match self.grants.get(main) {
@@ -123,10 +155,22 @@ impl Policy {
         if builtin {
             return Grants::all();
         }
+        let deployed = self.deployed.values().filter_map(|d| d.grants.as_ref());
         self.grants
             .values()
+            .chain(deployed)
             .map(|list| Grants::with(&list.iter().map(String::as_str).collect::<Vec<_>>()))
             .fold(Grants::with(&[]), Grants::union)
+    }
+
+    /// The grants `name` was deployed with, when the file holds the deployed bytes.
+    fn deployed_grants(&self, name: &str, hash: &str) -> Option<&Vec<String>> {
+        self.deployed.get(name).filter(|d| d.hash == hash).and_then(|d| d.grants.as_ref())
+    }
+
+    /// The deployed record of `name` when it matches these bytes.
+    pub fn deployed_as(&self, name: &str, hash: &str) -> Option<&Deployed> {
+        self.deployed.get(name).filter(|d| d.hash == hash)
     }
 }
 
@@ -162,19 +206,19 @@ mod tests {
     fn policy_defaults_overrides_and_builtin_protection() {
         let builtins: HashSet<String> = ["sql".to_string(), "create_authentication_tokens".to_string()].into();
         let mut policy = Policy::default();
-        assert!(policy.grants_for(&names(&["sql"]), &names(&["opshost:host/storage@0.1.0"]), true, &builtins).expect("builtin").has("storage"));
-        assert!(policy.grants_for(&names(&["sql"]), &[], false, &builtins).is_err(), "third-party cannot take a built-in name");
-        let alias = policy.grants_for(&names(&["innocent", "create_authentication_tokens"]), &[], false, &builtins);
+        assert!(policy.grants_for(&names(&["sql"]), &names(&["opshost:host/storage@0.1.0"]), "h", true, &builtins).expect("builtin").has("storage"));
+        assert!(policy.grants_for(&names(&["sql"]), &[], "h", false, &builtins).is_err(), "third-party cannot take a built-in name");
+        let alias = policy.grants_for(&names(&["innocent", "create_authentication_tokens"]), &[], "h", false, &builtins);
         assert!(alias.is_err_and(|e| e.contains("'create_authentication_tokens' is a built-in")), "nor through an alias");
-        let third = policy.grants_for(&names(&["mine"]), &[], false, &builtins).expect("third-party");
+        let third = policy.grants_for(&names(&["mine"]), &[], "h", false, &builtins).expect("third-party");
         assert!(third.has("log") && !third.has("storage"));
         assert_eq!(policy.most(false), Grants::with(&[]), "nothing granted: a third-party file may import only the log");
         policy.grants.insert("mine".into(), vec!["storage".into(), "wasi".into()]);
         policy.replace_builtins.push("sql".into());
-        let granted = policy.grants_for(&names(&["mine"]), &[], false, &builtins).expect("granted");
+        let granted = policy.grants_for(&names(&["mine"]), &[], "h", false, &builtins).expect("granted");
         assert!(granted.has("storage") && granted.has("wasi"));
         assert!(policy.most(false).has("wasi") && !policy.most(false).has("users"));
-        assert!(policy.grants_for(&names(&["sql"]), &[], false, &builtins).is_ok(), "allowed by replaceBuiltins");
-        assert!(policy.grants_for(&names(&["mine", "create_authentication_tokens"]), &[], false, &builtins).is_err(), "only the listed name");
+        assert!(policy.grants_for(&names(&["sql"]), &[], "h", false, &builtins).is_ok(), "allowed by replaceBuiltins");
+        assert!(policy.grants_for(&names(&["mine", "create_authentication_tokens"]), &[], "h", false, &builtins).is_err(), "only the listed name");
     }
 }

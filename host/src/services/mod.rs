@@ -1,10 +1,12 @@
 //! Services: the real work, in plain Rust with no WIT types. Capability modules call them.
 
 pub mod catalog;
+pub mod components;
 pub mod certs;
 pub mod config;
 pub mod files;
 pub mod grants;
+pub mod signing;
 pub mod jobs;
 pub mod objectstore;
 pub mod packages;
@@ -23,6 +25,8 @@ pub struct Services {
     pub certs: Arc<certs::CertService>,
     pub jobs: Arc<jobs::JobService>,
     pub catalog: catalog::Catalog,
+    /// Components deployed through the operations API.
+    pub components: Arc<components::ComponentService>,
     pub users: Arc<users::UserService>,
     pub tokens: Arc<tokens::TokenService>,
     /// Token lifetimes (`authentication.operationTokenTimeout` / `refreshTokenTimeout`),
@@ -45,6 +49,7 @@ impl Services {
             sysinfo: sysinfo::SysinfoService::start(),
             jobs: jobs::JobService::open(storage.clone(), settings.max_concurrent_jobs)?,
             catalog: Default::default(),
+            components: components::ComponentService::open(&settings.root, storage.clone())?,
             users: users::UserService::open(&settings.root, storage.clone())?,
             tokens: Arc::new(tokens::TokenService::open(&settings.root)?),
             token_lifetimes: arc_swap::ArcSwap::from_pointee((settings.operation_token_timeout, settings.refresh_token_timeout)),
