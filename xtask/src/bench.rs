@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "bench_components.rs"]
+mod components;
+
 const USER: &str = "admin";
 const PASS: &str = "bench-pass";
 
@@ -19,12 +22,17 @@ pub fn run(args: &[String]) -> Result<()> {
     if args.first().is_some_and(|a| a == "jobs") {
         return jobs();
     }
+    // `cargo xtask bench components`: deploy-to-served times.
+    if args.first().is_some_and(|a| a == "components") {
+        return components::run();
+    }
     let seconds = args.first().map(|s| s.parse()).transpose()?.unwrap_or(10u32);
     call_overhead()?;
     startup()?;
     throughput(seconds)?;
     data(seconds)?;
     jobs()?;
+    components::run()?;
     cursor_walk()?;
     Ok(())
 }
