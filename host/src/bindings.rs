@@ -15,6 +15,10 @@ wasmtime::component::bindgen!({
         "opshost:host/storage.drop-database": async,
         "opshost:host/storage.create-table": async,
         "opshost:host/storage.drop-table": async,
+        // A cursor batch and a read by many keys can be long: bounded steps on a blocking
+        // thread, so the call's time limit (which drops the call) stops them between steps.
+        "opshost:host/storage.[method]cursor.next-batch": async,
+        "opshost:host/storage.get": async,
         // Uploads wait on the network; password hashing takes tens of milliseconds.
         "opshost:host/objectstore.put": async,
         "opshost:host/objectstore.[method]upload.write": async,

@@ -87,7 +87,7 @@ impl Host for CallState {
         reserved(&database)?;
         let visible = self.caller.permissions.as_ref().map(|p| p.table(&database, &table).cloned());
         if let Some(None) = visible {
-            return Err(self.deny(&database, &table, &["read"], &[]));
+            return Err(self.deny(&database, &table, &["read"], Vec::new()));
         }
         let info = self.services.storage.describe_table(&database, &table)?;
         let mut attributes = info.attributes;
@@ -117,6 +117,7 @@ impl Host for CallState {
             WriteMode::Upsert => &["update", "insert"],
         };
         self.permit(&database, &table, needed)?;
+        self.writable_attributes(&database, &table, needed, &records)?;
         let mode = match mode {
             WriteMode::Insert => storage::WriteMode::Insert,
             WriteMode::Update => storage::WriteMode::Update,
@@ -135,12 +136,13 @@ impl Host for CallState {
         blocking(move || s.delete(&database, &table, ids)).await.map(outcome)
     }
 
-    fn get(&mut self, database: String, table: String, ids: Vec<String>, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
+    async fn get(&mut self, database: String, table: String, ids: Vec<String>, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
         self.check("storage")?;
         reserved(&database)?;
         let ids = jsons(&ids, "an id")?;
         let attributes = self.readable(&database, &table, attributes, None)?;
-        let records = self.services.storage.get(&database, &table, &ids, &attributes)?;
+        let s = self.services.storage.clone();
+        let records = blocking(move || s.get(&database, &table, &ids, &attributes)).await?;
         Ok(records.iter().map(Value::to_string).collect())
     }
 
@@ -156,9 +158,42 @@ impl Host for CallState {
 }
 
 impl HostCursor for CallState {
-    fn next_batch(&mut self, cursor: Resource<Cursor>, max: u32) -> Result<Vec<String>, OpError> {
-        let cursor = self.table.get_mut(&cursor).map_err(|_| OpError::BadRequest("unknown cursor".into()))?;
-        Ok(cursor.next_batch_json(max as usize)?)
+    /// Steps the search on a blocking thread, each step a bounded amount of work, until the
+    /// batch is full or the search is finished. A search that matches little keeps stepping
+    /// without holding an async worker, and the call's time limit (which drops this future)
+    /// stops it between two steps. The guest still sees "empty means the end".
+    async fn next_batch(&mut self, cursor: Resource<Cursor>, max: u32) -> Result<Vec<String>, OpError> {
+        let max = (max as usize).clamp(1, storage::MAX_BATCH);
+        let slot = self.table.get_mut(&cursor).map_err(|_| OpError::BadRequest("unknown cursor".into()))?;
+        let mut owned = slot.take();
+        let mut out: Vec<String> = Vec::new();
+        let result = loop {
+            let want = max - out.len();
+            let (back, step) = match tokio::task::spawn_blocking(move || {
+                let step = owned.step_json(want);
+                (owned, step)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!("storage task failed: {e}");
+                    return Err(OpError::Internal("storage task failed".into()));
+                }
+            };
+            owned = back;
+            match step {
+                Ok(batch) => out.extend(batch),
+                Err(e) => break Err(OpError::from(e)),
+            }
+            if out.len() >= max || owned.finished() {
+                break Ok(out);
+            }
+        };
+        if let Ok(slot) = self.table.get_mut(&cursor) {
+            *slot = owned;
+        }
+        result
     }
 
     fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {
@@ -187,7 +222,7 @@ impl CallState {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(self.deny(database, table, &missing[..1], &[]))
+            Err(self.deny(database, table, &missing[..1], Vec::new()))
         }
     }
 
@@ -219,7 +254,8 @@ impl CallState {
         let mut denied: Vec<&str> = named.into_iter().filter(|a| !may(a)).collect();
         denied.dedup();
         if !denied.is_empty() {
-            return Err(self.deny(database, table, &[], &denied));
+            let denied = denied.into_iter().map(|a| (a.to_string(), vec!["read"])).collect();
+            return Err(self.deny(database, table, &[], denied));
         }
         if star {
             // `*` narrows to what the role may read.
@@ -228,11 +264,43 @@ impl CallState {
         Ok(attributes)
     }
 
+    /// With attribute rules on the table, every attribute a write sets (other than the
+    /// primary key and the timestamps, which the host keeps) must carry the write's
+    /// permissions (`insert`, `update`, or both for upsert); unlisted attributes carry none.
+    fn writable_attributes(&mut self, database: &str, table: &str, needed: &[&str], records: &[Value]) -> Result<(), OpError> {
+        let Some(p) = self.caller.permissions.clone() else { return Ok(()) };
+        let Some(t) = p.table(database, table).filter(|t| t.attribute_rules && !t.attribute_writes.is_empty()) else { return Ok(()) };
+        let primary_key = self.services.storage.describe_table(database, table)?.primary_key;
+        let mut denied: Vec<(String, Vec<&str>)> = Vec::new();
+        for record in records {
+            let Some(fields) = record.as_object() else { continue };
+            for name in fields.keys() {
+                if *name == primary_key || name == "__createdtime__" || name == "__updatedtime__" || denied.iter().any(|(d, _)| d == name) {
+                    continue;
+                }
+                let rule = t.attribute_writes.iter().find(|(a, _, _)| a == name);
+                let missing: Vec<&str> = needed
+                    .iter()
+                    .copied()
+                    .filter(|n| !rule.is_some_and(|(_, insert, update)| if *n == "insert" { *insert } else { *update }))
+                    .collect();
+                if !missing.is_empty() {
+                    denied.push((name.clone(), missing));
+                }
+            }
+        }
+        if denied.is_empty() {
+            Ok(())
+        } else {
+            Err(self.deny(database, table, &[], denied))
+        }
+    }
+
     /// Records a denial in HarperDB's shape for the 403 body and returns the guest's error.
-    fn deny(&mut self, database: &str, table: &str, permissions: &[&str], attributes: &[&str]) -> OpError {
+    fn deny(&mut self, database: &str, table: &str, permissions: &[&str], attributes: Vec<(String, Vec<&str>)>) -> OpError {
         let attributes: Vec<Value> = attributes
-            .iter()
-            .map(|a| serde_json::json!({"attribute_name": a, "required_permissions": ["read"]}))
+            .into_iter()
+            .map(|(a, needed)| serde_json::json!({"attribute_name": a, "required_permissions": needed}))
             .collect();
         self.effects.denied.push(serde_json::json!({
             "schema": database,
@@ -253,10 +321,20 @@ fn reserved(database: &str) -> Result<(), OpError> {
     }
 }
 
+/// Conditions one search may have (nodes of its tree).
+const MAX_CONDITION_NODES: usize = 10_000;
+/// How deeply groups may nest.
+const MAX_CONDITION_DEPTH: usize = 64;
+
 /// Rebuilds the condition tree from WIT's flat node list (children by index), refusing
-/// out-of-range indexes and cycles.
+/// out-of-range indexes, cycles and shared children: every node is used at most once, so the
+/// tree is never larger than the list, whose size is capped too.
 fn convert_query(q: Query) -> Result<ServiceQuery, OpError> {
-    let cond = if q.nodes.is_empty() { None } else { Some(build(&q.nodes, 0, 0)?) };
+    if q.nodes.len() > MAX_CONDITION_NODES {
+        return Err(OpError::BadRequest(format!("too many conditions (at most {MAX_CONDITION_NODES})")));
+    }
+    let mut used = vec![false; q.nodes.len()];
+    let cond = if q.nodes.is_empty() { None } else { Some(build(&q.nodes, 0, 0, &mut used)?) };
     Ok(ServiceQuery {
         cond,
         attributes: q.attributes,
@@ -266,17 +344,20 @@ fn convert_query(q: Query) -> Result<ServiceQuery, OpError> {
     })
 }
 
-fn build(nodes: &[Node], index: u32, depth: usize) -> Result<Cond, OpError> {
-    if depth > 64 {
+fn build(nodes: &[Node], index: u32, depth: usize, used: &mut [bool]) -> Result<Cond, OpError> {
+    if depth > MAX_CONDITION_DEPTH {
         return Err(OpError::BadRequest("conditions are nested too deeply".into()));
     }
     let node = nodes
         .get(index as usize)
         .ok_or_else(|| OpError::BadRequest(format!("condition node {index} does not exist")))?;
+    if std::mem::replace(&mut used[index as usize], true) {
+        return Err(OpError::BadRequest(format!("condition node {index} is used twice (conditions must form a tree)")));
+    }
     match node {
         Node::Leaf(c) => leaf(c),
         Node::Group(g) => {
-            let children = g.children.iter().map(|i| build(nodes, *i, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+            let children = g.children.iter().map(|i| build(nodes, *i, depth + 1, used)).collect::<Result<Vec<_>, _>>()?;
             match g.logic {
                 Logic::And => Ok(Cond::And(children)),
                 Logic::Or => Ok(Cond::Or(children)),
@@ -309,4 +390,51 @@ fn leaf(c: &Condition) -> Result<Cond, OpError> {
         return Err(OpError::BadRequest("'between' needs two values".into()));
     }
     Ok(Cond::Leaf { attribute: c.attribute.clone(), cmp, value: json(&c.value, "a condition value")?, upper })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::opshost::host::storage::Group;
+
+    fn query(nodes: Vec<Node>) -> Query {
+        Query { nodes, attributes: vec!["*".into()], sort: Vec::new(), offset: 0, limit: None }
+    }
+
+    fn leaf_node() -> Node {
+        Node::Leaf(Condition { attribute: "a".into(), comparator: Comparator::Equals, value: "1".into(), upper: None })
+    }
+
+    fn bad(q: Query) -> String {
+        match convert_query(q) {
+            Err(OpError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    /// 64 groups each naming the next node twice would expand to 2^63 leaves: refused at once.
+    #[test]
+    fn a_condition_dag_is_refused_before_it_expands() {
+        let mut nodes: Vec<Node> = (1..64u32).map(|i| Node::Group(Group { logic: Logic::And, children: vec![i, i] })).collect();
+        nodes.push(leaf_node());
+        let started = std::time::Instant::now();
+        assert!(bad(query(nodes)).ends_with("is used twice (conditions must form a tree)"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A cycle is a node used twice too.
+        assert!(bad(query(vec![Node::Group(Group { logic: Logic::Not, children: vec![0] })])).contains("used twice"));
+    }
+
+    #[test]
+    fn condition_trees_are_bounded_in_size_and_depth() {
+        let wide: Vec<Node> = std::iter::once(Node::Group(Group { logic: Logic::Or, children: (1..=MAX_CONDITION_NODES as u32).collect() }))
+            .chain((0..MAX_CONDITION_NODES).map(|_| leaf_node()))
+            .collect();
+        assert_eq!(bad(query(wide)), format!("too many conditions (at most {MAX_CONDITION_NODES})"));
+        let mut deep: Vec<Node> = (1..=70u32).map(|i| Node::Group(Group { logic: Logic::Not, children: vec![i] })).collect();
+        deep.push(leaf_node());
+        assert_eq!(bad(query(deep)), "conditions are nested too deeply");
+        // A plain tree still converts.
+        let tree = vec![Node::Group(Group { logic: Logic::And, children: vec![1, 2] }), leaf_node(), leaf_node()];
+        assert!(matches!(convert_query(query(tree)).expect("tree").cond, Some(Cond::And(c)) if c.len() == 2));
+    }
 }

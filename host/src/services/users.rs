@@ -29,6 +29,9 @@ pub struct TablePermission {
     pub attributes: Vec<(String, bool)>,
     /// Whether the role gave `attribute_permissions` at all.
     pub attribute_rules: bool,
+    /// The same entries' write flags, `(attribute_name, insert, update)`: with attribute rules
+    /// a write may set only attributes listed with the permission it needs.
+    pub attribute_writes: Vec<(String, bool, bool)>,
 }
 
 /// A role's permission JSON, parsed.
@@ -123,7 +126,9 @@ fn table_permission(v: &Value) -> Result<TablePermission, String> {
         t.attribute_rules = true;
         for a in list {
             let name = a.get("attribute_name").and_then(Value::as_str).ok_or("each attribute permission needs 'attribute_name'")?;
-            t.attributes.push((name.to_string(), a.get("read").and_then(Value::as_bool).unwrap_or(false)));
+            let flag = |k: &str| a.get(k).and_then(Value::as_bool).unwrap_or(false);
+            t.attributes.push((name.to_string(), flag("read")));
+            t.attribute_writes.push((name.to_string(), flag("insert"), flag("update")));
         }
     }
     Ok(t)

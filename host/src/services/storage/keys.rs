@@ -37,6 +37,27 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Whether a number's key is exactly the number: keys hold numbers as f64, so an integer
+/// beyond 2^53 that f64 cannot represent would share its key with a neighbour (two ids, one
+/// record). Such primary keys are refused on write and can never be found on read.
+pub fn exact(n: &Number) -> bool {
+    if let Some(u) = n.as_u64() {
+        (u as f64) as u128 == u as u128
+    } else if let Some(i) = n.as_i64() {
+        (i as f64) as i128 == i as i128
+    } else {
+        true
+    }
+}
+
+/// [`exact`] for any value (only numbers can be inexact).
+pub fn exact_value(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => exact(n),
+        _ => true,
+    }
+}
+
 pub fn encoded(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
     encode(value, &mut out);
@@ -176,6 +197,13 @@ mod tests {
             assert!(encoded(&w[0]) < encoded(&w[1]), "{} < {}", w[0], w[1]);
         }
         assert_ne!(encoded(&json!(3)), encoded(&json!("3")));
+    }
+
+    #[test]
+    fn only_integers_f64_holds_exactly_are_exact() {
+        assert!(exact_value(&json!(9007199254740992u64)) && exact_value(&json!(9007199254740994u64)));
+        assert!(!exact_value(&json!(9007199254740993u64)) && !exact_value(&json!(-9007199254740993i64)));
+        assert!(!exact_value(&json!(u64::MAX)) && exact_value(&json!(2.5)) && exact_value(&json!("x")));
     }
 
     #[test]

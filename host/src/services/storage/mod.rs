@@ -10,9 +10,14 @@
 //! - column family `i/<database>/<table>`: `attribute 0x00 encode(value) encode(primary key)`
 //!   -> empty, for each top-level attribute whose value is a scalar (not the primary key).
 //!
-//! `encode` is the order-preserving encoding of `keys.rs`. Writes to one table take striped
-//! locks by primary key (so a record and its index entries change together) and commit in one
-//! `WriteBatch`, fsynced unless `storage.writeAsync` is set.
+//! `encode` is the order-preserving encoding of `keys.rs`. Writes to one table take that
+//! table's striped locks by primary key (so a record and its index entries change together;
+//! other tables' writes never wait on them) and commit in one `WriteBatch`, fsynced unless
+//! `storage.writeAsync` is set.
+//!
+//! Schema changes are crash-safe by repair: `create_table` makes its column families before
+//! the catalog entry, `drop_table` deletes the entry before them, and `open` drops column
+//! families (and counters, attributes) that have no catalog entry.
 
 pub mod keys;
 pub mod query;
@@ -26,7 +31,7 @@ use rocksdb::{
     ReadOptions, WriteBatch, WriteOptions,
 };
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,6 +42,16 @@ const META: &str = "meta";
 const CREATED: &str = "__createdtime__";
 const UPDATED: &str = "__updatedtime__";
 const STRIPES: usize = 256;
+/// Largest batch a cursor hands out at once.
+pub const MAX_BATCH: usize = 10_000;
+/// Records (or index keys) one cursor step may examine, divided by the condition's size: a
+/// step is a few milliseconds whatever the filter, so a search that matches nothing still
+/// returns to its caller (and its time limit) regularly.
+const STEP_WORK: usize = 200_000;
+/// Rows a sorted search may hold while it sorts (offset + limit, or every match without a
+/// limit), and their sort keys' approximate bytes: past either it is refused with a 400.
+pub const MAX_SORT_ROWS: usize = 100_000;
+const MAX_SORT_BYTES: usize = 64 << 20;
 
 /// How a batch of records is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +92,34 @@ pub struct Storage {
     catalog: RwLock<BTreeMap<String, BTreeMap<String, TableMeta>>>,
     /// Serializes schema changes (create/drop), which are rare.
     schema_lock: Mutex<()>,
+    /// "db/table" -> that table's locks (made on first use, kept: one per table name).
+    table_locks: Mutex<HashMap<String, Arc<TableLocks>>>,
+}
+
+/// One table's locks. Writes hold `schema` shared and a drop holds it exclusively, so a write
+/// racing `drop_table` cannot merge its counters or attributes back into the catalog after the
+/// drop. `stripes` are per table, so a bulk write that locks all of them blocks only writes to
+/// the same table, never the system tables or other tables.
+struct TableLocks {
+    schema: RwLock<()>,
     stripes: Vec<Mutex<()>>,
+}
+
+impl TableLocks {
+    /// Locks the stripes of `keys` in a fixed order (no deadlock between two batches).
+    fn lock_keys<'a>(&self, keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<parking_lot::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = keys
+            .map(|k| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                k.hash(&mut h);
+                (h.finish() as usize) % STRIPES
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|s| self.stripes[s].lock()).collect()
+    }
 }
 
 /// `[A-Za-z0-9_]+`, for databases, tables and attributes (deviations.md: no path tricks).
@@ -143,10 +185,52 @@ impl Storage {
             sync: !write_async,
             catalog: RwLock::new(BTreeMap::new()),
             schema_lock: Mutex::new(()),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            table_locks: Mutex::new(HashMap::new()),
         };
         storage.load_catalog()?;
+        storage.drop_orphans(&existing)?;
         Ok(storage)
+    }
+
+    /// Repairs an interrupted `create_table` or `drop_table`: column families, counters and
+    /// attribute entries of a table without a catalog entry are removed, so the name can be
+    /// created again.
+    fn drop_orphans(&self, column_families: &[String]) -> anyhow::Result<()> {
+        let known = |db: &str, table: &str| self.catalog.read().get(db).is_some_and(|t| t.contains_key(table));
+        for name in column_families {
+            let mut parts = name.splitn(3, '/');
+            let (Some(kind @ ("r" | "i")), Some(db), Some(table)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            if !known(db, table) {
+                tracing::warn!("dropping column family {kind}/{db}/{table}: its table has no catalog entry (an interrupted create or drop)");
+                self.db.drop_cf(name).with_context(|| format!("dropping orphan column family {name}"))?;
+            }
+        }
+        let meta = self.meta()?;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(&meta, IteratorMode::Start) {
+            let (key, _) = item?;
+            let text = String::from_utf8_lossy(&key);
+            let parts: Vec<&str> = text.split('/').collect();
+            let orphan = match parts.as_slice() {
+                ["attr", db, table, _] | ["count", db, table] | ["last", db, table] => !known(db, table),
+                _ => false,
+            };
+            if orphan {
+                batch.delete_cf(&meta, &key);
+            }
+        }
+        if !batch.is_empty() {
+            self.db.write_opt(batch, &self.write_options())?;
+        }
+        Ok(())
+    }
+
+    fn locks(&self, db: &str, table: &str) -> Arc<TableLocks> {
+        self.table_locks
+            .lock()
+            .entry(format!("{db}/{table}"))
+            .or_insert_with(|| Arc::new(TableLocks { schema: RwLock::new(()), stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() }))
+            .clone()
     }
 
     fn load_catalog(&self) -> anyhow::Result<()> {
@@ -243,13 +327,21 @@ impl Storage {
         check_name("table", table)?;
         check_name("primary_key", primary_key)?;
         let _guard = self.schema_lock.lock();
+        let locks = self.locks(db, table);
+        let _table = locks.schema.write();
         if self.catalog.read().get(db).is_some_and(|t| t.contains_key(table)) {
             return Err(ServiceError::BadRequest(format!("Table '{table}' already exists in '{db}'")));
         }
-        self.db.create_cf(records_cf(db, table), &table_cf_options()).map_err(internal)?;
-        self.db.create_cf(index_cf(db, table), &table_cf_options()).map_err(internal)?;
+        // Leftovers of an interrupted drop (only possible if a drop failed mid-way since open).
+        for cf in [records_cf(db, table), index_cf(db, table)] {
+            if self.db.cf_handle(&cf).is_some() {
+                self.db.drop_cf(&cf).map_err(internal)?;
+            }
+            self.db.create_cf(&cf, &table_cf_options()).map_err(internal)?;
+        }
         let meta = self.meta().map_err(internal)?;
         let mut batch = WriteBatch::default();
+        self.delete_table_meta(&mut batch, db, table)?;
         batch.put_cf(&meta, format!("db/{db}"), b"{}");
         batch.put_cf(&meta, format!("table/{db}/{table}"), serde_json::json!({ "primary_key": primary_key }).to_string());
         batch.put_cf(&meta, format!("attr/{db}/{table}/{primary_key}"), b"");
@@ -269,10 +361,9 @@ impl Storage {
         self.drop_table_locked(db, table)
     }
 
-    fn drop_table_locked(&self, db: &str, table: &str) -> Result<(), ServiceError> {
-        self.table_meta(db, table)?;
+    /// Deletes (into `batch`) a table's catalog entry, attribute entries and counters.
+    fn delete_table_meta(&self, batch: &mut WriteBatch, db: &str, table: &str) -> Result<(), ServiceError> {
         let meta = self.meta().map_err(internal)?;
-        let mut batch = WriteBatch::default();
         let prefix = format!("attr/{db}/{table}/");
         for item in self.db.prefix_iterator_cf(&meta, prefix.as_bytes()) {
             let (key, _) = item.map_err(internal)?;
@@ -284,6 +375,16 @@ impl Storage {
         for key in [format!("table/{db}/{table}"), format!("count/{db}/{table}"), format!("last/{db}/{table}")] {
             batch.delete_cf(&meta, key);
         }
+        Ok(())
+    }
+
+    fn drop_table_locked(&self, db: &str, table: &str) -> Result<(), ServiceError> {
+        let locks = self.locks(db, table);
+        // Waits for writes in flight; later ones find the table gone.
+        let _table = locks.schema.write();
+        self.table_meta(db, table)?;
+        let mut batch = WriteBatch::default();
+        self.delete_table_meta(&mut batch, db, table)?;
         self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
         if let Some(tables) = self.catalog.write().get_mut(db) {
             tables.remove(table);
@@ -337,6 +438,8 @@ impl Storage {
     /// Writes a batch atomically: all records are validated first (nothing is written when one
     /// is bad), then each is inserted, merged or skipped according to `mode`.
     pub fn write(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
+        let locks = self.locks(db, table);
+        let _schema = locks.schema.read();
         let meta_info = self.table_meta(db, table)?;
         let pk_name = meta_info.primary_key.clone();
         let mut prepared: Vec<(Value, Map<String, Value>)> = Vec::with_capacity(records.len());
@@ -355,7 +458,12 @@ impl Storage {
             }
             let pk = match map.get(&pk_name) {
                 Some(Value::String(s)) if !s.is_empty() => Value::String(s.clone()),
-                Some(Value::Number(n)) => Value::Number(n.clone()),
+                Some(Value::Number(n)) if keys::exact(n) => Value::Number(n.clone()),
+                Some(Value::Number(n)) => {
+                    return Err(ServiceError::BadRequest(format!(
+                        "primary key '{pk_name}' value {n} cannot be stored exactly: integer keys must lie within ±2^53 (send larger ones as strings)"
+                    )))
+                }
                 None | Some(Value::Null) if mode != WriteMode::Update => {
                     let id = Value::String(uuid::Uuid::new_v4().to_string());
                     map.insert(pk_name.clone(), id.clone());
@@ -375,8 +483,8 @@ impl Storage {
 
         let (rcf, icf) = self.cfs(db, table)?;
         let meta = self.meta().map_err(internal)?;
-        let _locks = self.lock_keys(prepared.iter().map(|(pk, _)| pk));
         let keys: Vec<Vec<u8>> = prepared.iter().map(|(pk, _)| keys::encoded(pk)).collect();
+        let _stripes = locks.lock_keys(keys.iter());
         let existing = self.db.batched_multi_get_cf(&rcf, &keys, false);
         let now = now_ms();
         let (mut records, mut index) = (SortedOps::default(), SortedOps::default());
@@ -448,18 +556,21 @@ impl Storage {
 
     /// Deletes by primary key; keys that do not exist are reported as skipped.
     pub fn delete(&self, db: &str, table: &str, ids: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
+        let locks = self.locks(db, table);
+        let _schema = locks.schema.read();
         let meta_info = self.table_meta(db, table)?;
         let (rcf, icf) = self.cfs(db, table)?;
         let meta = self.meta().map_err(internal)?;
-        let _locks = self.lock_keys(ids.iter());
+        let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
+        let _stripes = locks.lock_keys(keys.iter());
         let (mut records, mut index) = (SortedOps::default(), SortedOps::default());
         let mut outcome = WriteOutcome::default();
         let mut seen = BTreeSet::new();
-        let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
         let found = self.db.batched_multi_get_cf(&rcf, &keys, false);
         for ((id, key), old) in ids.into_iter().zip(keys).zip(found) {
-            // A key named twice is deleted once; the second is reported skipped.
-            let old = if seen.insert(key.clone()) { old.map_err(internal)? } else { None };
+            // A key named twice is deleted once; the second is reported skipped. An inexact
+            // number (beyond 2^53) can never have been stored: its key is a neighbour's.
+            let old = if keys::exact_value(&id) && seen.insert(key.clone()) { old.map_err(internal)? } else { None };
             match old {
                 Some(bytes) => {
                     let old: Map<String, Value> = serde_json::from_slice(&bytes).map_err(internal)?;
@@ -508,21 +619,6 @@ impl Storage {
         }
     }
 
-    /// Locks the stripes of `keys` in a fixed order (no deadlock between two batches).
-    fn lock_keys<'a>(&self, keys: impl Iterator<Item = &'a Value>) -> Vec<parking_lot::MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = keys
-            .map(|k| {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                keys::encoded(k).hash(&mut h);
-                (h.finish() as usize) % STRIPES
-            })
-            .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        stripes.into_iter().map(|s| self.stripes[s].lock()).collect()
-    }
-
     // ---- reads -------------------------------------------------------------------------
 
     /// Records by primary key in the order asked, missing ones left out, projected.
@@ -530,7 +626,8 @@ impl Storage {
         let meta_info = self.table_meta(db, table)?;
         let projection = Projection::new(&meta_info, attributes)?;
         let (rcf, _) = self.cfs(db, table)?;
-        let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
+        // An inexact number (beyond 2^53) can never have been stored: its key is a neighbour's.
+        let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
         let mut out = Vec::with_capacity(ids.len());
         for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
             if let Some(bytes) = found.map_err(internal)? {
@@ -564,6 +661,7 @@ impl Storage {
         });
         let query = Query { cond, ..query };
         let driver = query::plan(query.cond.as_ref(), &meta_info.primary_key);
+        let budget = (STEP_WORK / query.cond.as_ref().map_or(1, Cond::size)).clamp(16, MAX_BATCH);
         Ok(Cursor {
             storage: self.clone(),
             db: db.to_string(),
@@ -578,29 +676,15 @@ impl Storage {
             done: false,
             sorted: None,
             primary_key: meta_info.primary_key.clone(),
-        })
-    }
-
-    /// One step of a scan: up to `max` matching raw records after `resume`, and where to
-    /// resume next (None at the end).
-    fn scan_step(
-        &self,
-        db: &str,
-        table: &str,
-        driver: &Driver,
-        cond: Option<&Cond>,
-        resume: Option<&[u8]>,
-        max: usize,
-    ) -> Result<(Vec<Value>, Option<Vec<u8>>), ServiceError> {
-        self.scan_step_with(db, table, driver, resume, max, |bytes| {
-            let r = serde_json::from_slice::<Value>(bytes).map_err(internal)?;
-            Ok(cond.is_none_or(|c| c.matches(&r)).then_some(r))
+            budget,
         })
     }
 
     /// One step of an index scan that needs no record: the condition is one leaf on the
     /// indexed attribute (checked against the value in the index key) and only the primary
     /// key is asked for, so each match is `{"<pk>": <key>}` without reading the record.
+    /// Stops after `max` matches or `budget` examined keys.
+    #[allow(clippy::too_many_arguments)]
     fn covered_step(
         &self,
         db: &str,
@@ -610,9 +694,10 @@ impl Storage {
         pk_name: &str,
         resume: Option<&[u8]>,
         max: usize,
+        budget: usize,
     ) -> Result<(Vec<String>, Option<Vec<u8>>), ServiceError> {
         let Driver::Index { attribute, start, end } = driver else { return Ok((Vec::new(), None)) };
-        let (_, icf) = self.cfs(db, table)?;
+        let (rcf, icf) = self.cfs(db, table)?;
         let mut prefix = attribute.as_bytes().to_vec();
         prefix.push(0);
         let mut opts = ReadOptions::default();
@@ -621,6 +706,9 @@ impl Storage {
         let mut out = Vec::new();
         let mut examined = 0;
         let mut probe = Map::with_capacity(1);
+        // Index keys hold numbers as f64: a number beyond 2^53 (or with a fraction) may not
+        // come back as written, so such a key or value is read from its record instead.
+        let lossy = |v: &Value| matches!(v, Value::Number(n) if !n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15));
         for item in self.db.iterator_cf_opt(&icf, opts, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
             let (key, _) = item.map_err(internal)?;
             if resume.is_some_and(|r| r == &key[..]) {
@@ -628,37 +716,39 @@ impl Storage {
             }
             examined += 1;
             let Some((value, pk_bytes)) = keys::decode(&key[prefix.len()..]) else { continue };
-            probe.insert(attribute.clone(), value);
-            let record = Value::Object(std::mem::take(&mut probe));
-            if cond.matches(&record) {
-                match keys::decode(pk_bytes) {
-                    // Index keys hold numbers as f64: a key beyond 2^53 (or with a fraction)
-                    // may not come back as written, so it is read from its record instead.
-                    Some((Value::Number(n), _)) if !n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15) => {
-                        let (rcf, _) = self.cfs(db, table)?;
-                        if let Some(bytes) = self.db.get_cf(&rcf, pk_bytes).map_err(internal)? {
-                            let fields: RawFields<'_> = serde_json::from_slice(&bytes).map_err(internal)?;
-                            if let Some((_, v)) = fields.0.iter().find(|(k, _)| *k == pk_name) {
-                                out.push(format!("{{\"{pk_name}\":{}}}", v.get()));
-                            }
+            let pk = keys::decode(pk_bytes).map(|(pk, _)| pk);
+            if lossy(&value) || pk.as_ref().is_some_and(lossy) {
+                if let Some(bytes) = self.db.get_cf(&rcf, pk_bytes).map_err(internal)? {
+                    let record: Value = serde_json::from_slice(&bytes).map_err(internal)?;
+                    if cond.matches(&record) {
+                        if let Some(v) = record.get(pk_name) {
+                            out.push(format!("{{\"{pk_name}\":{v}}}"));
                         }
                     }
-                    Some((pk, _)) => out.push(format!("{{\"{pk_name}\":{pk}}}")),
-                    None => {}
+                }
+            } else {
+                probe.insert(attribute.clone(), value);
+                let record = Value::Object(std::mem::take(&mut probe));
+                if cond.matches(&record) {
+                    if let Some(pk) = pk {
+                        out.push(format!("{{\"{pk_name}\":{pk}}}"));
+                    }
+                }
+                if let Value::Object(m) = record {
+                    probe = m;
                 }
             }
-            if let Value::Object(m) = record {
-                probe = m;
-            }
-            if out.len() >= max || examined >= max * 8 {
+            if out.len() >= max || examined >= budget {
                 return Ok((out, Some(key.to_vec())));
             }
         }
         Ok((out, None))
     }
 
-    /// One step of a scan; `accept` turns a stored record's bytes into a result, or None when
-    /// the record does not match.
+    /// One step of a scan; `accept` turns a stored record (its key and bytes) into a result,
+    /// or None when the record does not match. Stops after `max` results or `budget` examined
+    /// records or keys, whichever comes first, and says where to resume (None at the end).
+    #[allow(clippy::too_many_arguments)]
     fn scan_step_with<T>(
         &self,
         db: &str,
@@ -666,7 +756,8 @@ impl Storage {
         driver: &Driver,
         resume: Option<&[u8]>,
         max: usize,
-        mut accept: impl FnMut(&[u8]) -> Result<Option<T>, ServiceError>,
+        budget: usize,
+        mut accept: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, ServiceError>,
     ) -> Result<(Vec<T>, Option<Vec<u8>>), ServiceError> {
         let (rcf, icf) = self.cfs(db, table)?;
         let mut out = Vec::new();
@@ -674,10 +765,10 @@ impl Storage {
             Driver::Keys(ids) => {
                 // Small by construction: one step returns them all.
                 if resume.is_none() {
-                    let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
-                    for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
+                    let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
+                    for (key, found) in keys.iter().zip(self.db.batched_multi_get_cf(&rcf, &keys, false)) {
                         if let Some(bytes) = found.map_err(internal)? {
-                            out.extend(accept(&bytes)?);
+                            out.extend(accept(key, &bytes)?);
                         }
                     }
                 }
@@ -700,10 +791,10 @@ impl Storage {
                         continue;
                     }
                     examined += 1;
-                    out.extend(accept(&value)?);
-                    // Stop at a full batch, or after examining a bounded number of records
-                    // so a selective filter cannot hold the thread for the whole table.
-                    if out.len() >= max || examined >= max * 8 {
+                    out.extend(accept(&key, &value)?);
+                    // Stop at a full batch, or after a bounded amount of work so a selective
+                    // filter cannot hold the thread for the whole table.
+                    if out.len() >= max || examined >= budget {
                         return Ok((out, Some(key.to_vec())));
                     }
                 }
@@ -729,19 +820,31 @@ impl Storage {
                     let Some((_, pk)) = keys::decode(rest) else { continue };
                     pks.push(pk.to_vec());
                     last = Some(key.to_vec());
-                    if pks.len() >= max {
+                    if pks.len() >= max.min(budget) {
                         exhausted = false;
                         break;
                     }
                 }
-                for found in self.db.batched_multi_get_cf(&rcf, &pks, false) {
+                for (key, found) in pks.iter().zip(self.db.batched_multi_get_cf(&rcf, &pks, false)) {
                     if let Some(bytes) = found.map_err(internal)? {
-                        out.extend(accept(&bytes)?);
+                        out.extend(accept(key, &bytes)?);
                     }
                 }
                 Ok((out, if exhausted { None } else { last }))
             }
         }
+    }
+
+    /// Records by encoded primary key, in the order given, missing ones left out.
+    fn fetch(&self, db: &str, table: &str, keys: &[Vec<u8>]) -> Result<Vec<rocksdb::DBPinnableSlice<'_>>, ServiceError> {
+        let (rcf, _) = self.cfs(db, table)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for found in self.db.batched_multi_get_cf(&rcf, keys, false) {
+            if let Some(bytes) = found.map_err(internal)? {
+                out.push(bytes);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -921,7 +1024,9 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawFields<'a> {
 }
 
 /// A running search. Without a sort it streams (memory stays flat whatever the table size);
-/// with one it collects the matches once, sorts them and then hands them out.
+/// with one it keeps the best offset + limit matches (their sort keys and primary keys only)
+/// while it scans, then fetches those records in order. Every step does a bounded amount of
+/// work ([`Cursor::step_json`]), so the caller decides how long to keep going.
 pub struct Cursor {
     storage: Arc<Storage>,
     db: String,
@@ -934,45 +1039,72 @@ pub struct Cursor {
     left: Option<u64>,
     resume: Option<Vec<u8>>,
     done: bool,
-    sorted: Option<VecDeque<Value>>,
+    /// For a sorted search: the matches kept so far, then the sorted keys to hand out.
+    sorted: Option<Sorted>,
     primary_key: String,
+    /// Records or keys one step may examine.
+    budget: usize,
+}
+
+enum Sorted {
+    Collecting(TopK),
+    Ready(VecDeque<Vec<u8>>),
+}
+
+/// The best `keep` matches seen so far (all of them without a limit), bounded in rows and
+/// bytes: the buffer is sorted and cut back to `keep` whenever it doubles.
+struct TopK {
+    keep: Option<usize>,
+    rows: Vec<SortRow>,
+    seq: u64,
+    bytes: usize,
+}
+
+struct SortRow {
+    keys: Vec<Value>,
+    /// Scan order, so equal keys keep it (a stable sort).
+    seq: u64,
+    pk: Vec<u8>,
+}
+
+fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => 32 + s.len(),
+        Value::Array(_) | Value::Object(_) => 32 + v.to_string().len(),
+        _ => 32,
+    }
+}
+
+impl TopK {
+    fn push(&mut self, row: SortRow, order: &dyn Fn(&SortRow, &SortRow) -> std::cmp::Ordering) -> Result<(), ServiceError> {
+        self.bytes += row.pk.len() + 48 + row.keys.iter().map(approx_size).sum::<usize>();
+        self.rows.push(row);
+        match self.keep {
+            Some(k) if self.rows.len() >= 2 * k.max(512) => self.prune(order),
+            _ => {}
+        }
+        if self.rows.len() > MAX_SORT_ROWS || self.bytes > MAX_SORT_BYTES {
+            return Err(ServiceError::BadRequest(format!(
+                "a sorted search may hold at most {MAX_SORT_ROWS} rows ({} MB of sort keys): add a limit (offset + limit at most {MAX_SORT_ROWS}) or a narrower condition",
+                MAX_SORT_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    fn prune(&mut self, order: &dyn Fn(&SortRow, &SortRow) -> std::cmp::Ordering) {
+        self.rows.sort_by(order);
+        if let Some(k) = self.keep {
+            self.rows.truncate(k);
+        }
+        self.bytes = self.rows.iter().map(|r| r.pk.len() + 48 + r.keys.iter().map(approx_size).sum::<usize>()).sum();
+    }
 }
 
 impl Cursor {
     /// Up to `max` projected records; empty at the end.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, ServiceError> {
-        let max = max.clamp(1, 10_000);
-        if !self.sort.is_empty() && self.sorted.is_none() {
-            self.sorted = Some(self.collect_sorted()?);
-        }
-        let mut out = Vec::new();
-        while out.len() < max && self.left != Some(0) {
-            let raw = match self.sorted.as_mut() {
-                Some(queue) => {
-                    let Some(r) = queue.pop_front() else { break };
-                    vec![r]
-                }
-                None => {
-                    if self.done {
-                        break;
-                    }
-                    let (batch, resume) = self.storage.scan_step(
-                        &self.db,
-                        &self.table,
-                        &self.driver,
-                        self.cond.as_ref(),
-                        self.resume.as_deref(),
-                        max - out.len(),
-                    )?;
-                    self.done = resume.is_none();
-                    self.resume = resume;
-                    batch
-                }
-            };
-            let projection = &self.projection;
-            window(&mut self.to_skip, &mut self.left, raw, &mut out, |r| projection.apply(&r));
-        }
-        Ok(out)
+        self.next_batch_json(max)?.iter().map(|t| serde_json::from_str(t).map_err(internal)).collect()
     }
 
     /// Every remaining record (for the host's own small tables).
@@ -987,32 +1119,72 @@ impl Cursor {
         }
     }
 
-    /// [`Cursor::next_batch`] as JSON text, the form the guests receive. Without a sort or a
-    /// filter (a whole-table export) records go from their stored bytes to the projected text
-    /// without being parsed into values.
+    /// Up to `max` records as JSON text (the form the guests receive); empty at the end.
+    /// Steps until the batch is full, so this is for callers without a time limit to honour;
+    /// the `storage` capability calls [`Cursor::step_json`] and checks its deadline between.
     pub fn next_batch_json(&mut self, max: usize) -> Result<Vec<String>, ServiceError> {
-        if !self.sort.is_empty() {
-            return Ok(self.next_batch(max)?.iter().map(Value::to_string).collect());
-        }
-        let max = max.clamp(1, 10_000);
+        let max = max.clamp(1, MAX_BATCH);
         let mut out = Vec::new();
-        while out.len() < max && self.left != Some(0) && !self.done {
-            let (projection, cond) = (&self.projection, self.cond.as_ref());
-            let (batch, resume) = if let Some((cond, pk)) = self.covered() {
-                self.storage.covered_step(&self.db, &self.table, &self.driver, cond, pk, self.resume.as_deref(), max - out.len())?
-            } else {
-                self.storage.scan_step_with(&self.db, &self.table, &self.driver, self.resume.as_deref(), max - out.len(), |bytes| match cond {
-                    None => projection.json_from_raw(bytes).map(Some),
-                    Some(c) => {
-                        let r = serde_json::from_slice::<Value>(bytes).map_err(internal)?;
-                        Ok(c.matches(&r).then(|| projection.json_from_value(&r)))
-                    }
-                })?
-            };
-            self.done = resume.is_none();
-            self.resume = resume;
-            window(&mut self.to_skip, &mut self.left, batch, &mut out, |r| r);
+        while out.len() < max && !self.finished() {
+            out.extend(self.step_json(max - out.len())?);
         }
+        Ok(out)
+    }
+
+    /// Whether the search has nothing more to hand out.
+    pub fn finished(&self) -> bool {
+        self.left == Some(0) || (self.done && !matches!(&self.sorted, Some(Sorted::Ready(q)) if !q.is_empty()))
+    }
+
+    /// A cursor with nothing left, to stand in for this one while a step runs elsewhere.
+    pub fn take(&mut self) -> Cursor {
+        let placeholder = Cursor {
+            storage: self.storage.clone(),
+            db: String::new(),
+            table: String::new(),
+            driver: Driver::FullScan,
+            cond: None,
+            projection: Projection { names: Vec::new() },
+            sort: Vec::new(),
+            to_skip: 0,
+            left: Some(0),
+            resume: None,
+            done: true,
+            sorted: None,
+            primary_key: String::new(),
+            budget: 1,
+        };
+        std::mem::replace(self, placeholder)
+    }
+
+    /// One bounded step: at most `max` records after examining at most a fixed number of
+    /// records or keys. The batch may be short or empty while the search is not finished
+    /// (see [`Cursor::finished`]). Without a sort or a filter (a whole-table export) records
+    /// go from their stored bytes to the projected text without being parsed into values.
+    pub fn step_json(&mut self, max: usize) -> Result<Vec<String>, ServiceError> {
+        let max = max.clamp(1, MAX_BATCH);
+        if self.finished() {
+            return Ok(Vec::new());
+        }
+        if !self.sort.is_empty() {
+            return self.sorted_step(max);
+        }
+        let mut out = Vec::new();
+        let (projection, cond) = (&self.projection, self.cond.as_ref());
+        let (batch, resume) = if let Some((cond, pk)) = self.covered() {
+            self.storage.covered_step(&self.db, &self.table, &self.driver, cond, pk, self.resume.as_deref(), max, self.budget)?
+        } else {
+            self.storage.scan_step_with(&self.db, &self.table, &self.driver, self.resume.as_deref(), max, self.budget, |_, bytes| match cond {
+                None => projection.json_from_raw(bytes).map(Some),
+                Some(c) => {
+                    let r = serde_json::from_slice::<Value>(bytes).map_err(internal)?;
+                    Ok(c.matches(&r).then(|| projection.json_from_value(&r)))
+                }
+            })?
+        };
+        self.done = resume.is_none();
+        self.resume = resume;
+        window(&mut self.to_skip, &mut self.left, batch, &mut out, |r| r);
         Ok(out)
     }
 
@@ -1026,35 +1198,81 @@ impl Cursor {
         (on_driver && self.projection.names.len() == 1 && self.projection.names[0] == pk).then_some((cond, pk))
     }
 
-    fn collect_sorted(&mut self) -> Result<VecDeque<Value>, ServiceError> {
-        let mut all = Vec::new();
-        let mut resume: Option<Vec<u8>> = None;
-        loop {
-            let (batch, next) =
-                self.storage.scan_step(&self.db, &self.table, &self.driver, self.cond.as_ref(), resume.as_deref(), 1000)?;
-            all.extend(batch);
-            match next {
-                Some(n) => resume = Some(n),
-                None => break,
-            }
-        }
-        let sort = self.sort.clone();
-        all.sort_by(|a, b| {
-            for (attr, desc) in &sort {
-                let o = query::sort_order(a.get(attr).unwrap_or(&Value::Null), b.get(attr).unwrap_or(&Value::Null));
+    /// The order of sorted rows: by each sort key (nulls first, then by type, then by value),
+    /// then by scan order.
+    fn order(sort: &[(String, bool)]) -> impl Fn(&SortRow, &SortRow) -> std::cmp::Ordering + '_ {
+        move |a, b| {
+            for (i, (_, desc)) in sort.iter().enumerate() {
+                let o = query::sort_order(&a.keys[i], &b.keys[i]);
                 let o = if *desc { o.reverse() } else { o };
                 if o != std::cmp::Ordering::Equal {
                     return o;
                 }
             }
-            std::cmp::Ordering::Equal
-        });
-        // Only offset + limit records are ever handed out.
-        if let Some(limit) = self.left {
-            all.truncate((self.to_skip + limit) as usize);
+            a.seq.cmp(&b.seq)
         }
-        self.done = true;
-        Ok(all.into())
+    }
+
+    fn sorted_step(&mut self, max: usize) -> Result<Vec<String>, ServiceError> {
+        let keep = self.left.map(|l| (self.to_skip.saturating_add(l)).min(usize::MAX as u64) as usize);
+        let sorted = self.sorted.get_or_insert_with(|| Sorted::Collecting(TopK { keep, rows: Vec::new(), seq: 0, bytes: 0 }));
+        match sorted {
+            Sorted::Collecting(top) => {
+                let (cond, sort) = (self.cond.as_ref(), &self.sort);
+                let (rows, resume) = self.storage.scan_step_with(
+                    &self.db,
+                    &self.table,
+                    &self.driver,
+                    self.resume.as_deref(),
+                    self.budget,
+                    self.budget,
+                    |key, bytes| {
+                        let r = serde_json::from_slice::<Value>(bytes).map_err(internal)?;
+                        if cond.is_some_and(|c| !c.matches(&r)) {
+                            return Ok(None);
+                        }
+                        let keys = sort.iter().map(|(a, _)| r.get(a).cloned().unwrap_or(Value::Null)).collect();
+                        Ok(Some((keys, key.to_vec())))
+                    },
+                )?;
+                let order = Self::order(sort);
+                for (keys, pk) in rows {
+                    top.seq += 1;
+                    top.push(SortRow { keys, seq: top.seq, pk }, &order)?;
+                }
+                self.done = resume.is_none();
+                self.resume = resume;
+                if self.done {
+                    top.prune(&order);
+                    let queue = std::mem::take(&mut top.rows).into_iter().map(|r| r.pk).collect();
+                    *sorted = Sorted::Ready(queue);
+                }
+                Ok(Vec::new())
+            }
+            Sorted::Ready(queue) => {
+                // Offset rows are dropped without being read.
+                while self.to_skip > 0 && queue.pop_front().is_some() {
+                    self.to_skip -= 1;
+                }
+                let take = self.left.map_or(max, |l| max.min(l as usize));
+                let keys: Vec<Vec<u8>> = queue.drain(..take.min(queue.len())).collect();
+                let mut out = Vec::with_capacity(keys.len());
+                for bytes in self.storage.fetch(&self.db, &self.table, &keys)? {
+                    // A record changed since it was sorted is still checked against the filter.
+                    if let Some(c) = &self.cond {
+                        let r = serde_json::from_slice::<Value>(&bytes).map_err(internal)?;
+                        if c.matches(&r) {
+                            out.push(self.projection.json_from_value(&r));
+                        }
+                    } else {
+                        out.push(self.projection.json_from_raw(&bytes)?);
+                    }
+                }
+                let mut kept = Vec::with_capacity(out.len());
+                window(&mut self.to_skip, &mut self.left, out, &mut kept, |r| r);
+                Ok(kept)
+            }
+        }
     }
 }
 

@@ -53,6 +53,15 @@ impl Cond {
         }
     }
 
+    /// How many nodes the tree has: the cost of matching one record.
+    pub fn size(&self) -> usize {
+        match self {
+            Cond::Leaf { .. } => 1,
+            Cond::And(c) | Cond::Or(c) => 1 + c.iter().map(Cond::size).sum::<usize>(),
+            Cond::Not(c) => 1 + c.size(),
+        }
+    }
+
     /// Every attribute the condition names.
     pub fn attributes<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
@@ -93,7 +102,14 @@ pub fn leaf_matches(actual: &Value, cmp: Cmp, value: &Value, upper: Option<&Valu
 /// Ordering between two values of the same type; `None` across types.
 pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        // Integers compare exactly (f64 would call 2^53 and 2^53 + 1 equal).
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(a), Some(b), _, _) => Some(a.cmp(&b)),
+            (_, _, Some(a), Some(b)) => Some(a.cmp(&b)),
+            (Some(_), None, _, Some(_)) => Some(Ordering::Less),
+            (None, Some(_), Some(_), _) => Some(Ordering::Greater),
+            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        },
         (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         _ => None,
