@@ -106,7 +106,7 @@ impl AppState {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", post(api::routes::operation))
-        // Bulk inserts are large; the limit still stops a runaway client.
-        .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
+        // The handler reads the body itself, after authentication, with its own limits
+        // (64 KiB before logging in, operationsApi.network.maxBodySize after).
         .with_state(state)
 }

@@ -295,8 +295,9 @@ fn tls_config(state: &AppState) -> Result<rustls::ServerConfig> {
     Ok(config)
 }
 
-/// The HTTPS listener: the same app behind TLS. Each connection's handshake runs in its own
-/// task (a slow client cannot hold up accepting), with the configuration current at accept.
+/// The HTTPS listener: the same app behind TLS, served by the same accept loop as plain HTTP
+/// (handshakes run in each connection's own task, bounded by [`TLS_HANDSHAKE_TIMEOUT`], with
+/// the configuration current at accept).
 struct TlsListener {
     addr: SocketAddr,
     config: Arc<ArcSwap<rustls::ServerConfig>>,
@@ -307,34 +308,10 @@ struct TlsListener {
 impl TlsListener {
     async fn bind(state: Arc<AppState>, addr: SocketAddr, config: rustls::ServerConfig) -> Result<Self> {
         let config = Arc::new(ArcSwap::from_pointee(config));
-        let current = config.clone();
         let socket = listen(addr)?;
         let addr = socket.local_addr()?;
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = crate::app(state);
-        let task = tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    _ = &mut stopped => break,
-                    accepted = socket.accept() => match accepted {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            tracing::warn!("HTTPS accept failed: {e}");
-                            continue;
-                        }
-                    },
-                };
-                let acceptor = tokio_rustls::TlsAcceptor::from(current.load_full());
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(accept_loop(socket, state, Some(config.clone()), stopped));
         println!("opshost listening on https://{addr}");
         Ok(Self { addr, config, stop, task })
     }
@@ -368,15 +345,7 @@ impl Listener {
         let socket = listen(addr)?;
         let addr = socket.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = crate::app(state);
-        let task = tokio::spawn(async move {
-            let server = axum::serve(socket, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = server.await {
-                tracing::error!("listener {addr} failed: {e}");
-            }
-        });
+        let task = tokio::spawn(accept_loop(socket, state, None, stopped));
         // The line tests and operators wait for.
         println!("opshost listening on http://{addr}");
         Ok(Self { addr, stop, task })
@@ -392,6 +361,105 @@ impl Listener {
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
+/// How long a client has for the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause after a failed accept (EMFILE, ENFILE, ENOBUFS): retrying at once would spin a
+/// core and flood the log while descriptors stay exhausted.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Open client connections, both listeners and every rebind together
+/// (`operationsApi.network.maxConnections`, read once per process).
+fn connection_slots(state: &AppState) -> Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(state.settings.load().max_connections))).clone()
+}
+
+/// Accepts and serves connections until `stopped`, then lets the open ones finish their
+/// request in flight. A connection first takes a slot of `maxConnections` (past it, new
+/// connections wait in the kernel backlog), must send each request's headers within
+/// `headersTimeout` (also the most a kept-alive connection may sit idle), and over TLS must
+/// finish its handshake within [`TLS_HANDSHAKE_TIMEOUT`]. Each request carries the peer
+/// address (`ConnectInfo`) for the login throttle.
+async fn accept_loop(
+    socket: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let app = crate::app(state.clone());
+    let slots = connection_slots(&state);
+    // Every connection task holds a clone of `open`; once all are dropped, `closed` ends.
+    let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    loop {
+        let slot = tokio::select! {
+            _ = &mut stopped => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = socket.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("accept failed (retrying in {ACCEPT_BACKOFF:?}): {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let acceptor = tls.as_ref().map(|config| tokio_rustls::TlsAcceptor::from(config.load_full()));
+        let headers_timeout = state.settings.load().headers_timeout;
+        let (open, stopping) = (open.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _open = open;
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                async move { tower_service::Service::call(&mut app, request).await }
+            });
+            match acceptor {
+                None => serve_connection(hyper_util::rt::TokioIo::new(stream), service, headers_timeout, stopping).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_connection(hyper_util::rt::TokioIo::new(tls), service, headers_timeout, stopping).await,
+                    Ok(Err(_)) | Err(_) => {}
+                },
+            }
+        });
+    }
+    let _ = stopping_tx.send(true);
+    drop(open);
+    let _ = closed.recv().await;
+}
+
+/// One HTTP/1.1 connection with hyper's header-read timer on; on stop it finishes the request
+/// in flight and closes.
+async fn serve_connection<I, S>(io: I, service: S, headers_timeout: Duration, mut stopping: tokio::sync::watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(headers_timeout).keep_alive(true);
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
@@ -419,6 +487,15 @@ fn ensure_super_user(users: &UserService, options: &Options) -> Result<()> {
     let (password, generated) = match &options.admin_password {
         Some(p) => (p.clone(), false),
         None => {
+    // The user exists but is no longer an active super_user (or the role lost super_user):
+    // repair rather than fail with "already exists".
+    if users.repair_super_user(&username, options.admin_password.as_deref()).map_err(|e| e.into_anyhow())? {
+        eprintln!(
+            "opshost: no active super_user was left; '{username}' is an active super_user again{}",
+            if options.admin_password.is_some() { " with the given password" } else { " (password unchanged)" }
+        );
+        return Ok(());
+    }
             use rand::Rng;
             let p: String = rand::thread_rng()
                 .sample_iter(&rand::distributions::Alphanumeric)

@@ -199,6 +199,11 @@ impl Server {
         self.root.path()
     }
 
+    /// The server's process id (to read its /proc entries: open descriptors, memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }

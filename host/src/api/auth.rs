@@ -5,7 +5,7 @@
 
 use super::error::ApiError;
 use crate::services::tokens::Kind;
-use crate::services::users::User;
+use crate::services::users::{LoginRefused, User};
 use crate::services::Services;
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
@@ -39,21 +39,23 @@ pub struct Authenticator {
 }
 
 /// The operation that takes a refresh token as its Bearer credential.
-const REFRESH_OPERATION: &str = "refresh_operation_token";
+pub const REFRESH_OPERATION: &str = "refresh_operation_token";
 
 impl Authenticator {
     pub fn new(services: Arc<Services>) -> Self {
         Self { services, cache: RwLock::new(HashMap::new()) }
     }
 
-    /// The caller, or HarperDB's 401 texts. `operation` decides whether a refresh token is
-    /// acceptable.
+    /// The caller, or HarperDB's 401 texts (429 while the client is throttled or every hashing
+    /// slot is busy). `operation` decides whether a refresh token is acceptable; `client` is
+    /// the peer address the login throttle counts against.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         operation: &str,
         ttl: Duration,
         log_failed: bool,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Authenticated, ApiError> {
         let value = headers.get(header::AUTHORIZATION).ok_or_else(|| ApiError::Unauthorized("Must login".into()))?.as_bytes();
         let key: [u8; 32] = Sha256::digest(value).into();
@@ -69,12 +71,14 @@ impl Authenticator {
         let (auth, expires) = if scheme.eq_ignore_ascii_case("bearer") {
             self.bearer(credentials.trim(), operation)?
         } else if scheme.eq_ignore_ascii_case("basic") {
-            (self.basic(credentials, log_failed).await?, None)
+            (self.basic(credentials, log_failed, client).await?, None)
         } else {
             return Err(ApiError::Unauthorized("Login failed".into()));
         };
         if !ttl.is_zero() {
-            let mut until = Instant::now() + ttl;
+            let now = Instant::now();
+            // A ttl too large for the clock cannot be added; the token's own end bounds it.
+            let mut until = now.checked_add(ttl).or(expires).unwrap_or(now);
             if let Some(expires) = expires {
                 until = until.min(expires);
             }
@@ -99,22 +103,50 @@ impl Authenticator {
         };
         let user = self.services.users.user(&claims.username).filter(|u| u.token_generation == claims.gen).ok_or_else(invalid)?;
         let left = claims.exp.saturating_sub(crate::services::jobs::now_ms() / 1000);
-        Ok((Authenticated { user, refresh_token: refresh }, Some(Instant::now() + Duration::from_secs(left))))
+        // A token minted with an absurd lifetime must not panic the clock arithmetic: past
+        // what an Instant holds, the cache ttl alone bounds the entry.
+        let now = Instant::now();
+        let expires = now.checked_add(Duration::from_secs(left));
+        Ok((Authenticated { user, refresh_token: refresh }, expires))
     }
 
-    async fn basic(&self, credentials: &str, log_failed: bool) -> Result<Authenticated, ApiError> {
+    async fn basic(&self, credentials: &str, log_failed: bool, client: Option<std::net::IpAddr>) -> Result<Authenticated, ApiError> {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(credentials.trim())
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| ApiError::Unauthorized("Invalid character".into()))?;
         let (username, password) = decoded.split_once(':').ok_or_else(|| ApiError::Unauthorized("Login failed".into()))?;
-        let user = self.services.users.login(username, password, log_failed).await.map_err(|_| ApiError::Unauthorized("Login failed".into()))?;
+        let user = self.services.users.login(client, username, password, log_failed).await.map_err(refused)?;
+        Ok(Authenticated { user, refresh_token: None })
+    }
+
+    /// Checks a user name and password from a request body (`create_authentication_tokens`)
+    /// here in the HTTP layer, throttled like a Basic login, before any call slot is taken.
+    pub async fn login(&self, client: Option<std::net::IpAddr>, username: &str, password: &str, log_failed: bool) -> Result<Authenticated, ApiError> {
+        // The operation's own text for wrong body credentials (HarperDB's), not Basic's.
+        let user = self.services.users.login(client, username, password, log_failed).await.map_err(|why| match why {
+            LoginRefused::Failed => ApiError::Unauthorized("invalid credentials".into()),
+            other => refused(other),
+        })?;
         Ok(Authenticated { user, refresh_token: None })
     }
 
     /// Forgets every cached login (on restart).
     pub fn clear(&self) {
         self.cache.write().clear();
+    }
+}
+
+/// A login that gave no user, as the client sees it: HarperDB's 401, or 429 with Retry-After
+/// (answered at once; nothing waits while throttled).
+fn refused(why: LoginRefused) -> ApiError {
+    match why {
+        LoginRefused::Failed => ApiError::Unauthorized("Login failed".into()),
+        LoginRefused::Throttled { retry_after } => ApiError::TooManyRequests {
+            message: "Too many failed login attempts; try again later".into(),
+            retry_after: retry_after.max(1),
+        },
+        LoginRefused::Busy => ApiError::TooManyRequests { message: "The server is busy checking logins; try again shortly".into(), retry_after: 1 },
     }
 }

@@ -6,21 +6,54 @@ use crate::bindings::{CallContext, OpError};
 use crate::capabilities::Caller;
 use crate::runtime::{CallLimits, CallOutcome, Failure, LoadedOperation};
 use crate::{AppState, Restart};
-use axum::body::Bytes;
-use axum::extract::State;
+use super::auth::REFRESH_OPERATION;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use std::net::SocketAddr;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub async fn operation(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let name = operation_name(&headers, &body)?;
+/// Nothing costly happens before authentication: the Authorization header is checked before
+/// the body is read. A request without one may only log in (`create_authentication_tokens`
+/// with a username and password in the body), so its body is read up to
+/// [`ANONYMOUS_BODY_LIMIT`] within [`ANONYMOUS_BODY_TIMEOUT`]; an authenticated caller's up to
+/// `operationsApi.network.maxBodySize`. Body credentials are checked here, throttled, before
+/// any call slot is taken.
+pub async fn operation(State(app): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    // The peer address, set by the server's accept loop (absent when the app is driven
+    // without one, e.g. in unit tests).
+    let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let settings = app.settings.load_full();
-    let who = if name == TOKEN_LOGIN && !headers.contains_key(header::AUTHORIZATION) {
-        // create_authentication_tokens with username and password in the body logs in there.
-        None
+    let (name, body, who) = if headers.contains_key(header::AUTHORIZATION) {
+        // The operation is not known yet: a refresh token is accepted here and refused below
+        // for any operation but refresh_operation_token.
+        let who = app.auth.authenticate(&headers, REFRESH_OPERATION, settings.auth_cache_ttl, settings.log_failed_logins, client).await?;
+        let body = read_body(&headers, body, settings.max_body_size, None).await?;
+        let name = operation_name(&headers, &body)?;
+        if who.refresh_token.is_some() && name != REFRESH_OPERATION {
+            return Err(ApiError::Unauthorized("invalid token".into()));
+        }
+        (name, body, Some(who))
     } else {
-        Some(app.auth.authenticate(&headers, &name, settings.auth_cache_ttl, settings.log_failed_logins).await?)
+        let body = read_body(&headers, body, ANONYMOUS_BODY_LIMIT, Some(ANONYMOUS_BODY_TIMEOUT)).await?;
+        let name = operation_name(&headers, &body)?;
+        if name != TOKEN_LOGIN {
+            return Err(ApiError::Unauthorized("Must login".into()));
+        }
+        // create_authentication_tokens with username and password in the body: checked here
+        // (throttled, no call slot held); the call then runs as that user. Without both, the
+        // operation answers (400 for half of them, 401 for neither).
+        let who = match serde_json::from_slice::<Credentials>(&body) {
+            Ok(Credentials { username: Some(Value::String(u)), password: Some(Value::String(p)) }) if !u.is_empty() && !p.is_empty() => {
+                Some(app.auth.login(client, &u, &p, settings.log_failed_logins).await?)
+            }
+            _ => None,
+        };
+        (name, body, who)
     };
 
     let registry = app.registry.load_full();
@@ -65,6 +98,48 @@ pub async fn operation(State(app): State<Arc<AppState>>, headers: HeaderMap, bod
 const TOKEN_LOGIN: &str = "create_authentication_tokens";
 
 /// One guest call, waiting for a free instance slot (bursts above the pool size queue rather
+/// The most a client that has not authenticated may send: a login body is a few hundred bytes.
+pub const ANONYMOUS_BODY_LIMIT: usize = 64 << 10;
+/// How long a client that has not authenticated may take to send its (small) body.
+const ANONYMOUS_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The login fields of a `create_authentication_tokens` body.
+#[derive(serde::Deserialize)]
+struct Credentials {
+    username: Option<Value>,
+    password: Option<Value>,
+}
+
+/// Reads a request body of at most `limit` bytes (413 past it: a declared Content-Length is
+/// refused before reading anything, a streamed body as soon as it passes the limit), within
+/// `deadline` when given.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Option<std::time::Duration>) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::PayloadTooLarge(if limit == ANONYMOUS_BODY_LIMIT {
+            format!("Request body too large: at most {limit} bytes before logging in")
+        } else {
+            format!("Request body larger than operationsApi.network.maxBodySize ({limit} bytes)")
+        })
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let read = http_body_util::Limited::new(body, limit).collect();
+    let collected = match deadline {
+        Some(deadline) => tokio::time::timeout(deadline, read)
+            .await
+            .map_err(|_| ApiError::BadRequest("Timed out reading the request body".into()))?,
+        None => read.await,
+    };
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::BadRequest(format!("Could not read the request body: {e}"))),
+    }
+}
+
 /// than fail).
 async fn call(
     app: &AppState,

@@ -58,6 +58,9 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("operationsApi.network.port", Kind::Port),
     ("operationsApi.network.securePort", Kind::OptionalPort),
     ("operationsApi.limits.callMemoryMB", Kind::Count),
+    ("operationsApi.network.maxBodySize", Kind::Count),
+    ("operationsApi.network.maxConnections", Kind::Count),
+    ("operationsApi.network.headersTimeout", Kind::Count),
     ("operationsApi.limits.callTimeout", Kind::Count),
     ("operationsApi.limits.maxConcurrentCalls", Kind::Count),
     ("operationsApi.limits.jobTimeout", Kind::Count),
@@ -114,6 +117,15 @@ pub struct Settings {
     /// Largest component `deploy_component` accepts, in bytes.
     pub component_max_size: usize,
 }
+    /// `operationsApi.network.maxBodySize`: largest request body of an authenticated caller, in
+    /// bytes (an anonymous one gets far less; see api::routes).
+    pub max_body_size: usize,
+    /// `operationsApi.network.maxConnections`: open client connections, both listeners together;
+    /// further connections wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// `operationsApi.network.headersTimeout` (ms): time to send a request's headers (and the
+    /// idle time allowed between keep-alive requests) before the connection is closed.
+    pub headers_timeout: Duration,
 
 pub struct ConfigService {
     root: PathBuf,
@@ -310,6 +322,9 @@ impl ConfigService {
             serde_yaml::to_string(&doc)?
         );
         write_atomically(&self.path, text.as_bytes())?;
+            max_body_size: (num("operationsApi.network.maxBodySize") as usize).max(1),
+            max_connections: (num("operationsApi.network.maxConnections") as usize).max(1),
+            headers_timeout: Duration::from_millis(num("operationsApi.network.headersTimeout").max(1.0) as u64),
         *self.cache.lock() = None;
         Ok(())
     }
@@ -341,7 +356,7 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
         },
         Kind::Duration => match value.as_str() {
             Some(s) if parse_duration(s).is_some() => Ok(()),
-            _ => fail("must be a duration such as '1d', '12h', '30m' or '60s'"),
+            _ => fail("must be a duration such as '1d', '12h', '30m' or '60s', at most 10 years"),
         },
         Kind::Path => match value.as_str() {
             Some(s) if Path::new(s).is_absolute() => Ok(()),
@@ -385,19 +400,24 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
     }
 }
 
-/// `1d`, `12h`, `30m`, `60s` or a plain number of seconds.
+/// The longest duration a setting may hold: larger values (a token valid for 200000000000000
+/// days) overflow the time arithmetic that uses them, so they are refused, not clamped.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// `1d`, `12h`, `30m`, `60s` or a plain number of seconds, at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: u64 = digits.parse().ok()?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => return None,
     };
-    Some(Duration::from_secs(secs))
+    let secs = n.checked_mul(scale)?;
+    Some(Duration::from_secs(secs)).filter(|d| *d <= MAX_DURATION)
 }
 
 /// The listen address from `host` and a port value (a number, or `"host:port"`).
@@ -569,3 +589,8 @@ mod tests {
         }
     }
 }
+        // Bounded and overflow-free: a huge value is refused, never wrapped.
+        assert_eq!(parse_duration("200000000000000d"), None);
+        assert_eq!(parse_duration("18446744073709551615d"), None);
+        assert_eq!(parse_duration("3650d"), Some(Duration::from_secs(3650 * 86400)));
+        assert_eq!(parse_duration("4000d"), None);

@@ -10,6 +10,35 @@ use std::time::Duration;
 
 const KEY_FILE: &str = ".jwtPrivate.pem";
 
+/// Writes the signing key atomically, created 0600 from its first byte: a key file that is
+/// chmod'ed after the rename is readable by everyone in between (and for good after a crash).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().context("the key path has a parent")?;
+    let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let result = (|| -> anyhow::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Operation,
@@ -54,12 +83,7 @@ impl TokenService {
                 let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).context("generating the token signing key")?;
                 let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).context("encoding the token signing key")?.to_string();
                 std::fs::create_dir_all(root.join("keys"))?;
-                super::config::write_atomically(&path, pem.as_bytes())?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-                }
+                write_private(&path, pem.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
                 pem
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -82,7 +106,8 @@ impl TokenService {
             super_user: user.super_user,
             cluster_user: user.cluster_user,
             iat,
-            exp: iat + lifetime.as_secs().max(1),
+            // Lifetimes are bounded by configuration; saturating keeps a bad value from wrapping.
+            exp: iat.saturating_add(lifetime.as_secs().max(1)),
             sub: kind.sub().to_string(),
             gen: user.token_generation,
         };
@@ -121,6 +146,19 @@ mod tests {
         let short = tokens.issue(&user, Kind::Operation, Duration::from_secs(1)).expect("issue");
         std::thread::sleep(Duration::from_millis(2100));
         assert!(tokens.verify(&short, Kind::Operation).is_none(), "expired");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn signing_key_is_private_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("opshost-tokens-{}", uuid::Uuid::new_v4().simple()));
+        TokenService::open(&dir).expect("open");
+        let mode = std::fs::metadata(dir.join("keys").join(KEY_FILE)).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // No temp file is left behind, wide or not.
+        assert_eq!(std::fs::read_dir(dir.join("keys")).expect("dir").count(), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -195,6 +195,30 @@ pub enum LoginError {
     Inactive,
 }
 
+/// Why [`UserService::login`] gave no user.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// The password was checked and did not match (or the user is unknown or inactive).
+    Failed,
+    /// Too many recent attempts from this client for this name: try again in this many seconds.
+    /// Nothing was checked.
+    Throttled { retry_after: u64 },
+    /// Every password-hashing slot is busy: try again shortly. Nothing was checked.
+    Busy,
+}
+
+/// Who is trying to log in as whom: failed attempts are counted per client address and user
+/// name, so one client's guesses neither lock out the same name elsewhere nor go unthrottled.
+type AttemptKey = (Option<std::net::IpAddr>, String);
+
+/// Recent login attempts for one [`AttemptKey`].
+#[derive(Clone, Copy, Debug)]
+struct Attempts {
+    /// Attempts since the last success, counted as each one starts.
+    count: u32,
+    last: Instant,
+}
+
 #[derive(Default)]
 struct State {
     users: BTreeMap<String, StoredUser>,
@@ -209,20 +233,66 @@ pub struct UserService {
     /// Serializes read-modify-write changes to users and roles (a deactivation racing a
     /// password change must not be undone by it). Password hashing happens before taking it.
     changes: parking_lot::Mutex<()>,
-    /// Consecutive failed logins per user name, for the slowdown in [`UserService::login`].
-    failures: parking_lot::Mutex<HashMap<String, (u32, Instant)>>,
+    /// Login attempts per client and user name, for the throttle in [`UserService::login`].
+    failures: parking_lot::Mutex<HashMap<AttemptKey, Attempts>>,
+    /// Password hashes running at once (Argon2id takes ~19 MiB and a core each): one per core,
+    /// and a login that finds none free is refused at once rather than queued.
+    hash_slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// Failed logins for one user before each further attempt is delayed.
+/// Attempts for one client and name that run freely; past them each attempt must wait...
 const FREE_FAILURES: u32 = 5;
-/// The delay doubles from this with each failure past the free ones...
+/// ...this long after the previous one, doubling with each attempt past the free ones...
 const FIRST_DELAY: Duration = Duration::from_millis(250);
-/// ...up to this.
+/// ...up to this. An attempt made sooner is refused (never delayed while holding anything).
 const MAX_DELAY: Duration = Duration::from_secs(5);
-/// A user's failure count is forgotten after this long without failures.
+/// A count is forgotten after this long without attempts.
 const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
-/// Bounds the failure map (a flood of made-up user names).
+/// Bounds the attempt map (a flood of made-up user names); when full, single entries are
+/// evicted (the forgotten ones, else the least suspicious), never the whole map.
 const MAX_TRACKED: usize = 10_000;
+
+/// One password hash per core.
+fn hash_slot_count() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// The wait the throttle asks for after `count` attempts, if any.
+fn throttle_wait(count: u32) -> Option<Duration> {
+    (count >= FREE_FAILURES).then(|| FIRST_DELAY.saturating_mul(1 << (count - FREE_FAILURES).min(5)).min(MAX_DELAY))
+}
+
+/// Room for one more key: drop forgotten entries, then (still full) the entry with the fewest
+/// attempts, oldest first, so a spray of fresh names cannot reset a hot name's count.
+fn make_room(map: &mut HashMap<AttemptKey, Attempts>) {
+    if map.len() < MAX_TRACKED {
+        return;
+    }
+    map.retain(|_, a| a.last.elapsed() <= FAILURE_MEMORY);
+    while map.len() >= MAX_TRACKED {
+        let Some(victim) = map.iter().min_by_key(|(_, a)| (a.count, a.last)).map(|(k, _)| k.clone()) else { break };
+        map.remove(&victim);
+    }
+}
+
+/// A client-supplied name as it may appear in a log line: quoted and escaped, so control
+/// characters (a newline) cannot forge a line.
+pub fn loggable(name: &str) -> String {
+    let mut shown: String = name.chars().take(128).collect();
+    if shown.len() < name.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+fn is_super_role(state: &State, role_id: &str) -> bool {
+    state.roles.get(role_id).is_some_and(|r| r.parsed.super_user)
+}
+
+/// Whether an active super_user other than `except` exists.
+fn other_active_super_user(state: &State, except: &str) -> bool {
+    state.users.values().any(|u| u.username != except && u.active && is_super_role(state, &u.role_id))
+}
 
 fn stamp() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
@@ -249,7 +319,7 @@ impl UserService {
                 storage.create_table(SYSTEM_DATABASE, table, key).map_err(internal).with_context(|| format!("creating system.{table}"))?;
             }
         }
-        let service = Arc::new(Self { storage, state: RwLock::new(State::default()), generation: AtomicU64::new(0), changes: Default::default(), failures: Default::default() });
+        let service = Arc::new(Self { storage, state: RwLock::new(State::default()), generation: AtomicU64::new(0), changes: Default::default(), failures: Default::default(), hash_slots: Arc::new(tokio::sync::Semaphore::new(hash_slot_count())) });
         service.load().map_err(internal)?;
         for (id, permission) in [("super_user", json!({"super_user": true})), ("cluster_user", json!({"cluster_user": true}))] {
             if !service.state.read().roles.contains_key(id) {
@@ -341,6 +411,41 @@ impl UserService {
         state.users.values().any(|u| u.active && state.roles.get(&u.role_id).is_some_and(|r| r.parsed.super_user))
     }
 
+    /// Start-up with no active super_user (an older version let the last one be dropped,
+    /// deactivated or demoted): gives the built-in `super_user` role super_user again and makes
+    /// `username` an active super_user, with `password` when given (else the password stays).
+    /// Returns false when `username` does not exist (the caller creates it).
+    pub fn repair_super_user(&self, username: &str, password: Option<&str>) -> Result<bool, ServiceError> {
+        let new_hash = password.map(hash_password).transpose()?;
+        let _change = self.changes.lock();
+        let builtin = self.state.read().roles.get("super_user").cloned();
+        match builtin {
+            Some(role) if role.parsed.super_user => {}
+            Some(mut role) => {
+                role.permission = json!({"super_user": true});
+                role.parsed = Arc::new(Permissions::parse(&role.permission)?);
+                role.updated = stamp();
+                self.put_role(role)?;
+            }
+            None => {
+                let now = stamp();
+                let permission = json!({"super_user": true});
+                let parsed = Arc::new(Permissions::parse(&permission)?);
+                self.put_role(Role { id: "super_user".into(), name: "super_user".into(), permission, parsed, created: now, updated: now })?;
+            }
+        }
+        let Some(mut user) = self.state.read().users.get(username).cloned() else { return Ok(false) };
+        user.role_id = "super_user".into();
+        user.active = true;
+        if let Some(hash) = new_hash {
+            user.password_hash = hash;
+        }
+        user.token_generation = user.token_generation.wrapping_add(1);
+        user.updated = stamp();
+        self.put_user(user)?;
+        Ok(true)
+    }
+
     fn role_by_name(&self, name: &str) -> Option<Role> {
         let state = self.state.read();
         state.roles.values().find(|r| r.name == name).or_else(|| state.roles.get(name)).cloned()
@@ -383,7 +488,18 @@ impl UserService {
             }
             role.name = name;
         }
-        role.parsed = Arc::new(Permissions::parse(&permission)?);
+        let parsed = Arc::new(Permissions::parse(&permission)?);
+        if role.parsed.super_user && !parsed.super_user {
+            // Without a super_user nobody can grant one back through the API.
+            if role.id == "super_user" {
+                return Err(ServiceError::Conflict("The super_user role cannot be altered to lose super_user".into()));
+            }
+            let state = self.state.read();
+            if !state.users.values().any(|u| u.role_id != role.id && u.active && is_super_role(&state, &u.role_id)) {
+                return Err(ServiceError::Conflict(format!("Cannot alter role {}: it would leave no active super_user", role.name)));
+            }
+        }
+        role.parsed = parsed;
         role.permission = permission;
         role.updated = stamp();
         self.put_role(role.clone())?;
@@ -455,14 +571,29 @@ impl UserService {
             }
             user.active = active;
         }
+        {
+            let state = self.state.read();
+            let was_super = state.users.get(username).is_some_and(|u| u.active && is_super_role(&state, &u.role_id));
+            if was_super && !(user.active && is_super_role(&state, &user.role_id)) && !other_active_super_user(&state, username) {
+                return Err(ServiceError::Conflict(format!(
+                    "Cannot deactivate or demote {username}: it is the last active super_user"
+                )));
+            }
+        }
         user.updated = stamp();
         self.put_user(user)
     }
 
     pub fn drop_user(&self, username: &str) -> Result<(), ServiceError> {
         let _change = self.changes.lock();
-        if !self.state.read().users.contains_key(username) {
-            return Err(ServiceError::NotFound(format!("User {username} does not exist")));
+        {
+            let state = self.state.read();
+            let Some(user) = state.users.get(username) else {
+                return Err(ServiceError::NotFound(format!("User {username} does not exist")));
+            };
+            if user.active && is_super_role(&state, &user.role_id) && !other_active_super_user(&state, username) {
+                return Err(ServiceError::Conflict(format!("Cannot drop {username}: it is the last active super_user")));
+            }
         }
         self.storage.delete(SYSTEM_DATABASE, USERS, vec![Value::String(username.to_string())])?;
         self.state.write().users.remove(username);
@@ -502,46 +633,57 @@ impl UserService {
         })
     }
 
-    /// Checks a password (off the async workers), with the failed-login slowdown: after
-    /// [`FREE_FAILURES`] consecutive failures for a user, each attempt first waits 250 ms,
-    /// doubling per failure up to 5 s; a success or 15 quiet minutes reset the count.
-    pub async fn login(self: &Arc<Self>, username: &str, password: &str, log_failed: bool) -> Result<User, ()> {
-        let delay = {
+    /// Checks a password off the async workers, throttled per client address and user name:
+    /// after [`FREE_FAILURES`] attempts without a success, each further attempt must come at
+    /// least 250 ms (doubling, up to 5 s) after the previous one or is refused at once. An
+    /// attempt counts when it starts, so parallel guesses cannot all slip through. Hashing takes
+    /// one of a fixed number of slots; with none free the login is refused at once.
+    pub async fn login(self: &Arc<Self>, client: Option<std::net::IpAddr>, username: &str, password: &str, log_failed: bool) -> Result<User, LoginRefused> {
+        let key: AttemptKey = (client, username.to_string());
+        let permit = {
             let mut failures = self.failures.lock();
-            match failures.get(username) {
-                Some((_, last)) if last.elapsed() > FAILURE_MEMORY => {
-                    failures.remove(username);
-                    Duration::ZERO
-                }
-                Some((count, _)) if *count >= FREE_FAILURES => {
-                    FIRST_DELAY.saturating_mul(1 << (count - FREE_FAILURES).min(5)).min(MAX_DELAY)
-                }
-                _ => Duration::ZERO,
+            let now = Instant::now();
+            if failures.get(&key).is_some_and(|a| now.saturating_duration_since(a.last) > FAILURE_MEMORY) {
+                failures.remove(&key);
             }
+            if let Some(a) = failures.get(&key) {
+                if let Some(wait) = throttle_wait(a.count) {
+                    let until = a.last + wait;
+                    if now < until {
+                        let left = until.saturating_duration_since(now);
+                        return Err(LoginRefused::Throttled { retry_after: left.as_secs() + u64::from(left.subsec_nanos() > 0) });
+                    }
+                }
+            }
+            let permit = self.hash_slots.clone().try_acquire_owned().map_err(|_| LoginRefused::Busy)?;
+            if !failures.contains_key(&key) {
+                make_room(&mut failures);
+            }
+            let entry = failures.entry(key.clone()).or_insert(Attempts { count: 0, last: now });
+            *entry = Attempts { count: entry.count.saturating_add(1), last: now };
+            permit
         };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
         let (users, name, pass) = (self.clone(), username.to_string(), password.to_string());
-        let verified = tokio::task::spawn_blocking(move || users.verify(&name, &pass)).await.map_err(|_| ())?;
+        let verified = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            users.verify(&name, &pass)
+        })
+        .await
+        .map_err(|_| LoginRefused::Failed)?;
         match verified {
             Ok(user) => {
-                self.failures.lock().remove(username);
+                self.failures.lock().remove(&key);
                 Ok(user)
             }
             Err(reason) => {
-                let mut failures = self.failures.lock();
-                if failures.len() >= MAX_TRACKED {
-                    failures.clear();
-                }
-                let entry = failures.entry(username.to_string()).or_insert((0, Instant::now()));
-                *entry = (entry.0 + 1, Instant::now());
+                let count = self.failures.lock().get(&key).map(|a| a.count).unwrap_or(1);
+                let (who, from) = (loggable(username), client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()));
                 if log_failed {
-                    tracing::warn!(target: "opshost::audit", "login failed for user '{username}' ({reason:?}, {} in a row)", entry.0);
+                    tracing::warn!(target: "opshost::audit", "login failed for user {who} from {from} ({reason:?}, {count} attempts)");
                 } else {
-                    tracing::debug!("login failed for user '{username}': {reason:?}");
+                    tracing::debug!("login failed for user {who} from {from}: {reason:?}");
                 }
-                Err(())
+                Err(LoginRefused::Failed)
             }
         }
     }
@@ -602,5 +744,61 @@ mod tests {
         let p = Permissions::parse(&json!({"structure_user": ["dev"], "dev": {"tables": {"dog": {"read": true, "attribute_permissions": [{"attribute_name": "name", "read": true}]}}}})).expect("ok");
         assert!(p.structure("dev") && !p.structure("prod"));
         assert_eq!(p.table("dev", "dog").expect("t").attributes, vec![("name".to_string(), true)]);
+    }
+
+    #[test]
+    fn the_last_super_user_stays_and_a_start_without_one_is_repaired() {
+        let (users, storage, dir) = service();
+        users.add_user("root", "pw", "super_user", true).expect("add");
+        assert!(matches!(users.alter_user("root", None, None, Some(false)), Err(ServiceError::Conflict(_))));
+        assert!(matches!(users.alter_user("root", None, Some("cluster_user"), None), Err(ServiceError::Conflict(_))));
+        assert!(matches!(users.drop_user("root"), Err(ServiceError::Conflict(_))));
+        assert!(matches!(users.alter_role("super_user", None, json!({})), Err(ServiceError::Conflict(_))));
+        assert!(users.has_super_user());
+        // A store an older version left without a super_user (written around the checks).
+        let mut root = users.state.read().users.get("root").cloned().expect("root");
+        root.active = false;
+        users.put_user(root).expect("put");
+        drop(users);
+        let users = UserService::open(&dir, storage).expect("reopen");
+        assert!(!users.has_super_user());
+        assert!(!users.repair_super_user("nobody", None).expect("repair"));
+        assert!(users.repair_super_user("root", Some("new-pw")).expect("repair"));
+        assert!(users.has_super_user());
+        assert!(users.verify("root", "new-pw").expect("login").super_user);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn parallel_guesses_count_as_they_start_and_are_refused_not_delayed() {
+        let (users, _storage, dir) = service();
+        users.add_user("ann", "pw", "cluster_user", true).expect("add");
+        let client = Some(std::net::IpAddr::from([10, 0, 0, 1]));
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(users.login(client, "ann", "wrong", false).await.err(), Some(LoginRefused::Failed));
+        }
+        // As if the next guesses came at once (a slow hash must not make this test flaky).
+        users.failures.lock().get_mut(&(client, "ann".to_string())).expect("counted").last = Instant::now();
+        for _ in 0..3 {
+            assert!(matches!(users.login(client, "ann", "pw", false).await, Err(LoginRefused::Throttled { retry_after: 1.. })));
+        }
+        // Another client, or another name, is not held back.
+        assert!(users.login(Some(std::net::IpAddr::from([10, 0, 0, 2])), "ann", "pw", false).await.is_ok());
+        // The failure map never forgets a hot entry for a spray of fresh ones.
+        {
+            let mut map = users.failures.lock();
+            for i in 0..MAX_TRACKED + 10 {
+                make_room(&mut map);
+                map.insert((None, format!("spray{i}")), Attempts { count: 1, last: Instant::now() });
+            }
+            assert!(map.len() <= MAX_TRACKED);
+            assert!(map.contains_key(&(client, "ann".to_string())));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn names_in_log_lines_are_escaped() {
+        assert_eq!(loggable("x\n2099 INFO forged"), r#""x\n2099 INFO forged""#);
     }
 }
