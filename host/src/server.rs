@@ -358,9 +358,6 @@ impl Listener {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
 /// How long a client has for the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause after a failed accept (EMFILE, ENFILE, ENOBUFS): retrying at once would spin a
@@ -460,6 +457,9 @@ where
     let _ = connection.await;
 }
 
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
@@ -484,9 +484,6 @@ fn ensure_super_user(users: &UserService, options: &Options) -> Result<()> {
         return Ok(());
     }
     let username = options.admin_username.clone().unwrap_or_else(|| "admin".to_string());
-    let (password, generated) = match &options.admin_password {
-        Some(p) => (p.clone(), false),
-        None => {
     // The user exists but is no longer an active super_user (or the role lost super_user):
     // repair rather than fail with "already exists".
     if users.repair_super_user(&username, options.admin_password.as_deref()).map_err(|e| e.into_anyhow())? {
@@ -496,6 +493,9 @@ fn ensure_super_user(users: &UserService, options: &Options) -> Result<()> {
         );
         return Ok(());
     }
+    let (password, generated) = match &options.admin_password {
+        Some(p) => (p.clone(), false),
+        None => {
             use rand::Rng;
             let p: String = rand::thread_rng()
                 .sample_iter(&rand::distributions::Alphanumeric)

@@ -97,7 +97,6 @@ pub async fn operation(State(app): State<Arc<AppState>>, request: Request) -> Re
 /// The operation that may log in with credentials in its body.
 const TOKEN_LOGIN: &str = "create_authentication_tokens";
 
-/// One guest call, waiting for a free instance slot (bursts above the pool size queue rather
 /// The most a client that has not authenticated may send: a login body is a few hundred bytes.
 pub const ANONYMOUS_BODY_LIMIT: usize = 64 << 10;
 /// How long a client that has not authenticated may take to send its (small) body.
@@ -140,6 +139,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Opti
     }
 }
 
+/// One guest call, waiting for a free instance slot (bursts above the pool size queue rather
 /// than fail).
 async fn call(
     app: &AppState,

@@ -57,10 +57,10 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("operationsApi.network.host", Kind::String),
     ("operationsApi.network.port", Kind::Port),
     ("operationsApi.network.securePort", Kind::OptionalPort),
-    ("operationsApi.limits.callMemoryMB", Kind::Count),
     ("operationsApi.network.maxBodySize", Kind::Count),
     ("operationsApi.network.maxConnections", Kind::Count),
     ("operationsApi.network.headersTimeout", Kind::Count),
+    ("operationsApi.limits.callMemoryMB", Kind::Count),
     ("operationsApi.limits.callTimeout", Kind::Count),
     ("operationsApi.limits.maxConcurrentCalls", Kind::Count),
     ("operationsApi.limits.jobTimeout", Kind::Count),
@@ -116,7 +116,6 @@ pub struct Settings {
     pub component_versions: usize,
     /// Largest component `deploy_component` accepts, in bytes.
     pub component_max_size: usize,
-}
     /// `operationsApi.network.maxBodySize`: largest request body of an authenticated caller, in
     /// bytes (an anonymous one gets far less; see api::routes).
     pub max_body_size: usize,
@@ -126,6 +125,7 @@ pub struct Settings {
     /// `operationsApi.network.headersTimeout` (ms): time to send a request's headers (and the
     /// idle time allowed between keep-alive requests) before the connection is closed.
     pub headers_timeout: Duration,
+}
 
 pub struct ConfigService {
     root: PathBuf,
@@ -298,6 +298,9 @@ impl ConfigService {
             },
             component_versions: (num("operationsApi.components.keepVersions") as usize).max(1),
             component_max_size: (num("operationsApi.components.maxSizeMB") as usize).max(1) << 20,
+            max_body_size: (num("operationsApi.network.maxBodySize") as usize).max(1),
+            max_connections: (num("operationsApi.network.maxConnections") as usize).max(1),
+            headers_timeout: Duration::from_millis(num("operationsApi.network.headersTimeout").max(1.0) as u64),
         })
     }
 
@@ -322,9 +325,6 @@ impl ConfigService {
             serde_yaml::to_string(&doc)?
         );
         write_atomically(&self.path, text.as_bytes())?;
-            max_body_size: (num("operationsApi.network.maxBodySize") as usize).max(1),
-            max_connections: (num("operationsApi.network.maxConnections") as usize).max(1),
-            headers_timeout: Duration::from_millis(num("operationsApi.network.headersTimeout").max(1.0) as u64),
         *self.cache.lock() = None;
         Ok(())
     }
@@ -567,6 +567,11 @@ mod tests {
         assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86400)));
         assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
         assert_eq!(parse_duration("x"), None);
+        // Bounded and overflow-free: a huge value is refused, never wrapped.
+        assert_eq!(parse_duration("200000000000000d"), None);
+        assert_eq!(parse_duration("18446744073709551615d"), None);
+        assert_eq!(parse_duration("3650d"), Some(Duration::from_secs(3650 * 86400)));
+        assert_eq!(parse_duration("4000d"), None);
     }
 
     /// A temporary folder removed on drop (no extra crate needed for this one use).
@@ -589,8 +594,3 @@ mod tests {
         }
     }
 }
-        // Bounded and overflow-free: a huge value is refused, never wrapped.
-        assert_eq!(parse_duration("200000000000000d"), None);
-        assert_eq!(parse_duration("18446744073709551615d"), None);
-        assert_eq!(parse_duration("3650d"), Some(Duration::from_secs(3650 * 86400)));
-        assert_eq!(parse_duration("4000d"), None);
