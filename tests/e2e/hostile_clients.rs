@@ -182,6 +182,56 @@ fn connections_beyond_max_connections_wait_and_admin_answers_once_they_close() {
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
+#[test]
+fn a_tls_client_that_never_finishes_its_handshake_is_closed() {
+    let secure_port = opshost_tests::free_port();
+    let mut server = Server::builder().env("OPERATIONSAPI_NETWORK_SECUREPORT", &secure_port.to_string()).start();
+    server.wait_for_line(&format!("opshost listening on https://127.0.0.1:{secure_port}"), Duration::from_secs(30));
+    // 50 clients connect to the HTTPS port and send no ClientHello (the old server waited
+    // forever); they are closed after the 10 s handshake timeout.
+    let mut silent: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(("127.0.0.1", secure_port)).expect("connect")).collect();
+    admin_answers_promptly(&server);
+    for (i, s) in silent.iter_mut().enumerate() {
+        assert!(read_until_closed(s, Duration::from_secs(60)).is_some(), "TLS client {i} still open after 60 s");
+    }
+}
+
+#[test]
+fn running_out_of_descriptors_does_not_spin_the_accept_loop() {
+    // Over HTTPS: the old HTTPS accept loop retried at once (axum's plain one slept 1 s).
+    let secure_port = opshost_tests::free_port();
+    let mut server = Server::builder().env("OPERATIONSAPI_NETWORK_HEADERSTIMEOUT", "60000").env("OPERATIONSAPI_NETWORK_SECUREPORT", &secure_port.to_string()).start();
+    server.wait_for_line(&format!("opshost listening on https://127.0.0.1:{secure_port}"), Duration::from_secs(30));
+    admin_answers_promptly(&server);
+    let pid = server.pid();
+    // Let the server have only a few more descriptors than it has open now.
+    let open_now = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd").count() as u64;
+    let limit = libc::rlimit { rlim_cur: open_now + 20, rlim_max: open_now + 20 };
+    // SAFETY: prlimit(2) on our own child process, with a valid rlimit and no old-limit output.
+    let set = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    // 100 idle clients: accept fails with EMFILE for most of them, again and again.
+    let held: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(("127.0.0.1", secure_port)).expect("connect")).collect();
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (ticks_before, started) = (cpu(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let ticks = cpu(pid) - ticks_before;
+    let hz = 100.0; // USER_HZ on Linux
+    let busy = ticks as f64 / hz / started.elapsed().as_secs_f64();
+    eprintln!("server CPU while out of descriptors: {:.0}% of a core", busy * 100.0);
+    // A spinning loop burns a whole core; backing off ~100 ms per failure is nearly idle.
+    assert!(busy < 0.5, "the server used {:.0}% of a core while out of descriptors", busy * 100.0);
+    let failures = server.log().matches("accept failed").count();
+    assert!(failures > 0, "the descriptor limit never made accept fail");
+    assert!(failures < 200, "{failures} accept failures logged in ~4 s");
+    drop(held);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Findings 1 and 3: the login throttle and the hashing bound
 
