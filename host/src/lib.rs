@@ -105,7 +105,9 @@ impl AppState {
 /// The HTTP application: `POST /` runs an operation.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", post(api::routes::operation))
+        // GET / and /studio/*: the Studio's static files (no login, never the POST pipeline).
+        .route("/", post(api::routes::operation).get(api::studio::index))
+        .route("/studio/{file}", axum::routing::get(api::studio::file))
         // The handler reads the body itself, after authentication, with its own limits
         // (64 KiB before logging in, operationsApi.network.maxBodySize after).
         .with_state(state)

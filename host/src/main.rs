@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use opshost::server::Options;
 use std::path::PathBuf;
 
+mod cli;
+
 /// mimalloc: request handling allocates many small short-lived objects (JSON values, keys)
 /// across threads, where it measurably beats the system allocator.
 #[global_allocator]
@@ -56,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Any other word runs that operation against a running server:
+    /// `opshost describe_table database=dev table=dog [--url URL] [--format table|json|yaml]`
+    /// (`opshost completion bash` prints a shell completion of operation names).
+    #[command(external_subcommand)]
+    Operation(Vec<String>),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +100,7 @@ fn main() -> Result<()> {
             println!("added user '{username}' with role '{role}'");
             Ok(())
         }
+        Some(Command::Operation(args)) => std::process::exit(cli::run(&root, args)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod certs;
+mod cli;
 mod components;
 mod data;
 mod faults;
@@ -12,5 +13,6 @@ mod pipeline;
 mod plugins;
 mod restart;
 mod sql;
+mod studio;
 mod users;
 mod utilities;

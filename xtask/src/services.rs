@@ -1,6 +1,7 @@
 //! What the tests need beyond the build, set up by `cargo xtask test`: the `openssl` and `curl`
 //! commands (certificates made by an independent tool, a real TLS client) and `npm` (a real
-//! `npm install` for `install_node_modules`; Debian's package brings Node.js with it),
+//! `npm install` for `install_node_modules`; Debian's package brings Node.js with it) and
+//! `chromium` with `chromium-driver` (the Studio's browser tests),
 //! installed from Debian's packages when missing, and a real S3 server on loopback for
 //! `export_to_s3` (s3s-fs, which checks SigV4 signatures). Started services stop when the guard
 //! drops.
@@ -49,7 +50,23 @@ pub fn start_for_tests() -> Result<Services> {
     ensure_commands(&[("openssl", "openssl"), ("curl", "curl"), ("npm", "npm")])?;
     let mut services = Services { children: Vec::new(), temp_dirs: Vec::new(), env: Vec::new() };
     start_s3(&mut services)?;
+    services.env.extend(ensure_chromium()?);
     Ok(services)
+}
+
+/// Debian's `chromium` and `chromium-driver` for the Studio's browser tests (installed only when
+/// missing); the tests start their own chromedriver from `OPSHOST_TEST_CHROMEDRIVER` and point it
+/// at `OPSHOST_TEST_CHROMIUM`.
+fn ensure_chromium() -> Result<Vec<(String, String)>> {
+    let browser = Path::new("/usr/bin/chromium");
+    let driver = Path::new("/usr/bin/chromedriver");
+    if !(browser.is_file() && driver.is_file()) && !crate::apt_install(&["chromium", "chromium-driver"]) {
+        bail!("the Studio tests need a browser: apt-get install chromium chromium-driver");
+    }
+    Ok(vec![
+        ("OPSHOST_TEST_CHROMIUM".to_string(), browser.display().to_string()),
+        ("OPSHOST_TEST_CHROMEDRIVER".to_string(), driver.display().to_string()),
+    ])
 }
 
 /// Installs the Debian package of each missing command (idempotent: present ones are skipped).

@@ -3,3 +3,4 @@
 pub mod auth;
 pub mod error;
 pub mod routes;
+pub mod studio;

@@ -54,6 +54,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("logging.level", Kind::OneOf(LEVELS)),
     ("logging.root", Kind::Path),
     ("logging.stdStreams", Kind::Bool),
+    ("localStudio.enabled", Kind::Bool),
     ("operationsApi.network.host", Kind::String),
     ("operationsApi.network.port", Kind::Port),
     ("operationsApi.network.securePort", Kind::OptionalPort),
@@ -125,6 +126,8 @@ pub struct Settings {
     /// `operationsApi.network.headersTimeout` (ms): time to send a request's headers (and the
     /// idle time allowed between keep-alive requests) before the connection is closed.
     pub headers_timeout: Duration,
+    /// `localStudio.enabled`: serve the Studio web console at `GET /`.
+    pub studio_enabled: bool,
 }
 
 pub struct ConfigService {
@@ -301,6 +304,8 @@ impl ConfigService {
             max_body_size: (num("operationsApi.network.maxBodySize") as usize).max(1),
             max_connections: (num("operationsApi.network.maxConnections") as usize).max(1),
             headers_timeout: Duration::from_millis(num("operationsApi.network.headersTimeout").max(1.0) as u64),
+            // Files written before the key existed keep the Studio on, HarperDB's default.
+            studio_enabled: get("localStudio.enabled").and_then(|v| v.as_bool()).unwrap_or(true),
         })
     }
 
