@@ -238,6 +238,8 @@ pub struct UserService {
     /// Password hashes running at once (Argon2id takes ~19 MiB and a core each): one per core,
     /// and a login that finds none free is refused at once rather than queued.
     hash_slots: Arc<tokio::sync::Semaphore>,
+    /// Logins waiting for a hashing slot (bounded by [`HASH_QUEUE_PER_SLOT`]).
+    hash_waiters: std::sync::atomic::AtomicUsize,
 }
 
 /// Attempts for one client and name that run freely; past them each attempt must wait...
@@ -251,6 +253,11 @@ const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
 /// Bounds the attempt map (a flood of made-up user names); when full, single entries are
 /// evicted (the forgotten ones, else the least suspicious), never the whole map.
 const MAX_TRACKED: usize = 10_000;
+
+/// Logins that may wait for a hashing slot, per slot; more are refused at once.
+const HASH_QUEUE_PER_SLOT: usize = 8;
+/// The longest a login waits for a hashing slot.
+const HASH_WAIT: Duration = Duration::from_secs(2);
 
 /// One password hash per core.
 fn hash_slot_count() -> usize {
@@ -319,7 +326,7 @@ impl UserService {
                 storage.create_table(SYSTEM_DATABASE, table, key).map_err(internal).with_context(|| format!("creating system.{table}"))?;
             }
         }
-        let service = Arc::new(Self { storage, state: RwLock::new(State::default()), generation: AtomicU64::new(0), changes: Default::default(), failures: Default::default(), hash_slots: Arc::new(tokio::sync::Semaphore::new(hash_slot_count())) });
+        let service = Arc::new(Self { storage, state: RwLock::new(State::default()), generation: AtomicU64::new(0), changes: Default::default(), failures: Default::default(), hash_slots: Arc::new(tokio::sync::Semaphore::new(hash_slot_count())), hash_waiters: Default::default() });
         service.load().map_err(internal)?;
         for (id, permission) in [("super_user", json!({"super_user": true})), ("cluster_user", json!({"cluster_user": true}))] {
             if !service.state.read().roles.contains_key(id) {
@@ -637,10 +644,11 @@ impl UserService {
     /// after [`FREE_FAILURES`] attempts without a success, each further attempt must come at
     /// least 250 ms (doubling, up to 5 s) after the previous one or is refused at once. An
     /// attempt counts when it starts, so parallel guesses cannot all slip through. Hashing takes
-    /// one of a fixed number of slots; with none free the login is refused at once.
+    /// one of a fixed number of slots (a short bounded queue in front); past it the login is
+    /// refused at once.
     pub async fn login(self: &Arc<Self>, client: Option<std::net::IpAddr>, username: &str, password: &str, log_failed: bool) -> Result<User, LoginRefused> {
         let key: AttemptKey = (client, username.to_string());
-        let permit = {
+        {
             let mut failures = self.failures.lock();
             let now = Instant::now();
             if failures.get(&key).is_some_and(|a| now.saturating_duration_since(a.last) > FAILURE_MEMORY) {
@@ -655,14 +663,13 @@ impl UserService {
                     }
                 }
             }
-            let permit = self.hash_slots.clone().try_acquire_owned().map_err(|_| LoginRefused::Busy)?;
             if !failures.contains_key(&key) {
                 make_room(&mut failures);
             }
             let entry = failures.entry(key.clone()).or_insert(Attempts { count: 0, last: now });
             *entry = Attempts { count: entry.count.saturating_add(1), last: now };
-            permit
         };
+        let permit = self.hash_slot().await.ok_or(LoginRefused::Busy)?;
         let (users, name, pass) = (self.clone(), username.to_string(), password.to_string());
         let verified = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -686,6 +693,23 @@ impl UserService {
                 Err(LoginRefused::Failed)
             }
         }
+    }
+
+    /// A password-hashing slot: at once when one is free, else after a short wait in a small
+    /// queue (clients logging in together after a restart emptied the login cache); `None`
+    /// when the queue is full or the wait runs out, so a flood is refused, never queued.
+    async fn hash_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = self.hash_slots.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let limit = HASH_QUEUE_PER_SLOT * hash_slot_count();
+        if self.hash_waiters.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.hash_waiters.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let waited = tokio::time::timeout(HASH_WAIT, self.hash_slots.clone().acquire_owned()).await;
+        self.hash_waiters.fetch_sub(1, Ordering::AcqRel);
+        waited.ok()?.ok()
     }
 
     /// Checks a password. Slow on purpose (argon2): callers cache successful logins.
