@@ -159,14 +159,14 @@ function pretty(v) { return h('pre', { tabindex: '0' }, JSON.stringify(v, null, 
 /** A horizontal SVG bar chart of [label, value] pairs. */
 function bars(title, pairs, unit, max) {
   const top = max || Math.max(1, ...pairs.map((p) => p[1] || 0));
-  const rowH = 22, labelW = 170, width = 520;
+  const rowH = 24, labelW = 120, width = 420;
   const svg = h('svg', { viewBox: `0 0 ${width} ${pairs.length * rowH + 4}`, width: '100%', role: 'img', 'aria-label': title },
     h('title', null, title));
   pairs.forEach(([label, value], i) => {
-    const w = Math.max(0, Math.round(((value || 0) / top) * (width - labelW - 80)));
-    svg.append(h('text', { x: 0, y: i * rowH + 15, 'font-size': 12 }, label));
-    svg.append(h('rect', { class: value / top > 0.85 ? 'bar warn' : 'bar', x: labelW, y: i * rowH + 4, width: w, height: 14 }));
-    svg.append(h('text', { x: labelW + w + 6, y: i * rowH + 15, 'font-size': 12 }, `${value === null || value === undefined ? '–' : fmt(value)}${unit || ''}`));
+    const w = Math.max(0, Math.round(((value || 0) / top) * (width - labelW - 90)));
+    svg.append(h('text', { x: 0, y: i * rowH + 16, 'font-size': 13 }, label.length > 16 ? label.slice(0, 15) + '…' : label));
+    svg.append(h('rect', { class: max && value / top > 0.85 ? 'bar warn' : 'bar', x: labelW, y: i * rowH + 4, width: w, height: 14 }));
+    svg.append(h('text', { x: labelW + w + 6, y: i * rowH + 16, 'font-size': 13 }, `${value === null || value === undefined ? '–' : fmt(value)}${unit || ''}`));
   });
   return h('figure', null, h('figcaption', null, title), svg);
 }
@@ -380,7 +380,7 @@ VIEWS.components = async (view) => {
         grants: (c.grants || []).join(' '), calls: c.stats ? c.stats.calls : '', errors: c.stats ? c.stats.errors : '',
         p50: c.stats && c.stats.latency_ms.p50 !== null ? c.stats.latency_ms.p50 : '', p99: c.stats && c.stats.latency_ms.p99 !== null ? c.stats.latency_ms.p99 : '',
         last_error: c.last_error || '' })), { id: 'components' }),
-      h('div', { class: 'grid2' },
+      h('div', { class: 'charts' },
         bars('Calls (busiest operations)', busiest.map((c) => [c.name, c.stats.calls])),
         bars('Latency p99 (ms)', busiest.map((c) => [c.name, c.stats.latency_ms.p99]), ' ms')));
   }
@@ -475,7 +475,7 @@ VIEWS.config = async (view) => {
 // ---- system information ----
 
 VIEWS.system = async (view) => {
-  const area = h('div', { id: 'system-area', class: 'grid2' });
+  const area = h('div', { id: 'system-area', class: 'charts' });
   view.append(h('section', null, h('h2', null, 'System information'), h('p', { class: 'hint' }, 'Refreshes every 3 seconds.'), area));
   async function refresh() {
     const s = await attempt(() => op({ operation: 'system_information' }));

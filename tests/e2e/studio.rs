@@ -209,10 +209,14 @@ fn studio_shows_a_non_super_user_refused_and_a_bad_password_rejected() {
     browser.fill("#login-pass", "wrong password");
     browser.click("#login-submit");
     browser.wait_js("a login error", "return document.querySelector('#login-error').textContent.length > 0");
-    assert_eq!(browser.run("return document.querySelector('#nav').hidden"), json!(true), "no console without a login");
+    assert_eq!(browser.run("return getComputedStyle(document.querySelector('#nav')).display"), json!("none"), "no console without a login");
 
+    // This time with an operation token instead of the password.
+    browser.click("#login-token");
     browser.login(USER);
     browser.wait_text("#whoami", USER.0);
+    let stored = browser.run("return sessionStorage.getItem('opshost.studio.auth')");
+    assert!(stored.as_str().is_some_and(|s| s.contains("Bearer ") && !s.contains(USER.1)), "a token, not the password, is kept: {stored}");
     browser.click("#nav-components");
     browser.wait_text("#status", "restricted to 'super_user'");
     assert_eq!(browser.run("return document.querySelectorAll('#components tbody tr').length"), json!(0));
