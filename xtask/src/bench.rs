@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: prints the foundation's performance figures on this machine:
 //! wasm overhead per call, `get_configuration` throughput over HTTP at concurrency 16 (wrk),
 //! and start-up to first served request with a cold and a warm compile cache.
+//! `cargo xtask bench fuzz [N] [SEED]` runs the request fuzzer instead (fuzz.rs).
 
 use crate::paths;
 use anyhow::{bail, Context, Result};
@@ -10,6 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// A child of this module so it can share the server helpers below.
+#[path = "fuzz.rs"]
+mod fuzz;
 #[path = "bench_components.rs"]
 mod components;
 
@@ -21,6 +25,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask bench jobs`: only the job figures.
     if args.first().is_some_and(|a| a == "jobs") {
         return jobs();
+    }
+    // `cargo xtask bench fuzz [N] [SEED]`: the request fuzzer.
+    if args.first().is_some_and(|a| a == "fuzz") {
+        return fuzz::run(&args[1..]);
     }
     // `cargo xtask bench components`: deploy-to-served times.
     if args.first().is_some_and(|a| a == "components") {
