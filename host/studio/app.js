@@ -368,8 +368,27 @@ VIEWS.jobs = async (view) => {
 
 VIEWS.components = async (view) => {
   const area = h('div', { id: 'components-area' });
+  const deploy = h('form', { id: 'deploy-form', class: 'row' },
+    field('Component name', 'deploy-name', { required: true }),
+    field('Component file (.wasm)', 'deploy-file', { type: 'file', accept: '.wasm', required: true }),
+    field('Grants (space-separated)', 'deploy-grants', { placeholder: 'storage' }),
+    h('button', { id: 'deploy-run', type: 'submit', class: 'primary' }, 'Deploy (deploy_component)'));
+  deploy.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const file = $('#deploy-file').files[0];
+    if (!file) { status('deploy: choose a .wasm file', true); return; }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    const body = { operation: 'deploy_component', name: $('#deploy-name').value, payload: btoa(binary) };
+    const grants = $('#deploy-grants').value.split(/\s+/).filter(Boolean);
+    if (grants.length) body.grants = grants;
+    const r = await attempt(() => op(body));
+    if (r) { status(r.message); refresh(); }
+  });
   view.append(h('section', null, h('h2', null, 'Components'),
-    h('p', { class: 'hint' }, 'Every operation is a WebAssembly component; a file dropped into componentsRoot is hot-loaded.'), area));
+    h('p', { class: 'hint' }, 'Every operation is a WebAssembly component; a file dropped into componentsRoot is hot-loaded.'), area),
+  h('section', null, h('h2', null, 'Deploy a component'), deploy));
   async function refresh() {
     const list = await attempt(() => op({ operation: 'list_operations' }));
     if (!list) { area.replaceChildren(h('p', { class: 'error', id: 'components-error' }, $('#status').textContent)); return; }
@@ -379,7 +398,17 @@ VIEWS.components = async (view) => {
         status: c.status, source: c.builtin ? 'built-in' : c.source,
         grants: (c.grants || []).join(' '), calls: c.stats ? c.stats.calls : '', errors: c.stats ? c.stats.errors : '',
         p50: c.stats && c.stats.latency_ms.p50 !== null ? c.stats.latency_ms.p50 : '', p99: c.stats && c.stats.latency_ms.p99 !== null ? c.stats.latency_ms.p99 : '',
-        last_error: c.last_error || '' })), { id: 'components' }),
+        deployed: c.deployed_version ?? '', last_error: c.last_error || '' })), {
+        id: 'components',
+        actions: (row) => {
+          const c = list.find((x) => x.name === row.name);
+          return c && c.deployed_version > 1 ? h('button', { type: 'button', 'data-rollback': c.name, onclick: async () => {
+            if (!confirm(`Roll ${c.name} back to its previous version?`)) return;
+            const r = await attempt(() => op({ operation: 'rollback_component', name: c.name }));
+            if (r) { status(r.message); refresh(); }
+          } }, 'Roll back') : '';
+        },
+      }),
       h('div', { class: 'charts' },
         bars('Calls (busiest operations)', busiest.map((c) => [c.name, c.stats.calls])),
         bars('Latency p99 (ms)', busiest.map((c) => [c.name, c.stats.latency_ms.p99]), ' ms')));

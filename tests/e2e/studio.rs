@@ -2,8 +2,8 @@
 //! off with `localStudio.enabled: false`), and the page driven in a real headless Chromium over
 //! WebDriver (Debian's chromedriver, `OPSHOST_TEST_CHROMEDRIVER`, installed by `cargo xtask
 //! test`): log in, create a table, insert and find a record, an export's progress reaching 100%,
-//! a hot-swapped component's new version, a non-super_user refused. Each browser test saves a
-//! screenshot under `target/test-output/studio/`.
+//! a hot-swapped component's new version, a component deployed and rolled back, a non-super_user
+//! refused. Each browser test saves a screenshot under `target/test-output/studio/`.
 
 use opshost_tests::{free_port, test_guest, Server, ADMIN, USER};
 use serde_json::{json, Value};
@@ -201,6 +201,29 @@ fn studio_shows_a_hot_swapped_components_new_version() {
 }
 
 #[test]
+fn studio_deploys_a_component_file_and_rolls_it_back() {
+    let server = Server::start();
+    let hello = |server: &Server| server.post(json!({"operation": "test_hello"})).1["version"].as_i64();
+    let browser = Browser::start("deploy_rollback");
+    browser.open(&server.url());
+    browser.login(ADMIN);
+    browser.click("#nav-components");
+    for (guest, version) in [("hello_v1", 1), ("hello_v2", 2)] {
+        browser.fill("#deploy-name", "test_hello");
+        // A file input takes the file's path as its typed text (WebDriver's upload).
+        browser.upload("#deploy-file", &test_guest(guest).display().to_string());
+        browser.click("#deploy-run");
+        browser.wait_text("#status", &format!("Successfully deployed: test_hello version {version}"));
+        assert_eq!(hello(&server), Some(version));
+    }
+    browser.click("[data-rollback=\"test_hello\"]");
+    browser.accept_alert();
+    browser.wait_text("#status", "Successfully rolled back: test_hello version 1");
+    assert_eq!(hello(&server), Some(1));
+    browser.screenshot();
+}
+
+#[test]
 fn studio_shows_a_non_super_user_refused_and_a_bad_password_rejected() {
     let server = Server::start();
     let browser = Browser::start("refused");
@@ -334,6 +357,22 @@ impl Browser {
         let id = self.element(css);
         self.call("POST", &self.session_path(&format!("/element/{id}/clear")), json!({}));
         self.call("POST", &self.session_path(&format!("/element/{id}/value")), json!({ "text": text }));
+    }
+
+    /// Types a local file's path into a file input: WebDriver's upload (no clearing first).
+    fn upload(&self, css: &str, path: &str) {
+        let id = self.element(css);
+        self.call("POST", &self.session_path(&format!("/element/{id}/value")), json!({ "text": path }));
+    }
+
+    /// Accepts the page's `confirm()` once it shows.
+    fn accept_alert(&self) {
+        let deadline = Instant::now() + UI_WAIT;
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
+        while agent.post(&format!("{}{}", self.base, self.session_path("/alert/accept"))).send_json(json!({})).is_err() {
+            assert!(Instant::now() < deadline, "no confirm dialog after {UI_WAIT:?} ({})", self.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn login(&self, (user, pass): (&str, &str)) {
