@@ -104,14 +104,22 @@ fn ship_without_debug_info(built: &std::path::Path, dest: &std::path::Path) -> R
     let fresh = std::fs::read_to_string(&stamp).is_ok_and(|s| s == built_stamp) && stripped.exists() && debug_file.exists();
     if !fresh {
         std::fs::create_dir_all(&debug_dir)?;
+        // Unique names, renamed into place: two builds at once must not write one file together.
+        let debug_tmp = debug_dir.join(format!("opshost.debug.{}", std::process::id()));
+        let stripped_tmp = stripped.with_extension(format!("stripped.{}", std::process::id()));
         let objcopy = |args: &[&std::ffi::OsStr]| Command::new("objcopy").args(args).status().map(|s| s.success()).unwrap_or(false);
-        let split = objcopy(&["--only-keep-debug".as_ref(), built.as_os_str(), debug_file.as_os_str()])
+        // The debuglink names the file `opshost.debug` (its CRC is of the same bytes).
+        let split = objcopy(&["--only-keep-debug".as_ref(), built.as_os_str(), debug_tmp.as_os_str()])
+            && std::fs::rename(&debug_tmp, &debug_file).is_ok()
             && objcopy(&[
                 "--strip-debug".as_ref(),
                 format!("--add-gnu-debuglink={}", debug_file.display()).as_ref(),
                 built.as_os_str(),
-                stripped.as_os_str(),
-            ]);
+                stripped_tmp.as_os_str(),
+            ])
+            && std::fs::rename(&stripped_tmp, &stripped).is_ok();
+        let _ = std::fs::remove_file(&debug_tmp);
+        let _ = std::fs::remove_file(&stripped_tmp);
         if !split {
             eprintln!("xtask: objcopy failed or is missing (binutils); shipping the binary with its debug info");
             copy_if_changed(built, dest)?;
