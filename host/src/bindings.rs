@@ -31,6 +31,10 @@ wasmtime::component::bindgen!({
         "opshost:host/components.deploy": async,
         "opshost:host/components.drop": async,
         "opshost:host/components.rollback": async,
+        // Durable writes (fsync) and whole-table reads: on a blocking thread.
+        "opshost:host/jobs.search-by-start": async,
+        "opshost:host/certs.add": async,
+        "opshost:host/certs.remove": async,
     },
     with: {
         "opshost:host/storage.cursor": crate::services::storage::Cursor,

@@ -41,8 +41,11 @@ pub fn run(options: Options) -> Result<()> {
     let settings = config.settings()?;
     let log = init_logging(&settings.log_level);
 
-    for dir in [&settings.components_root, &settings.root.join("keys"), &settings.root.join("exports")] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&settings.components_root).with_context(|| format!("creating {}", settings.components_root.display()))?;
+    // Keys, password hashes (in the database's WAL) and exports: readable by this user only,
+    // tightened if an earlier version or another tool created them wider.
+    for dir in [&settings.root, &settings.root.join("keys"), &settings.storage_path, &settings.root.join("exports")] {
+        crate::services::files::private_dir(dir).with_context(|| format!("creating {} (mode 0700)", dir.display()))?;
     }
 
     let cache_dir = compile_cache_dir(&settings.root);

@@ -5,6 +5,7 @@ use super::error::{json_response, ApiError};
 use crate::bindings::{CallContext, OpError};
 use crate::capabilities::Caller;
 use crate::runtime::{CallLimits, CallOutcome, Failure, LoadedOperation};
+use crate::services::jobs::CreateError;
 use crate::{AppState, Restart};
 use super::auth::REFRESH_OPERATION;
 use axum::body::{Body, Bytes};
@@ -91,7 +92,7 @@ pub async fn operation(State(app): State<Arc<AppState>>, request: Request) -> Re
     if !op.info.job {
         return Ok(json_response(StatusCode::OK, answer));
     }
-    start_job(&app, op, context, caller, body, &answer)
+    start_job(&app, op, context, caller, body, &answer).await
 }
 
 /// The operation that may log in with credentials in its body.
@@ -140,7 +141,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Opti
 }
 
 /// One guest call, waiting for a free instance slot (bursts above the pool size queue rather
-/// than fail).
+/// than fail). The epoch deadline stops a guest only while wasm runs; a guest waiting on a host
+/// future (an S3 server that never answers, npm, a slow disk) is stopped here, a little after
+/// its time limit: dropping the call's future drops its store and every host future with it.
 async fn call(
     app: &AppState,
     op: &LoadedOperation,
@@ -153,8 +156,19 @@ async fn call(
         message: "the server is shutting down".into(),
         id: context.request_id.clone(),
     })?;
-    Ok(app.runtime.call(op, &app.services, context, caller, request, limits).await)
+    let bound = limits.timeout.saturating_add(HOST_AWAIT_GRACE);
+    match tokio::time::timeout(bound, app.runtime.call(op, &app.services, context, caller, request, limits)).await {
+        Ok(outcome) => Ok(outcome),
+        Err(_) => Ok(CallOutcome::Failed(
+            Failure::Timeout,
+            anyhow::anyhow!("still waiting on the host {bound:?} after the call started; stopped"),
+        )),
+    }
 }
+
+/// How long past its time limit a call may still wait on a host future before it is dropped
+/// (the epoch deadline normally ends a busy guest first, with its own error).
+const HOST_AWAIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The response body of a call that answered, after acting on its effects; otherwise the
 /// error, in HarperDB's shape.
@@ -187,7 +201,10 @@ fn answered(app: &AppState, name: &str, request_id: &str, outcome: CallOutcome) 
 
 /// A job operation accepted the request (`check` is its answer to the check call): record
 /// the job, answer with its id, and run the operation again in the background as that job.
-fn start_job(
+/// The queue is bounded (429 past it, before any record is written); when its turn comes the
+/// job re-authorizes its user, so a dropped, deactivated or demoted user's queued job does not
+/// run with the permissions it was queued with.
+async fn start_job(
     app: &Arc<AppState>,
     op: Arc<LoadedOperation>,
     mut context: CallContext,
@@ -195,7 +212,26 @@ fn start_job(
     body: Bytes,
     check: &str,
 ) -> Result<Response, ApiError> {
-    let job = app.services.jobs.create(&op.info.name, &context.username).map_err(|e| ApiError::from(OpError::from(e)))?;
+    let jobs = app.services.jobs.clone();
+    let (job_type, user) = (op.info.name.clone(), context.username.clone());
+    // Writes the record with fsync: on a blocking thread, not on an async worker.
+    let created = tokio::task::spawn_blocking(move || jobs.create(&job_type, &user)).await.map_err(|e| {
+        tracing::error!(request_id = %context.request_id, "recording a job: {e}");
+        ApiError::Internal { message: "could not record the job".into(), id: context.request_id.clone() }
+    })?;
+    let job = match created {
+        Ok(job) => job,
+        Err(CreateError::Busy(message)) => return Err(ApiError::TooManyRequests { message, retry_after: JOB_RETRY_AFTER_SECS }),
+        Err(CreateError::Failed(e)) => return Err(ApiError::from(OpError::from(e))),
+    };
+    if app.services.jobs.purge_due() {
+        let jobs = app.services.jobs.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = jobs.purge(crate::services::jobs::now_ms()) {
+                tracing::warn!("could not purge old job records: {e}");
+            }
+        });
+    }
     let message = serde_json::from_str::<Value>(check)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
@@ -210,23 +246,61 @@ fn start_job(
         if !jobs.is_running(&id) {
             return;
         }
-        let request = std::str::from_utf8(&body).unwrap_or_default();
         let name = op.info.name.clone();
-        let result = match call(&runner, &op, &context, caller, request, runner.job_limits()).await {
-            Ok(outcome) => answered(&runner, &name, &context.request_id, outcome).map_err(|e| e.message()),
-            Err(e) => Err(e.message()),
+        let result = match reauthorize(&runner, &op, &mut context, caller) {
+            Err(refused) => Err(refused),
+            Ok(caller) => {
+                let request = std::str::from_utf8(&body).unwrap_or_default();
+                match call(&runner, &op, &context, caller, request, runner.job_limits()).await {
+                    Ok(outcome) => answered(&runner, &name, &context.request_id, outcome).map_err(|e| e.message()),
+                    Err(e) => Err(e.message()),
+                }
+            }
         };
         let outcome = result.map(|body| {
             let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             let message = v.get("message").and_then(Value::as_str).map(str::to_string);
             (message.unwrap_or_else(|| format!("Successfully completed job: {id}")), v.get("result").cloned())
         });
-        if let Err(e) = jobs.finish(&id, outcome) {
-            tracing::error!(job = %id, "could not record the end of a job: {e}");
+        let recorded = tokio::task::spawn_blocking({
+            let id = id.clone();
+            move || jobs.finish(&id, outcome)
+        })
+        .await;
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(job = %id, "could not record the end of a job: {e}"),
+            Err(e) => tracing::error!(job = %id, "could not record the end of a job: {e}"),
         }
     });
     app.services.jobs.attach(&job.id, task.abort_handle());
     Ok(json_response(StatusCode::OK, serde_json::json!({ "message": message, "job_id": job.id }).to_string()))
+}
+
+/// Seconds a client is told to wait when the job queue is full.
+const JOB_RETRY_AFTER_SECS: u64 = 30;
+
+/// The caller of a queued job as they are now: the user must still exist and be active, and
+/// gets their current role and permissions; a super_user-only operation needs a super_user
+/// still. `Err` is the job's error message.
+fn reauthorize(app: &AppState, op: &LoadedOperation, context: &mut CallContext, caller: Caller) -> Result<Caller, String> {
+    let Some(user) = app.services.users.user(&caller.username) else {
+        return Err(format!("User '{}' no longer exists or is not active; the job did not run", caller.username));
+    };
+    if op.info.super_user_only && !user.super_user {
+        return Err(format!(
+            "Operation '{}' is restricted to 'super_user' roles and '{}' no longer has one; the job did not run",
+            op.info.name, user.username
+        ));
+    }
+    context.super_user = user.super_user;
+    context.role = user.role.clone();
+    Ok(Caller {
+        username: user.username,
+        super_user: user.super_user,
+        permissions: (!user.super_user).then_some(user.permissions),
+        refresh_token: caller.refresh_token,
+    })
 }
 
 /// Steps 1 and 2 of the pipeline: the body must be JSON with a string `operation`.

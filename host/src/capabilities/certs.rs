@@ -31,7 +31,7 @@ impl Host for CallState {
             .collect())
     }
 
-    fn add(
+    async fn add(
         &mut self,
         name: String,
         certificate: String,
@@ -40,13 +40,23 @@ impl Host for CallState {
         _hosts: Option<Vec<String>>,
     ) -> Result<(), OpError> {
         self.check("certs")?;
-        self.services.certs.add(&name, &certificate, is_authority, private_key.as_deref())?;
-        Ok(())
+        // Writes key files and a record, each with fsync: on a blocking thread, so a slow disk
+        // does not stall one of the async workers every other request shares.
+        let certs = self.services.certs.clone();
+        blocking(move || certs.add(&name, &certificate, is_authority, private_key.as_deref())).await
     }
 
-    fn remove(&mut self, name: String) -> Result<(), OpError> {
+    async fn remove(&mut self, name: String) -> Result<(), OpError> {
         self.check("certs")?;
-        self.services.certs.remove(&name)?;
-        Ok(())
+        let certs = self.services.certs.clone();
+        blocking(move || certs.remove(&name)).await
     }
+}
+
+/// Runs a certificate store write on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::services::ServiceError> + Send + 'static,
+) -> Result<(), OpError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| OpError::Internal(format!("certificate store: {e}")))??;
+    Ok(())
 }

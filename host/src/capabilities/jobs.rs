@@ -47,9 +47,13 @@ impl Host for CallState {
         Ok(job.filter(|j| self.visible(j)).map(to_wit))
     }
 
-    fn search_by_start(&mut self, from: u64, to: u64) -> Result<Vec<Job>, OpError> {
+    async fn search_by_start(&mut self, from: u64, to: u64) -> Result<Vec<Job>, OpError> {
         self.check("jobs")?;
-        let jobs = self.services.jobs.search_by_start(from, to)?;
+        // It reads the whole job table: on a blocking thread, not on one of the async workers.
+        let service = self.services.jobs.clone();
+        let jobs = tokio::task::spawn_blocking(move || service.search_by_start(from, to))
+            .await
+            .map_err(|e| OpError::Internal(format!("reading the jobs: {e}")))??;
         Ok(jobs.into_iter().filter(|j| self.visible(j)).map(to_wit).collect())
     }
 }

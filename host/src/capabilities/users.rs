@@ -93,7 +93,7 @@ impl Host for CallState {
         // Another name than the caller's: checked here, refused at once when throttled or
         // when every hashing slot is busy (never waiting while the call holds its slot).
         let users = self.services.users.clone();
-        let log_failed = self.services.config.settings().map(|s| s.log_failed_logins).unwrap_or(false);
+        let log_failed = self.services.config.current().map(|s| s.log_failed_logins).unwrap_or(false);
         let user = users.login(None, &username, &password, log_failed).await.map_err(|why| match why {
             crate::services::users::LoginRefused::Failed => OpError::Unauthorized("invalid credentials".into()),
             _ => OpError::Unauthorized("too many login attempts; try again later".into()),

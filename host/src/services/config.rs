@@ -136,6 +136,10 @@ pub struct ConfigService {
     cache: Mutex<Option<Cached>>,
     /// Serializes writers so two set_configuration calls cannot interleave.
     write_lock: Mutex<()>,
+    /// The settings last computed by [`ConfigService::settings`] (at start and on restart):
+    /// what the running server uses, without re-reading the file, re-parsing the defaults or
+    /// resolving the host name (a blocking getaddrinfo) on a request path.
+    effective: Mutex<Option<Arc<Settings>>>,
 }
 
 struct Cached {
@@ -148,9 +152,10 @@ impl ConfigService {
     /// Opens `<root>/opshost-config.yaml`, creating the root and the file with defaults when
     /// they do not exist.
     pub fn open(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root).with_context(|| format!("creating the root folder {}", root.display()))?;
+        // 0700: the root holds the keys, the database and the exports (see files::private_dir).
+        super::files::private_dir(root).with_context(|| format!("creating the root folder {}", root.display()))?;
         let path = root.join(FILE_NAME);
-        let service = Self { root: root.to_path_buf(), path, cache: Mutex::new(None), write_lock: Mutex::new(()) };
+        let service = Self { root: root.to_path_buf(), path, cache: Mutex::new(None), write_lock: Mutex::new(()), effective: Mutex::new(None) };
         if !service.path.exists() {
             let text = DEFAULTS.replace("{ROOT}", &root.display().to_string()).replace("{TMP}", &std::env::temp_dir().display().to_string());
             write_atomically(&service.path, text.as_bytes())?;
@@ -243,8 +248,23 @@ impl ConfigService {
         out
     }
 
-    /// The effective settings, from the file.
+    /// The settings in effect: those the last [`ConfigService::settings`] computed (start-up,
+    /// restart), read from the file only if none was computed yet. Cheap and non-blocking.
+    pub fn current(&self) -> Result<Arc<Settings>> {
+        if let Some(s) = self.effective.lock().clone() {
+            return Ok(s);
+        }
+        self.settings().map(Arc::new)
+    }
+
+    /// The effective settings, from the file (and remembered for [`ConfigService::current`]).
     pub fn settings(&self) -> Result<Settings> {
+        let settings = self.read_settings()?;
+        *self.effective.lock() = Some(Arc::new(settings.clone()));
+        Ok(settings)
+    }
+
+    fn read_settings(&self) -> Result<Settings> {
         let file = self.file_value().map_err(ServiceError::into_anyhow)?;
         let defaults = defaults_value(&self.root)?;
         let get = |path: &str| get_path(&file, path).filter(|v| !v.is_null()).or_else(|| get_path(&defaults, path)).cloned();
@@ -272,7 +292,8 @@ impl ConfigService {
             write_async: get("storage.writeAsync").and_then(|v| v.as_bool()).unwrap_or(false),
             export_roots: match get("operationsApi.exportRoots") {
                 Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(PathBuf::from).collect(),
-                _ => vec![self.root.join("exports"), std::env::temp_dir()],
+                // Not the shared temp folder: any local user could plant a folder there.
+                _ => vec![self.root.join("exports")],
             },
             job_timeout: Duration::from_millis(num("operationsApi.limits.jobTimeout").max(1.0) as u64),
             max_concurrent_jobs: (num("operationsApi.jobs.maxConcurrent") as usize).max(1),

@@ -1,5 +1,6 @@
 //! Background jobs: records in `system.hdb_job` (surviving restarts), live progress in memory,
-//! a bound on concurrently running jobs, and interruption of running jobs on restart.
+//! a bound on concurrently running jobs and on queued ones (globally and per user), ageing out
+//! of old records, and interruption of running jobs on restart.
 
 use super::storage::{Storage, WriteMode, SYSTEM_DATABASE};
 use super::ServiceError;
@@ -10,6 +11,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const TABLE: &str = "hdb_job";
+
+/// Jobs accepted but not finished (queued or running), over all users: each keeps its request
+/// body in memory, so a queue without a bound is a memory leak anyone with a job grant can grow.
+pub const MAX_PENDING: usize = 100;
+/// The same, per user: one user cannot take the whole queue.
+pub const MAX_PENDING_PER_USER: usize = 20;
+/// Finished job records older than this are purged (at start and as jobs are created).
+const KEEP_FOR_MS: u64 = 30 * 86_400_000;
+/// At most this many finished records are kept, newest first: `search_jobs_by_start_date`
+/// and the start-up scan read the whole table.
+const KEEP_AT_MOST: usize = 10_000;
+/// Every this many created jobs, old records are purged.
+const PURGE_EVERY: u64 = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -94,6 +108,7 @@ impl Job {
 
 /// Live state of a running job: progress, and how to stop it.
 struct Running {
+    user: String,
     done: u64,
     total: u64,
     abort: Option<tokio::task::AbortHandle>,
@@ -105,6 +120,18 @@ pub struct JobService {
     /// Bounds how many jobs run at once (`operationsApi.jobs.maxConcurrent`); the rest wait
     /// IN_PROGRESS for a slot, and requests keep being answered meanwhile.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Jobs created since start, to purge old records every [`PURGE_EVERY`].
+    created: std::sync::atomic::AtomicU64,
+}
+
+/// Why a job could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The queue is full (globally or for this user); the client may retry later.
+    #[error("{0}")]
+    Busy(String),
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
 }
 
 pub fn now_ms() -> u64 {
@@ -122,6 +149,7 @@ impl JobService {
             storage,
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent.max(1))),
+            created: std::sync::atomic::AtomicU64::new(0),
         });
         let stale: Vec<Job> = service.all().map_err(ServiceError::into_anyhow)?.into_iter().filter(|j| j.status == Status::InProgress).collect();
         for mut job in stale {
@@ -130,7 +158,36 @@ impl JobService {
             job.end = Some(now_ms());
             service.store(&job).map_err(ServiceError::into_anyhow)?;
         }
+        if let Err(e) = service.purge(now_ms()) {
+            tracing::warn!("could not purge old job records: {e}");
+        }
         Ok(service)
+    }
+
+    /// Removes finished job records older than [`KEEP_FOR_MS`], and the oldest beyond
+    /// [`KEEP_AT_MOST`]; returns how many were removed. Unfinished jobs are never removed.
+    pub fn purge(&self, now: u64) -> Result<usize, ServiceError> {
+        let mut finished: Vec<Job> = self.all()?.into_iter().filter(|j| j.status != Status::InProgress).collect();
+        // Newest first; what is past the count or the age goes.
+        finished.sort_by(|a, b| b.end.unwrap_or(b.start).cmp(&a.end.unwrap_or(a.start)));
+        let cutoff = now.saturating_sub(KEEP_FOR_MS);
+        let old: Vec<Value> = finished
+            .iter()
+            .enumerate()
+            .filter(|(i, j)| *i >= KEEP_AT_MOST || j.end.unwrap_or(j.start) < cutoff)
+            .map(|(_, j)| Value::String(j.id.clone()))
+            .collect();
+        let removed = old.len();
+        if removed > 0 {
+            self.storage.delete(SYSTEM_DATABASE, TABLE, old)?;
+        }
+        Ok(removed)
+    }
+
+    /// Whether enough jobs were created since the last purge that it is time for another
+    /// (the caller runs [`JobService::purge`] off the async workers).
+    pub fn purge_due(&self) -> bool {
+        self.created.load(std::sync::atomic::Ordering::Relaxed) % PURGE_EVERY == 0
     }
 
     fn store(&self, job: &Job) -> Result<(), ServiceError> {
@@ -142,11 +199,26 @@ impl JobService {
         Ok(rows.iter().filter_map(Job::from_record).collect())
     }
 
-    /// Records a new IN_PROGRESS job and returns it.
-    pub fn create(&self, job_type: &str, user: &str) -> Result<Job, ServiceError> {
+    /// Records a new IN_PROGRESS job and returns it, unless the queue is full (checked and
+    /// reserved under one lock, before the record is written, so parallel requests cannot
+    /// overshoot the bounds). Blocking: it writes (with fsync) to storage.
+    pub fn create(&self, job_type: &str, user: &str) -> Result<Job, CreateError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        {
+            let mut running = self.running.lock();
+            if running.len() >= MAX_PENDING {
+                return Err(CreateError::Busy(format!("Too many jobs are queued ({MAX_PENDING}); try again later")));
+            }
+            if running.values().filter(|r| r.user == user).count() >= MAX_PENDING_PER_USER {
+                return Err(CreateError::Busy(format!(
+                    "User '{user}' already has {MAX_PENDING_PER_USER} jobs queued or running; try again later"
+                )));
+            }
+            running.insert(id.clone(), Running { user: user.to_string(), done: 0, total: 0, abort: None });
+        }
         let now = now_ms();
         let job = Job {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             job_type: job_type.to_string(),
             status: Status::InProgress,
             message: None,
@@ -158,8 +230,11 @@ impl JobService {
             done: 0,
             total: 0,
         };
-        self.store(&job)?;
-        self.running.lock().insert(job.id.clone(), Running { done: 0, total: 0, abort: None });
+        if let Err(e) = self.store(&job) {
+            self.running.lock().remove(&job.id);
+            return Err(e.into());
+        }
+        self.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(job)
     }
 
@@ -277,6 +352,38 @@ mod tests {
         assert!(stuck.message.expect("message").contains("server stopped"));
         assert_eq!(jobs.search_by_start(0, u64::MAX).expect("search").len(), 2);
         assert!(jobs.search_by_start(1, 0).expect("search").is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_per_user_and_overall() {
+        let (storage, dir) = storage();
+        let jobs = JobService::open(storage, 1).expect("open");
+        let mine: Vec<Job> = (0..MAX_PENDING_PER_USER).map(|_| jobs.create("export_local", "u0").expect("create")).collect();
+        assert!(matches!(jobs.create("export_local", "u0"), Err(CreateError::Busy(m)) if m.contains("u0")));
+        // A finished job frees its place.
+        jobs.finish(&mine[0].id, Ok(("ok".into(), None))).expect("finish");
+        jobs.create("export_local", "u0").expect("a place again");
+        for n in 1..MAX_PENDING / MAX_PENDING_PER_USER {
+            for _ in 0..MAX_PENDING_PER_USER {
+                jobs.create("export_local", &format!("u{n}")).expect("create");
+            }
+        }
+        assert!(matches!(jobs.create("export_local", "someone-else"), Err(CreateError::Busy(m)) if m.contains("Too many jobs")));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn old_finished_records_are_purged_and_unfinished_ones_kept() {
+        let (storage, dir) = storage();
+        let jobs = JobService::open(storage, 1).expect("open");
+        let old = jobs.create("export_local", "admin").expect("create");
+        jobs.finish(&old.id, Ok(("ok".into(), None))).expect("finish");
+        let open = jobs.create("export_local", "admin").expect("create");
+        assert_eq!(jobs.purge(now_ms()).expect("purge"), 0, "a fresh record stays");
+        assert_eq!(jobs.purge(now_ms() + KEEP_FOR_MS + 1000).expect("purge"), 1);
+        assert!(jobs.get(&old.id).expect("get").is_none());
+        assert!(jobs.get(&open.id).expect("get").is_some(), "an unfinished job is never purged");
         let _ = std::fs::remove_dir_all(dir);
     }
 

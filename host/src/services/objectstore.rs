@@ -4,6 +4,7 @@
 use super::ServiceError;
 use opendal::services::S3;
 use opendal::Operator;
+use std::time::Duration;
 
 /// Where an object goes, and with whose keys. `Debug` leaves the secret out.
 pub struct S3Target {
@@ -24,10 +25,62 @@ impl std::fmt::Debug for S3Target {
 /// Parts above this size go up as a multipart upload; the whole object is never in memory.
 const PART_SIZE: usize = 8 << 20;
 
-/// Installs the process-wide HTTP transport opendal uses (reqwest over rustls with ring).
+/// Time to open a TCP (and TLS) connection to the store.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the next bytes of an answer: a store that accepts and then says nothing
+/// (a tarpit) fails the request instead of holding a job slot forever.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest single request (one listing, one 8 MiB part at a slow but working link).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Installs the process-wide HTTP transport opendal uses: reqwest over rustls with ring, with
+/// connect, read and per-request timeouts (opendal's default client has none). The job's
+/// `jobTimeout` bounds the whole upload on top of these.
 pub fn install_transport() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    opendal_http_transport_reqwest::install_default();
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .build();
+    match client {
+        Ok(client) => opendal::HttpTransporter::install_default(opendal_http_transport_reqwest::ReqwestTransport::new(client)),
+        Err(e) => {
+            tracing::error!("could not build the S3 HTTP client with timeouts ({e}); S3 calls are bounded by jobTimeout only");
+            opendal_http_transport_reqwest::install_default();
+        }
+    }
+}
+
+/// `s3.region`: a region name such as `us-east-1`, never a URL. opendal puts it verbatim into
+/// `https://s3.{region}.amazonaws.com`, so anything else could point the request at any host.
+pub fn check_region(region: &str) -> Result<(), ServiceError> {
+    let ok = !region.is_empty() && region.len() <= 64 && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::BadRequest(format!("s3.region '{region}' must be a region name such as 'us-east-1' (a-z, 0-9 and '-')")))
+    }
+}
+
+/// `s3.bucket` against S3's bucket naming rules: 3 to 63 lowercase letters, digits, '.' and
+/// '-', starting and ending with a letter or digit, no '..', not an IP address.
+pub fn check_bucket(bucket: &str) -> Result<(), ServiceError> {
+    let b = bucket.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = (3..=63).contains(&b.len())
+        && b.iter().all(|&c| edge(c) || c == b'.' || c == b'-')
+        && b.first().is_some_and(|&c| edge(c))
+        && b.last().is_some_and(|&c| edge(c))
+        && !bucket.contains("..")
+        && bucket.parse::<std::net::Ipv4Addr>().is_err();
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::BadRequest(format!(
+            "s3.bucket '{bucket}' is not a valid bucket name (3-63 characters: a-z, 0-9, '.' and '-', starting and ending with a letter or digit)"
+        )))
+    }
 }
 
 /// An upload in progress.
@@ -38,6 +91,9 @@ pub struct Upload {
 
 impl S3Target {
     fn operator(&self) -> Result<Operator, ServiceError> {
+        // Checked before any client exists: these two end up in the URL.
+        check_region(&self.region)?;
+        check_bucket(&self.bucket)?;
         // Only the request's credentials: no environment, profile files or instance metadata.
         let mut builder = S3::default()
             .bucket(&self.bucket)
@@ -112,4 +168,25 @@ fn describe(e: &opendal::Error) -> String {
         text.push_str("...");
     }
     format!("{} ({})", text, e.kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_and_bucket_are_names_not_urls() {
+        for region in ["us-east-1", "eu-central-1", "r"] {
+            assert!(check_region(region).is_ok(), "{region}");
+        }
+        for region in ["", "x@127.0.0.1:8443/", "evil.example/", "US-EAST-1", "a/b", "a.b", "a b", "a?b"] {
+            assert!(matches!(check_region(region), Err(ServiceError::BadRequest(m)) if m.contains("s3.region")), "{region}");
+        }
+        for bucket in ["abc", "my-bucket.logs", "opshost-123-formats", "a1b"] {
+            assert!(check_bucket(bucket).is_ok(), "{bucket}");
+        }
+        for bucket in ["b", "ab", "-abc", "abc-", "a..b", "ABC", "a_b", "192.168.1.1", "a/b", "x@y:1", &"a".repeat(64)] {
+            assert!(matches!(check_bucket(bucket), Err(ServiceError::BadRequest(m)) if m.contains("s3.bucket")), "{bucket}");
+        }
+    }
 }

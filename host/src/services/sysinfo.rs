@@ -467,7 +467,7 @@ impl SysinfoService {
                 "state": state_name(stat.field(3)),
                 "user": own_user(),
                 "command": command,
-                "params": args.get(1..).unwrap_or_default().join(" "),
+                "params": redact_params(args.get(1..).unwrap_or_default()).join(" "),
                 "path": path,
             }],
             "clustering": [],
@@ -770,9 +770,48 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Command-line arguments as `system_information` shows them: the value of any flag that
+/// carries a secret (`--admin-password secret`, `--password=secret`) becomes `***`.
+fn redact_params(args: &[String]) -> Vec<String> {
+    let secret = |flag: &str| {
+        let name = flag.trim_start_matches('-').to_ascii_lowercase();
+        flag.starts_with('-') && ["password", "secret", "token", "key"].iter().any(|w| name.contains(w))
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide_next = false;
+    for arg in args {
+        if std::mem::take(&mut hide_next) && !arg.starts_with("--") {
+            out.push("***".to_string());
+            continue;
+        }
+        match arg.split_once('=') {
+            Some((flag, _)) if secret(flag) => out.push(format!("{flag}=***")),
+            None if secret(arg) => {
+                hide_next = true;
+                out.push(arg.clone());
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_flags_are_redacted_in_params() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            redact_params(&args(&["--admin-password", "secret", "run", "--root", "/srv/x"])).join(" "),
+            "--admin-password *** run --root /srv/x"
+        );
+        assert_eq!(redact_params(&args(&["--admin-password=secret", "--password=p"])).join(" "), "--admin-password=*** --password=***");
+        assert_eq!(redact_params(&args(&["--admin-username", "admin", "run"])).join(" "), "--admin-username admin run");
+        // A secret flag with no value before the next flag hides nothing else.
+        assert_eq!(redact_params(&args(&["--admin-password", "--root", "/r"])).join(" "), "--admin-password --root /r");
+    }
 
     fn has_keys(v: &Value, keys: &[&str]) {
         for k in keys {
