@@ -380,6 +380,11 @@ fn connection_slots(state: &AppState) -> Arc<tokio::sync::Semaphore> {
 /// `headersTimeout` (also the most a kept-alive connection may sit idle), and over TLS must
 /// finish its handshake within [`TLS_HANDSHAKE_TIMEOUT`]. Each request carries the peer
 /// address (`ConnectInfo`) for the login throttle.
+/// How long a stopping listener keeps accepting what the kernel already queued on it.
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+/// ...and at most this long in all, under a steady stream of new connections.
+const DRAIN_MAX: Duration = Duration::from_millis(500);
+
 async fn accept_loop(
     socket: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -391,25 +396,7 @@ async fn accept_loop(
     // Every connection task holds a clone of `open`; once all are dropped, `closed` ends.
     let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    loop {
-        let slot = tokio::select! {
-            _ = &mut stopped => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut stopped => break,
-            accepted = socket.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!("accept failed (retrying in {ACCEPT_BACKOFF:?}): {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
+    let spawn_connection = |stream: tokio::net::TcpStream, peer: SocketAddr, slot: Option<tokio::sync::OwnedSemaphorePermit>| {
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let acceptor = tls.as_ref().map(|config| tokio_rustls::TlsAcceptor::from(config.load_full()));
@@ -431,7 +418,39 @@ async fn accept_loop(
                 },
             }
         });
+    };
+    loop {
+        let slot = tokio::select! {
+            _ = &mut stopped => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = socket.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("accept failed (retrying in {ACCEPT_BACKOFF:?}): {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        spawn_connection(stream, peer, Some(slot));
     }
+    // SO_REUSEPORT: until this socket closes, the kernel still queues a share of new connections
+    // on it (a replacement listener is already bound). Serve what it queued, until none arrives
+    // for a moment, then close; those connections are not reset.
+    let drain_until = tokio::time::Instant::now() + DRAIN_MAX;
+    while tokio::time::Instant::now() < drain_until {
+        match tokio::time::timeout(DRAIN_QUIET, socket.accept()).await {
+            Ok(Ok((stream, peer))) => spawn_connection(stream, peer, None),
+            _ => break,
+        }
+    }
+    drop(socket);
     let _ = stopping_tx.send(true);
     drop(open);
     let _ = closed.recv().await;
