@@ -15,7 +15,6 @@ mod crash;
 mod jobs;
 mod pipeline;
 mod plugins;
-mod polyglot;
 mod restart;
 mod sql;
 mod studio;
