@@ -15,6 +15,7 @@ mod crash;
 mod jobs;
 mod pipeline;
 mod plugins;
+mod polyglot;
 mod restart;
 mod sql;
 mod studio;

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: prints the foundation's performance figures on this machine:
 //! wasm overhead per call, `get_configuration` throughput over HTTP at concurrency 16 (wrk),
 //! and start-up to first served request with a cold and a warm compile cache.
-//! `cargo xtask bench fuzz [N] [SEED]` runs the request fuzzer instead (fuzz.rs).
+//! `cargo xtask bench fuzz [N] [SEED]` runs the request fuzzer instead (fuzz.rs);
+//! `cargo xtask bench polyglot` compares a Rust and a JavaScript operation (bench_polyglot.rs).
 
 use crate::paths;
 use anyhow::{bail, Context, Result};
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 mod fuzz;
 #[path = "bench_components.rs"]
 mod components;
+#[path = "bench_polyglot.rs"]
+mod polyglot;
 
 const USER: &str = "admin";
 const PASS: &str = "bench-pass";
@@ -29,6 +32,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask bench fuzz [N] [SEED]`: the request fuzzer.
     if args.first().is_some_and(|a| a == "fuzz") {
         return fuzz::run(&args[1..]);
+    }
+    // `cargo xtask bench polyglot`: the same trivial operation in Rust and JavaScript.
+    if args.first().is_some_and(|a| a == "polyglot") {
+        return polyglot::run();
     }
     // `cargo xtask bench components`: deploy-to-served times.
     if args.first().is_some_and(|a| a == "components") {

@@ -10,6 +10,16 @@
 
 use crate::paths;
 use anyhow::{bail, Context, Result};
+
+// JavaScript operations (componentize-js); a child module so it shares `Kind` and the
+// destination folders.
+#[path = "js.rs"]
+pub mod js;
+
+/// Where JavaScript operations live: `operations/js/` and `examples/js/` (excluded from the cargo
+/// workspace, whose `*` member globs would otherwise take them for crates) and `tests/guests-js/`
+/// (beside `tests/guests/`: cargo ignores `exclude` below the `tests` member).
+const JS_PLACES: [(&str, Kind); 3] = [("operations/js", Kind::Builtin), ("examples/js", Kind::Example), ("tests/guests-js", Kind::TestOnly)];
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -132,20 +142,24 @@ fn wants_wasip1(manifest: &str) -> bool {
 /// Builds every guest (one cargo call per target; cargo skips unchanged crates) and
 /// componentizes the modules whose bytes changed.
 pub fn build_all(toolchain: &Toolchain, with_test_guests: bool) -> Result<()> {
-    build(toolchain, discover(with_test_guests)?)
+    build(toolchain, discover(with_test_guests)?)?;
+    js::build(js::discover(with_test_guests)?)
 }
 
 /// `cargo xtask build-guests [NAME...]`: every guest, or only the named crates (quicker while
 /// writing one operation: `cargo xtask build-guests my_op`).
 pub fn build_named(toolchain: &Toolchain, names: &[String]) -> Result<()> {
     let all = discover(true)?;
+    let all_js = js::discover(true)?;
     if names.is_empty() {
-        return build(toolchain, all);
+        build(toolchain, all)?;
+        return js::build(all_js);
     }
-    if let Some(missing) = names.iter().find(|n| !all.iter().any(|g| &g.package == *n)) {
-        bail!("no guest crate named '{missing}' in operations/, examples/ or tests/guests/");
+    if let Some(missing) = names.iter().find(|n| !all.iter().any(|g| &g.package == *n) && !all_js.iter().any(|g| &g.name == *n)) {
+        bail!("no guest crate named '{missing}' in operations/, examples/ or tests/guests/ (nor a JavaScript operation in their js/ folders)");
     }
-    build(toolchain, all.into_iter().filter(|g| names.contains(&g.package)).collect())
+    build(toolchain, all.into_iter().filter(|g| names.contains(&g.package)).collect())?;
+    js::build(all_js.into_iter().filter(|g| names.contains(&g.name)).collect())
 }
 
 fn build(toolchain: &Toolchain, guests: Vec<Guest>) -> Result<()> {
@@ -189,17 +203,21 @@ fn build(toolchain: &Toolchain, guests: Vec<Guest>) -> Result<()> {
 
 /// Componentizes one built guest into the folders its kind goes to.
 fn place(g: &Guest, core: &Path, adapter: Option<&[u8]>) -> Result<()> {
-    let dests = match g.kind {
-        Kind::Builtin => vec![paths::dist().join("operations")],
-        Kind::Example => vec![paths::components(), paths::test_guests()],
-        Kind::TestOnly => vec![paths::test_guests()],
-    };
-    for dir in dests {
+    for dir in dest_dirs(g.kind) {
         std::fs::create_dir_all(&dir)?;
         componentize(core, &dir.join(format!("{}.wasm", g.package)), adapter)
             .with_context(|| format!("componentizing {}", g.package))?;
     }
     Ok(())
+}
+
+/// The folders a guest's component goes to.
+fn dest_dirs(kind: Kind) -> Vec<PathBuf> {
+    match kind {
+        Kind::Builtin => vec![paths::dist().join("operations")],
+        Kind::Example => vec![paths::components(), paths::test_guests()],
+        Kind::TestOnly => vec![paths::test_guests()],
+    }
 }
 
 /// Cargo for wasm32-wasip1 guests. With rustup's `wasm32-wasip1` target installed, that

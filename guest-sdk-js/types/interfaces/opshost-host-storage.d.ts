@@ -1,0 +1,205 @@
+//! Generated from wit/ by `cargo xtask build-guests` (jco): do not edit.
+/// <reference path="./opshost-host-types.d.ts" />
+declare module 'opshost:host/storage@0.1.0' {
+  /**
+   * Creates a database. Raises `bad-request` for an invalid name or one that exists.
+   */
+  export function createDatabase(database: string): void;
+  /**
+   * Drops a database and all its tables. Raises `not-found` when it does not exist.
+   */
+  export function dropDatabase(database: string): void;
+  /**
+   * Creates a table (and its database if missing). Raises `bad-request` for invalid names
+   * or an existing table.
+   */
+  export function createTable(database: string, table: string, primaryKey: string): void;
+  /**
+   * Drops a table and its indexes. Raises `not-found` when it does not exist.
+   */
+  export function dropTable(database: string, table: string): void;
+  /**
+   * Every user database (not `system`) with its tables' names, sorted.
+   */
+  export function listDatabases(): Array<[string, Array<string>]>;
+  /**
+   * One table's description. Raises `not-found` for an unknown database or table.
+   */
+  export function describeTable(database: string, table: string): TableInfo;
+  /**
+   * Writes a batch of records (JSON objects) atomically and durably. Every record is
+   * validated first: `bad-request` names the problem and nothing is written. Raises
+   * `not-found` for an unknown table. Records without a primary key get a UUID (insert,
+   * upsert).
+   */
+  export function write(database: string, table: string, mode: WriteMode, records: Array<string>): WriteResult;
+  /**
+   * Deletes records by primary key (JSON text); missing keys are reported as skipped.
+   */
+  export { _delete as delete };
+  function _delete(database: string, table: string, ids: Array<string>): WriteResult;
+  /**
+   * Records by primary key, in the order asked, missing ones left out, projected onto
+   * `attributes` (`["*"]` for all). Raises `not-found` for an unknown table and
+   * `bad-request` for an unknown attribute.
+   */
+  export function get(database: string, table: string, ids: Array<string>, attributes: Array<string>): Array<string>;
+  /**
+   * Starts a search. Raises `not-found` for an unknown table and `bad-request` for an
+   * unknown attribute or a malformed query.
+   */
+  export function search(database: string, table: string, query: Query): Cursor;
+  export type OpError = import('opshost:host/types@0.1.0').OpError;
+  /**
+   * How a batch of records is written.
+   * # Variants
+   * 
+   * ## `"insert"`
+   * 
+   * Add new records; a record whose primary key exists is skipped.
+   * ## `"update"`
+   * 
+   * Merge attributes into existing records; a missing key is skipped.
+   * ## `"upsert"`
+   * 
+   * Merge into the existing record, or add it.
+   */
+  export type WriteMode = 'insert' | 'update' | 'upsert';
+  /**
+   * What a write or delete did. Keys are JSON text (`5`, `"abc"`).
+   */
+  export interface WriteResult {
+    written: Array<string>,
+    skipped: Array<string>,
+  }
+  /**
+   * A table as `describe_table` shows it.
+   */
+  export interface TableInfo {
+    database: string,
+    table: string,
+    primaryKey: string,
+    /**
+     * Every attribute ever written, primary key included, sorted.
+     */
+    attributes: Array<string>,
+    recordCount: bigint,
+    /**
+     * Approximate bytes on disk of the records and their indexes.
+     */
+    tableSize: bigint,
+    /**
+     * `__updatedtime__` of the most recently written record, if any.
+     */
+    lastUpdated?: bigint,
+  }
+  /**
+   * Comparison of one attribute against a JSON value. Matching is type-sensitive:
+   * `"3"` never equals `3`.
+   * # Variants
+   * 
+   * ## `"equals"`
+   * 
+   * ## `"not-equal"`
+   * 
+   * ## `"contains"`
+   * 
+   * ## `"starts-with"`
+   * 
+   * ## `"ends-with"`
+   * 
+   * ## `"greater-than"`
+   * 
+   * ## `"greater-than-equal"`
+   * 
+   * ## `"less-than"`
+   * 
+   * ## `"less-than-equal"`
+   * 
+   * ## `"between"`
+   * 
+   * `value` <= attribute <= `upper`.
+   * ## `"exists"`
+   * 
+   * The attribute is present and not null (`value` is ignored).
+   * ## `"is-null"`
+   * 
+   * The attribute is missing or null (`value` is ignored).
+   */
+  export type Comparator = 'equals' | 'not-equal' | 'contains' | 'starts-with' | 'ends-with' | 'greater-than' | 'greater-than-equal' | 'less-than' | 'less-than-equal' | 'between' | 'exists' | 'is-null';
+  export interface Condition {
+    attribute: string,
+    comparator: Comparator,
+    /**
+     * JSON text.
+     */
+    value: string,
+    /**
+     * JSON text, for `between`.
+     */
+    upper?: string,
+  }
+  /**
+   * # Variants
+   * 
+   * ## `"and"`
+   * 
+   * ## `"or"`
+   * 
+   * ## `"not"`
+   */
+  export type Logic = 'and' | 'or' | 'not';
+  /**
+   * Children are indexes into `query.nodes`. `not` takes exactly one child.
+   */
+  export interface Group {
+    logic: Logic,
+    children: Uint32Array,
+  }
+  /**
+   * WIT has no recursive types, so a condition tree travels as a flat list of nodes.
+   */
+  export type Node = NodeLeaf | NodeGroup;
+  export interface NodeLeaf {
+    tag: 'leaf',
+    val: Condition,
+  }
+  export interface NodeGroup {
+    tag: 'group',
+    val: Group,
+  }
+  export interface SortKey {
+    attribute: string,
+    descending: boolean,
+  }
+  /**
+   * A search. The host plans it onto the indexes and streams the matches.
+   */
+  export interface Query {
+    /**
+     * `nodes[0]` is the root; an empty list matches every record.
+     */
+    nodes: Array<Node>,
+    /**
+     * The projection: attribute names, or `["*"]` for every attribute.
+     */
+    attributes: Array<string>,
+    sort: Array<SortKey>,
+    offset: bigint,
+    limit?: bigint,
+  }
+  
+  export class Cursor implements Disposable {
+    /**
+     * This type does not have a public constructor.
+     */
+    private constructor();
+    /**
+    * Up to `max` records as compact JSON objects (no whitespace); an empty list means
+    * the end.
+    * Raises `internal` if the store fails mid-way.
+    */
+    nextBatch(max: number): Array<string>;
+    [Symbol.dispose](): void;
+  }
+}
