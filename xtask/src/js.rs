@@ -14,8 +14,8 @@
 //! The build writes `target/opshost-js/<name>/`: a copy of `wit/` plus a world `js-operation`
 //! that imports `log` and the listed interfaces, and an entry module that imports exactly those
 //! host interfaces, hands them to the SDK (`bind`) and re-exports the operation's `describe` and
-//! `handle`. Without `"wasi": true` the JS engine's WASI features (stdio, clocks, random) are
-//! left out, so the component imports no WASI at all and needs no `wasi` grant. A build is
+//! `handle`. Without `"wasi": true` the JS engine's WASI features (stdio, random) are left out,
+//! so the component imports no WASI at all and needs no `wasi` grant. A build is
 //! skipped when a SHA-256 over every input (sources, SDK, WIT, toolchain lock, build script)
 //! matches the last one: a warm `cargo xtask build` costs no JS build.
 
@@ -31,10 +31,14 @@ const INTERFACES: [&str; 13] = [
     "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users", "catalog",
     "packages", "components",
 ];
-/// The engine's WASI features componentize-js can leave out. `http` (wasi:http) is always left
-/// out: the host does not link it.
-const WASI_FEATURES: [&str; 3] = ["stdio", "random", "clocks"];
-const ALWAYS_DISABLED: [&str; 2] = ["http", "fetch-event"];
+/// The engine's WASI features an operation gets with `"wasi": true` (console output to the
+/// server log, real randomness for Math.random and crypto).
+const WASI_FEATURES: [&str; 2] = ["stdio", "random"];
+/// Left out always. `http` (wasi:http): the host does not link it. `clocks`: with it the engine
+/// calls `wasi:clocks/monotonic-clock#now` on entry to every export, `describe` included, which
+/// traps in the host's load sandbox (every import traps there); without it `Date.now()` is
+/// frozen at build time.
+const ALWAYS_DISABLED: [&str; 3] = ["http", "fetch-event", "clocks"];
 /// The world every generated WIT names.
 const WORLD: &str = "js-operation";
 
@@ -184,7 +188,12 @@ fn build_one(npm: &Path, g: &JsGuest) -> Result<()> {
     let gen = paths::root().join("target").join("opshost-js").join(&g.name);
     let world = world_wit(g);
     let entry = entry_js(g)?;
-    let digest = inputs_digest(g, &world, &entry)?;
+    let mut disabled: Vec<&str> = ALWAYS_DISABLED.to_vec();
+    if !g.wasi {
+        disabled.extend(WASI_FEATURES);
+    }
+    let disabled = disabled.join(",");
+    let digest = inputs_digest(g, &format!("{world}\n{disabled}"), &entry)?;
     let dests: Vec<PathBuf> = super::dest_dirs(g.kind).into_iter().map(|d| d.join(format!("{}.wasm", g.name))).collect();
     let stamp = paths::cache().join("js-stamps").join(format!("{}--{}", kind_label(g.kind), g.name));
     if dests.iter().all(|d| d.is_file()) && std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str()) {
@@ -200,11 +209,7 @@ fn build_one(npm: &Path, g: &JsGuest) -> Result<()> {
     let entry_path = gen.join("entry.js");
     std::fs::write(&entry_path, &entry)?;
     let built = gen.join(format!("{}.wasm", g.name));
-    let mut disabled: Vec<&str> = ALWAYS_DISABLED.to_vec();
-    if !g.wasi {
-        disabled.extend(WASI_FEATURES);
-    }
-    node(npm, &["component".as_ref(), entry_path.as_os_str(), wit_dir.as_os_str(), WORLD.as_ref(), built.as_os_str(), disabled.join(",").as_ref()])?;
+    node(npm, &["component".as_ref(), entry_path.as_os_str(), wit_dir.as_os_str(), WORLD.as_ref(), built.as_os_str(), disabled.as_ref()])?;
     for dest in &dests {
         std::fs::create_dir_all(dest.parent().context("destination folder")?)?;
         // Unchanged bytes are not rewritten: servers watch these folders.
