@@ -152,10 +152,17 @@ fn an_authenticated_body_is_bounded_by_max_body_size() {
     let server = Server::builder().env("OPERATIONSAPI_NETWORK_MAXBODYSIZE", "100000").start();
     ok(&server, json!({"operation": "create_database", "database": "big"}));
     ok(&server, json!({"operation": "create_table", "database": "big", "table": "t", "primary_key": "id"}));
-    let records: Vec<Value> = (0..3000).map(|i| json!({"id": i, "pad": "x".repeat(40)})).collect();
-    let (status, body) = server.post(json!({"operation": "insert", "database": "big", "table": "t", "records": records}));
-    assert_eq!(status, 413, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("maxBodySize")), "{body}");
+    // Declared past the limit: 413 before the body is read. Sent as headers only and then read,
+    // so the refusal is not raced by a client still writing into a closed connection.
+    let mut s = connect(&server);
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: {}\r\nContent-Length: 300000\r\n\r\n",
+        opshost_tests::basic(opshost_tests::ADMIN.0, opshost_tests::ADMIN.1)
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    let response = read_until_closed(&mut s, Duration::from_secs(20)).expect("answered and closed without the body");
+    assert_eq!(status_of(&response), 413, "{response}");
+    assert!(response.contains("maxBodySize"), "{response}");
     // Within the limit: fine (and more than an anonymous client may send).
     let records: Vec<Value> = (0..1000).map(|i| json!({"id": i, "pad": "x".repeat(40)})).collect();
     let (status, body) = server.post(json!({"operation": "insert", "database": "big", "table": "t", "records": records}));

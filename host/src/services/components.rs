@@ -11,8 +11,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -509,32 +508,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServiceError> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(internal)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
-    let written = (|| -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(internal)
+    super::config::write_atomically_mode(path, bytes, 0o600).map_err(internal)
 }
 
-/// Puts the bytes at `<componentsRoot>/<name>.wasm` atomically: written under a hidden name the
-/// watcher ignores, then renamed over the old file.
+/// Puts the bytes at `<componentsRoot>/<name>.wasm` atomically (under a hidden temporary name the
+/// watcher ignores, then renamed over the old file).
 fn install(root: &Path, name: &str, bytes: &[u8]) -> Result<(), ServiceError> {
     std::fs::create_dir_all(root).map_err(internal)?;
-    let tmp = root.join(format!(".{name}.wasm.{}.tmp", rand::random::<u32>()));
-    let written = (|| -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, root.join(format!("{name}.wasm")))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(internal)
+    super::config::write_atomically_mode(&root.join(format!("{name}.wasm")), bytes, 0o644).map_err(internal)
 }

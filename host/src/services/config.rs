@@ -499,7 +499,15 @@ fn set_path(doc: &mut Value, path: &str, value: Value) {
 /// Temp file in the same folder, fsync, rename: readers see the old file or the new one,
 /// never half of either.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_mode(path, bytes, 0o666)
+}
+
+/// The same, the file created with `mode` (less the umask) from its first byte: a private file
+/// is never readable by others, not even between its creation and the rename. The temporary
+/// name is hidden (a leading `.`), so folder watchers and scans skip it.
+pub fn write_atomically_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().context("a file path has a parent")?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
@@ -507,7 +515,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         uuid::Uuid::new_v4().simple()
     ));
     let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -10,35 +10,6 @@ use std::time::Duration;
 
 const KEY_FILE: &str = ".jwtPrivate.pem";
 
-/// Writes the signing key atomically, created 0600 from its first byte: a key file that is
-/// chmod'ed after the rename is readable by everyone in between (and for good after a crash).
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().context("the key path has a parent")?;
-    let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = (|| -> anyhow::Result<()> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Operation,
@@ -83,7 +54,8 @@ impl TokenService {
                 let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).context("generating the token signing key")?;
                 let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).context("encoding the token signing key")?.to_string();
                 std::fs::create_dir_all(root.join("keys"))?;
-                write_private(&path, pem.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+                // 0600 from its first byte: a key chmod'ed after the rename is readable in between.
+                super::config::write_atomically_mode(&path, pem.as_bytes(), 0o600)?;
                 pem
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
