@@ -3,7 +3,7 @@
 //! (rcgen), and stores certificates in `system.hdb_certificate` with their private keys as
 //! 0600 files under `<rootPath>/keys/`. Key material never leaves this module but as files.
 
-use super::storage::{Storage, WriteMode, SYSTEM_DATABASE};
+use super::storage::{StorageBackend, WriteMode, SYSTEM_DATABASE};
 use super::ServiceError;
 use anyhow::Context as _;
 use parking_lot::RwLock;
@@ -49,7 +49,7 @@ pub struct Parsed {
 
 pub struct CertService {
     keys_dir: PathBuf,
-    storage: Arc<Storage>,
+    storage: Arc<dyn StorageBackend>,
     /// Parsed once, handed out until the next add or remove.
     cache: RwLock<Option<Arc<Vec<CertRecord>>>>,
 }
@@ -63,7 +63,7 @@ pub fn valid_cert_name(name: &str) -> bool {
 }
 
 impl CertService {
-    pub fn open(root: &Path, storage: Arc<Storage>) -> anyhow::Result<Self> {
+    pub fn open(root: &Path, storage: Arc<dyn StorageBackend>) -> anyhow::Result<Self> {
         let keys_dir = root.join("keys");
         std::fs::create_dir_all(&keys_dir)?;
         if storage.describe_table(SYSTEM_DATABASE, TABLE).is_err() {
@@ -363,6 +363,7 @@ fn openssl_time(t: ::time::OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::storage::Storage;
 
     fn service() -> (PathBuf, CertService) {
         let dir = std::env::temp_dir().join(format!("opshost-certs-{}", uuid::Uuid::new_v4().simple()));

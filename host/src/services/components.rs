@@ -5,7 +5,7 @@
 //! the registry, which sit above the services: the server hands them in as a [`Deployer`].
 
 use super::grants::{Deployed, Policy};
-use super::storage::{Storage, WriteMode, SYSTEM_DATABASE};
+use super::storage::{StorageBackend, WriteMode, SYSTEM_DATABASE};
 use super::ServiceError;
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -101,7 +101,7 @@ impl Version {
 }
 
 pub struct ComponentService {
-    storage: Arc<Storage>,
+    storage: Arc<dyn StorageBackend>,
     store: PathBuf,
     deployer: OnceLock<Weak<dyn Deployer>>,
     /// One change (deploy, drop, rollback) at a time: each reads, checks and writes versions.
@@ -139,7 +139,7 @@ pub fn check_name(name: &str) -> Result<(), ServiceError> {
 }
 
 impl ComponentService {
-    pub fn open(root: &Path, storage: Arc<Storage>) -> anyhow::Result<Arc<Self>> {
+    pub fn open(root: &Path, storage: Arc<dyn StorageBackend>) -> anyhow::Result<Arc<Self>> {
         for table in [TABLE, EVENTS] {
             if storage.describe_table(SYSTEM_DATABASE, table).is_err() {
                 storage
@@ -464,7 +464,7 @@ impl ComponentService {
 
 /// The parts of the service a blocking task needs.
 struct Store {
-    storage: Arc<Storage>,
+    storage: Arc<dyn StorageBackend>,
     store: PathBuf,
 }
 

@@ -2,7 +2,7 @@
 //! a bound on concurrently running jobs and on queued ones (globally and per user), ageing out
 //! of old records, and interruption of running jobs on restart.
 
-use super::storage::{Storage, WriteMode, SYSTEM_DATABASE};
+use super::storage::{StorageBackend, WriteMode, SYSTEM_DATABASE};
 use super::ServiceError;
 use anyhow::Context as _;
 use parking_lot::Mutex;
@@ -115,7 +115,7 @@ struct Running {
 }
 
 pub struct JobService {
-    storage: Arc<Storage>,
+    storage: Arc<dyn StorageBackend>,
     running: Mutex<HashMap<String, Running>>,
     /// Bounds how many jobs run at once (`operationsApi.jobs.maxConcurrent`); the rest wait
     /// IN_PROGRESS for a slot, and requests keep being answered meanwhile.
@@ -141,7 +141,7 @@ pub fn now_ms() -> u64 {
 impl JobService {
     /// Opens the job table; a job still IN_PROGRESS was running when the server stopped, and
     /// is marked ERROR so no one waits on it forever.
-    pub fn open(storage: Arc<Storage>, max_concurrent: usize) -> anyhow::Result<Arc<Self>> {
+    pub fn open(storage: Arc<dyn StorageBackend>, max_concurrent: usize) -> anyhow::Result<Arc<Self>> {
         if storage.describe_table(SYSTEM_DATABASE, TABLE).is_err() {
             storage.create_table(SYSTEM_DATABASE, TABLE, "id").map_err(ServiceError::into_anyhow).context("creating system.hdb_job")?;
         }
@@ -327,6 +327,7 @@ impl JobService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::storage::Storage;
 
     fn storage() -> (Arc<Storage>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("opshost-jobs-{}", uuid::Uuid::new_v4()));

@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub struct Services {
     pub config: config::ConfigService,
     pub sysinfo: Arc<sysinfo::SysinfoService>,
-    pub storage: Arc<storage::Storage>,
+    pub storage: Arc<dyn storage::StorageBackend>,
     pub certs: Arc<certs::CertService>,
     pub jobs: Arc<jobs::JobService>,
     pub catalog: catalog::Catalog,

@@ -2,7 +2,7 @@
 //! hashes, role permissions parsed once into [`Permissions`], and a generation counter that
 //! tells caches (logins, tokens) that something changed.
 
-use super::storage::{Storage, WriteMode, SYSTEM_DATABASE};
+use super::storage::{StorageBackend, WriteMode, SYSTEM_DATABASE};
 use super::ServiceError;
 use anyhow::Context as _;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -226,7 +226,7 @@ struct State {
 }
 
 pub struct UserService {
-    storage: Arc<Storage>,
+    storage: Arc<dyn StorageBackend>,
     state: RwLock<State>,
     /// Bumped on every change to users or roles; cached logins older than it are re-checked.
     generation: AtomicU64,
@@ -320,7 +320,7 @@ fn internal(e: ServiceError) -> anyhow::Error {
 impl UserService {
     /// Opens the user and role tables (creating them and the built-in roles on first start),
     /// and imports a `users.json` left by an earlier version.
-    pub fn open(root: &Path, storage: Arc<Storage>) -> anyhow::Result<Arc<Self>> {
+    pub fn open(root: &Path, storage: Arc<dyn StorageBackend>) -> anyhow::Result<Arc<Self>> {
         for (table, key) in [(USERS, "username"), (ROLES, "id")] {
             if storage.describe_table(SYSTEM_DATABASE, table).is_err() {
                 storage.create_table(SYSTEM_DATABASE, table, key).map_err(internal).with_context(|| format!("creating system.{table}"))?;
@@ -734,6 +734,7 @@ fn times(row: &Value) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::storage::Storage;
 
     fn service() -> (Arc<UserService>, Arc<Storage>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("opshost-users-{}", uuid::Uuid::new_v4().simple()));

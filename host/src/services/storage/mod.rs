@@ -19,8 +19,11 @@
 //! the catalog entry, `drop_table` deletes the entry before them, and `open` drops column
 //! families (and counters, attributes) that have no catalog entry.
 
+pub mod backend;
 pub mod keys;
 pub mod query;
+
+pub use backend::StorageBackend;
 
 use super::ServiceError;
 use anyhow::Context as _;
@@ -1278,3 +1281,5 @@ impl Cursor {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod conformance;
