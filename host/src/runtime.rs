@@ -372,13 +372,15 @@ fn engine_config(pool: Option<(u32, usize)>) -> Config {
         config.memory_reservation(max_memory as u64);
         let mut p = PoolingAllocationConfig::default();
         p.total_component_instances(instances)
-            .total_core_instances(instances * 4)
+            // A counter, not a pool of slots (instance metadata is allocated per instance):
+            // a Python component (componentize-py) instantiates 38 core modules.
+            .total_core_instances(instances * 64)
             .total_memories(instances * 2)
             .total_tables(instances * 4)
             .total_stacks(instances)
             .max_memories_per_component(2)
             .max_tables_per_component(8)
-            .max_core_instances_per_component(16)
+            .max_core_instances_per_component(64)
             .max_memory_size(max_memory)
             // Reset the pages a call touched in place instead of unmapping them: PAGEMAP_SCAN
             // (Linux >= 6.7) finds them, so the next call takes no page faults and no TLB

@@ -15,11 +15,16 @@ use anyhow::{bail, Context, Result};
 // destination folders.
 #[path = "js.rs"]
 pub mod js;
+// Python operations (componentize-py), the same way.
+#[path = "py.rs"]
+pub mod py;
 
 /// Where JavaScript operations live: `operations/js/` and `examples/js/` (excluded from the cargo
 /// workspace, whose `*` member globs would otherwise take them for crates) and `tests/guests-js/`
 /// (beside `tests/guests/`: cargo ignores `exclude` below the `tests` member).
 const JS_PLACES: [(&str, Kind); 3] = [("operations/js", Kind::Builtin), ("examples/js", Kind::Example), ("tests/guests-js", Kind::TestOnly)];
+/// Where Python operations live, likewise.
+const PY_PLACES: [(&str, Kind); 3] = [("operations/py", Kind::Builtin), ("examples/py", Kind::Example), ("tests/guests-py", Kind::TestOnly)];
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -143,7 +148,8 @@ fn wants_wasip1(manifest: &str) -> bool {
 /// componentizes the modules whose bytes changed.
 pub fn build_all(toolchain: &Toolchain, with_test_guests: bool) -> Result<()> {
     build(toolchain, discover(with_test_guests)?)?;
-    js::build(js::discover(with_test_guests)?)
+    js::build(js::discover(with_test_guests)?)?;
+    py::build(py::discover(with_test_guests)?)
 }
 
 /// `cargo xtask build-guests [NAME...]`: every guest, or only the named crates (quicker while
@@ -151,15 +157,19 @@ pub fn build_all(toolchain: &Toolchain, with_test_guests: bool) -> Result<()> {
 pub fn build_named(toolchain: &Toolchain, names: &[String]) -> Result<()> {
     let all = discover(true)?;
     let all_js = js::discover(true)?;
+    let all_py = py::discover(true)?;
     if names.is_empty() {
         build(toolchain, all)?;
-        return js::build(all_js);
+        js::build(all_js)?;
+        return py::build(all_py);
     }
-    if let Some(missing) = names.iter().find(|n| !all.iter().any(|g| &g.package == *n) && !all_js.iter().any(|g| &g.name == *n)) {
-        bail!("no guest crate named '{missing}' in operations/, examples/ or tests/guests/ (nor a JavaScript operation in their js/ folders)");
+    let known = |n: &String| all.iter().any(|g| &g.package == n) || all_js.iter().any(|g| &g.name == n) || all_py.iter().any(|g| &g.name == n);
+    if let Some(missing) = names.iter().find(|n| !known(n)) {
+        bail!("no guest crate named '{missing}' in operations/, examples/ or tests/guests/ (nor a JavaScript or Python operation in their js/ or py/ folders)");
     }
     build(toolchain, all.into_iter().filter(|g| names.contains(&g.package)).collect())?;
-    js::build(all_js.into_iter().filter(|g| names.contains(&g.name)).collect())
+    js::build(all_js.into_iter().filter(|g| names.contains(&g.name)).collect())?;
+    py::build(all_py.into_iter().filter(|g| names.contains(&g.name)).collect())
 }
 
 fn build(toolchain: &Toolchain, guests: Vec<Guest>) -> Result<()> {

@@ -35,7 +35,7 @@ fn main() -> Result<()> {
                  bench          print the performance figures (call overhead, throughput, start-up)\n\
                  sign --key KEY.pem [--grants a,b] COMPONENT.wasm\n\
                  \x20              sign a component for operationsApi.components.trustedKeys (writes COMPONENT.wasm.sig)\n\
-                 new-operation NAME [--out operations|examples]\n\
+                 new-operation NAME [--out operations|examples] [--lang rust|js|python]\n\
                  \x20              scaffold an operation crate (default: operations/NAME, a built-in)"
             );
             if command == "help" { Ok(()) } else { bail!("unknown command '{command}'") }

@@ -5,6 +5,7 @@
 //! third-party component to copy into `componentsRoot`). A standalone crate outside the
 //! workspace is not supported.
 //! `--lang js` makes a JavaScript operation in `<folder>/js/NAME/` instead (guests.rs's js.rs).
+//! `--lang python` makes a Python operation in `<folder>/py/NAME/` (guests.rs's py.rs).
 
 use crate::paths;
 use anyhow::{bail, Context, Result};
@@ -30,7 +31,7 @@ pub fn new_operation(args: &[String]) -> Result<()> {
     let place = place(out.as_deref())?;
     for (folder, _) in PLACES.iter().chain(&[("tests/guests", "")]) {
         // A JavaScript operation's folder name is also its component's name: one per name.
-        for existing in [paths::root().join(folder).join(&name), paths::root().join(folder).join("js").join(&name)] {
+        for existing in [paths::root().join(folder).join(&name), paths::root().join(folder).join("js").join(&name), paths::root().join(folder).join("py").join(&name)] {
             if existing.exists() {
                 bail!("{} already exists; not overwriting it (a crate named '{name}' would also clash in the workspace)", existing.display());
             }
@@ -39,20 +40,23 @@ pub fn new_operation(args: &[String]) -> Result<()> {
     if lang == "js" {
         return crate::guests::js::scaffold(&name, place);
     }
+    if lang == "python" {
+        return crate::guests::py::scaffold(&name, place);
+    }
     let dir = paths::root().join(place).join(&name);
     write_crate(&dir, &name)?;
     print_next_steps(&name, place);
     Ok(())
 }
 
-/// `--lang rust|js` (default rust), taken out of the arguments.
+/// `--lang rust|js|python` (default rust), taken out of the arguments.
 fn take_lang(args: &[String]) -> Result<(String, Vec<String>)> {
     let mut lang = "rust".to_string();
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--lang" {
-            lang = it.next().context("--lang needs a language: rust or js")?.clone();
+            lang = it.next().context("--lang needs a language: rust, js or python")?.clone();
         } else if let Some(value) = arg.strip_prefix("--lang=") {
             lang = value.to_string();
         } else {
@@ -60,10 +64,10 @@ fn take_lang(args: &[String]) -> Result<(String, Vec<String>)> {
         }
     }
     match lang.as_str() {
-        "rust" | "js" => Ok((lang, rest)),
+        "rust" | "js" | "python" => Ok((lang, rest)),
         "javascript" => Ok(("js".into(), rest)),
-        "python" => bail!("--lang python is not available yet (see issue 14); use rust or js"),
-        other => bail!("--lang {other}: unknown language; use rust or js"),
+        "py" => Ok(("python".into(), rest)),
+        other => bail!("--lang {other}: unknown language; use rust, js or python"),
     }
 }
 
@@ -76,12 +80,12 @@ fn parse_args(args: &[String]) -> Result<(String, Option<String>)> {
         match arg.as_str() {
             "--out" => out = Some(it.next().context("--out needs a folder: operations or examples")?.clone()),
             s if s.starts_with("--out=") => out = Some(s["--out=".len()..].to_string()),
-            s if s.starts_with('-') => bail!("unknown option '{s}'\n\nusage: cargo xtask new-operation NAME [--out operations|examples] [--lang rust|js]"),
+            s if s.starts_with('-') => bail!("unknown option '{s}'\n\nusage: cargo xtask new-operation NAME [--out operations|examples] [--lang rust|js|python]"),
             s if name.is_none() => name = Some(s.to_string()),
             s => bail!("unexpected argument '{s}'"),
         }
     }
-    let name = name.context("usage: cargo xtask new-operation NAME [--out operations|examples] [--lang rust|js]")?;
+    let name = name.context("usage: cargo xtask new-operation NAME [--out operations|examples] [--lang rust|js|python]")?;
     Ok((name, out))
 }
 
