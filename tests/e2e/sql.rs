@@ -95,3 +95,41 @@ fn sql_errors_use_harpers_texts() {
     );
     assert_eq!(server.post(json!({"operation": "sql", "sql": "SELECT * FROM dev.nosuch"})), (404, json!({"error": "Table 'dev.nosuch' does not exist"})));
 }
+
+/// One meaning for every condition, whichever side evaluates it: the host's search engine
+/// (`search_by_conditions`, and SQL planned onto it) and the guest's SQL evaluator (a condition
+/// OR-ed with a LIKE that only the guest can evaluate). Both call `opshost-conditions`.
+#[test]
+fn a_condition_means_the_same_on_the_host_and_in_the_sql_guest() {
+    let server = Server::start();
+    ok(&server, json!({"operation": "create_table", "database": "dev", "table": "c", "primary_key": "id"}));
+    ok(&server, json!({"operation": "insert", "database": "dev", "table": "c", "records": [
+        {"id": 1, "age": 1, "name": "one"},
+        {"id": 2, "age": 1.5, "name": "one and a half"},
+        {"id": 3, "age": "1", "name": "text one"},
+        {"id": 4, "age": 2, "tags": ["a", "b"], "name": "two"},
+        {"id": 5, "age": null, "tags": ["b"], "name": "none"},
+        {"id": 6, "name": "abc"},
+    ]}));
+    // (SQL predicate, the same as a search_by_conditions condition, the ids that match)
+    let cases = [
+        ("age = 1.0", json!({"attribute": "age", "comparator": "equals", "value": 1.0}), vec![1]),
+        ("age = '1'", json!({"attribute": "age", "comparator": "equals", "value": "1"}), vec![3]),
+        ("age > 1", json!({"attribute": "age", "comparator": "greater_than", "value": 1}), vec![2, 4]),
+        ("age >= 1.0", json!({"attribute": "age", "comparator": "greater_than_equal", "value": 1.0}), vec![1, 2, 4]),
+        ("age BETWEEN 1 AND 1.5", json!({"attribute": "age", "comparator": "between", "value": [1, 1.5]}), vec![1, 2]),
+        ("tags LIKE '%a%'", json!({"attribute": "tags", "comparator": "contains", "value": "a"}), vec![4]),
+        ("name LIKE 'ab%'", json!({"attribute": "name", "comparator": "starts_with", "value": "ab"}), vec![6]),
+        ("name LIKE '%one'", json!({"attribute": "name", "comparator": "ends_with", "value": "one"}), vec![1, 3, 5]),
+    ];
+    for (predicate, condition, expected) in cases {
+        let host = ok(&server, json!({"operation": "search_by_conditions", "database": "dev", "table": "c", "get_attributes": ["id"], "conditions": [condition]}));
+        assert_eq!(sorted_ids(&host), expected, "search_by_conditions {predicate}");
+        let planned = sql(&server, &format!("SELECT id FROM dev.c WHERE {predicate}"));
+        assert_eq!(sorted_ids(&planned), expected, "SQL on the host: {predicate}");
+        // `'zz%q'` is neither a prefix, suffix nor infix search: only the guest evaluates it, so the
+        // whole OR (and the condition in it) is evaluated in the guest.
+        let in_guest = sql(&server, &format!("SELECT id FROM dev.c WHERE ({predicate}) OR name LIKE 'zz%q'"));
+        assert_eq!(sorted_ids(&in_guest), expected, "SQL in the guest: {predicate}");
+    }
+}

@@ -412,7 +412,7 @@ impl Browser {
     /// Saves the page as `target/test-output/studio/<test>.png`.
     fn screenshot(&self) {
         let png = self.call("GET", &self.session_path("/screenshot"), Value::Null);
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").join("target/test-output/studio");
+        let dir = opshost_tests::repo().join("target/test-output/studio");
         std::fs::create_dir_all(&dir).expect("screenshot folder");
         let bytes = decode_base64(png.as_str().unwrap_or_default());
         assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");

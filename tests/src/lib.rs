@@ -26,8 +26,12 @@ pub fn test_guest(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"))
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+/// The clone the tests run in. Read when the test runs, not when it was compiled: the build cache
+/// lives outside the clone and is shared by clones at other paths, and cargo reuses a test binary
+/// built in one of them (its fingerprint does not include the clone's path).
+pub fn repo() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().expect("repo root").to_path_buf()
 }
 
 /// One compile cache for every test server, so only the first start compiles.

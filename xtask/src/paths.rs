@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 
 /// The repository root (xtask lives one level below it).
+/// Read at run time (`cargo xtask` runs it through cargo, which sets it): the compiled xtask may
+/// come from the shared build cache, built in a clone at another path.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().expect("xtask has a parent").to_path_buf()
 }
 
 /// `target/opshost/`: the self-contained server folder.

@@ -3,6 +3,7 @@
 //! predicate evaluation, projection and streaming aggregation over `serde_json::Value` rows.
 
 use crate::data::{default_database, Comparator, Cond};
+use opshost_conditions::Cmp;
 use serde_json::{Map, Number, Value};
 use sqlparser::ast::{
     BinaryOperator as Op, Distinct, DuplicateTreatment, Expr, FromTable, FunctionArg, FunctionArgExpr,
@@ -456,34 +457,34 @@ fn push(out: &mut Vec<String>, a: &str) {
     }
 }
 
-/// The host's comparator semantics, for conditions under an OR/NOT that also holds a guest LIKE.
+/// A condition evaluated in the guest (under an OR/NOT that also holds a LIKE): with the host's
+/// exact semantics, from the one crate both sides use.
 fn cond_matches(c: &Cond, row: &Value) -> bool {
     match c {
         Cond::Leaf { attribute, comparator, value, upper } => {
-            let v = row.get(attribute).unwrap_or(&Value::Null);
-            let ord = same_type_cmp(v, value);
-            let strs = v.as_str().zip(value.as_str());
-            match comparator {
-                Comparator::Equals => ord == Some(Ordering::Equal),
-                Comparator::NotEqual => ord != Some(Ordering::Equal),
-                Comparator::Contains => strs.is_some_and(|(a, b)| a.contains(b)),
-                Comparator::StartsWith => strs.is_some_and(|(a, b)| a.starts_with(b)),
-                Comparator::EndsWith => strs.is_some_and(|(a, b)| a.ends_with(b)),
-                Comparator::GreaterThan => ord == Some(Ordering::Greater),
-                Comparator::GreaterThanEqual => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
-                Comparator::LessThan => ord == Some(Ordering::Less),
-                Comparator::LessThanEqual => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
-                Comparator::Between => {
-                    matches!(ord, Some(Ordering::Greater | Ordering::Equal))
-                        && upper.as_ref().and_then(|u| same_type_cmp(v, u)).is_some_and(|o| o != Ordering::Greater)
-                }
-                Comparator::Exists => !v.is_null(),
-                Comparator::IsNull => v.is_null(),
-            }
+            let actual = row.get(attribute).unwrap_or(&Value::Null);
+            opshost_conditions::leaf_matches(actual, cmp_of(*comparator), value, upper.as_ref())
         }
         Cond::And(v) => v.iter().all(|c| cond_matches(c, row)),
         Cond::Or(v) => v.iter().any(|c| cond_matches(c, row)),
         Cond::Not(c) => !cond_matches(c, row),
+    }
+}
+
+fn cmp_of(c: Comparator) -> Cmp {
+    match c {
+        Comparator::Equals => Cmp::Equals,
+        Comparator::NotEqual => Cmp::NotEqual,
+        Comparator::Contains => Cmp::Contains,
+        Comparator::StartsWith => Cmp::StartsWith,
+        Comparator::EndsWith => Cmp::EndsWith,
+        Comparator::GreaterThan => Cmp::GreaterThan,
+        Comparator::GreaterThanEqual => Cmp::GreaterThanEqual,
+        Comparator::LessThan => Cmp::LessThan,
+        Comparator::LessThanEqual => Cmp::LessThanEqual,
+        Comparator::Between => Cmp::Between,
+        Comparator::Exists => Cmp::Exists,
+        Comparator::IsNull => Cmp::IsNull,
     }
 }
 
@@ -509,17 +510,6 @@ fn like_match(text: &[char], pat: &[char]) -> bool {
     pat[p..].iter().all(|&c| c == '%')
 }
 
-/// Type-sensitive comparison: numbers with numbers, strings with strings; None across types.
-fn same_type_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
-        (Value::Null, Value::Null) => Some(Ordering::Equal),
-        _ => (a == b).then_some(Ordering::Equal),
-    }
-}
-
 /// A total order for sorting and MIN/MAX: null < booleans < numbers < strings < the rest.
 fn total_cmp(a: &Value, b: &Value) -> Ordering {
     let rank = |v: &Value| match v {
@@ -530,7 +520,7 @@ fn total_cmp(a: &Value, b: &Value) -> Ordering {
         Value::Array(_) => 4,
         Value::Object(_) => 5,
     };
-    rank(a).cmp(&rank(b)).then_with(|| same_type_cmp(a, b).unwrap_or(Ordering::Equal))
+    rank(a).cmp(&rank(b)).then_with(|| opshost_conditions::compare(a, b).unwrap_or(Ordering::Equal))
 }
 
 /// JavaScript prints whole floats without `.0`; so do we.

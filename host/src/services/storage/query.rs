@@ -5,21 +5,8 @@ use super::keys;
 use serde_json::Value;
 use std::cmp::Ordering;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cmp {
-    Equals,
-    NotEqual,
-    Contains,
-    StartsWith,
-    EndsWith,
-    GreaterThan,
-    GreaterThanEqual,
-    LessThan,
-    LessThanEqual,
-    Between,
-    Exists,
-    IsNull,
-}
+/// What a comparator means is defined once, for the host and the guests' SQL evaluator alike.
+pub use opshost_conditions::{compare, leaf_matches, Cmp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cond {
@@ -69,50 +56,6 @@ impl Cond {
             Cond::And(c) | Cond::Or(c) => c.iter().for_each(|c| c.attributes(out)),
             Cond::Not(c) => c.attributes(out),
         }
-    }
-}
-
-/// Type-sensitive comparison of one attribute value: `"3"` never equals `3`, and ordering
-/// comparisons only hold between values of the same type.
-pub fn leaf_matches(actual: &Value, cmp: Cmp, value: &Value, upper: Option<&Value>) -> bool {
-    match cmp {
-        Cmp::Equals => actual == value,
-        Cmp::NotEqual => actual != value,
-        Cmp::Exists => !actual.is_null(),
-        Cmp::IsNull => actual.is_null(),
-        Cmp::Contains => match (actual, value) {
-            (Value::String(a), Value::String(v)) => a.contains(v.as_str()),
-            (Value::Array(items), v) => items.contains(v),
-            _ => false,
-        },
-        Cmp::StartsWith => matches!((actual, value), (Value::String(a), Value::String(v)) if a.starts_with(v.as_str())),
-        Cmp::EndsWith => matches!((actual, value), (Value::String(a), Value::String(v)) if a.ends_with(v.as_str())),
-        Cmp::GreaterThan => compare(actual, value) == Some(Ordering::Greater),
-        Cmp::GreaterThanEqual => matches!(compare(actual, value), Some(Ordering::Greater | Ordering::Equal)),
-        Cmp::LessThan => compare(actual, value) == Some(Ordering::Less),
-        Cmp::LessThanEqual => matches!(compare(actual, value), Some(Ordering::Less | Ordering::Equal)),
-        Cmp::Between => {
-            let Some(upper) = upper else { return false };
-            matches!(compare(actual, value), Some(Ordering::Greater | Ordering::Equal))
-                && matches!(compare(actual, upper), Some(Ordering::Less | Ordering::Equal))
-        }
-    }
-}
-
-/// Ordering between two values of the same type; `None` across types.
-pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        // Integers compare exactly (f64 would call 2^53 and 2^53 + 1 equal).
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(a), Some(b), _, _) => Some(a.cmp(&b)),
-            (_, _, Some(a), Some(b)) => Some(a.cmp(&b)),
-            (Some(_), None, _, Some(_)) => Some(Ordering::Less),
-            (None, Some(_), Some(_), _) => Some(Ordering::Greater),
-            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        },
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
-        _ => None,
     }
 }
 
@@ -191,11 +134,14 @@ fn leaf_driver(attribute: &str, cmp: Cmp, value: &Value, upper: Option<&Value>, 
             let (start, _) = type_range(value);
             (5, start, keys::prefix_end(&keys::encoded(value)))
         }
-        Cmp::Contains | Cmp::EndsWith if value.is_string() => {
+        // Only strings end with a string; `contains` also matches array items, and `exists` also
+        // holds for arrays and objects, none of which the attribute indexes hold: those two read
+        // the records themselves.
+        Cmp::EndsWith if value.is_string() => {
             let (start, end) = type_range(value);
             (2, start, end)
         }
-        Cmp::Exists => (1, vec![0x00], vec![0xFF]),
+        Cmp::Exists if is_pk => (1, vec![0x00], vec![0xFF]),
         _ => return None,
     };
     if is_pk {
