@@ -119,6 +119,17 @@ fn raw(text: String) -> Result<Box<RawValue>, Error> {
     RawValue::from_string(text).map_err(|e| Error::Internal(format!("host returned invalid JSON: {e}")))
 }
 
+/// The table's audit log in HarperDB's `read_audit_log` shape, as raw JSON. `search_type` is
+/// `timestamp` (or empty), `username` or `hash_value`.
+pub fn read_audit_log(database: &str, table: &str, search_type: &str, values: &[Value]) -> Result<Box<RawValue>, Error> {
+    raw(wit::read_audit_log(database, table, search_type, &texts(values))?)
+}
+
+/// Deletes the table's audit entries older than `timestamp` (epoch ms); returns how many.
+pub fn delete_audit_log_before(database: &str, table: &str, timestamp: f64) -> Result<u64, Error> {
+    wit::delete_audit_log_before(database, table, timestamp)
+}
+
 /// One table's facts (primary key, attributes, record count). Raises `not-found` with
 /// HarperDB's text (`Table 'dev.x' does not exist`, `database 'x' does not exist`).
 pub fn table_info(database: &str, table: &str) -> Result<TableInfo, Error> {
@@ -156,15 +167,14 @@ pub fn describe(database: &str, table: &str) -> Result<Value, Error> {
     out.insert("schema".into(), json!(info.database));
     out.insert("name".into(), json!(info.table));
     out.insert("hash_attribute".into(), json!(info.primary_key));
-    // opshost keeps no audit log (yet): say so rather than claim one.
-    out.insert("audit".into(), json!(false));
+    out.insert("audit".into(), json!(info.audit));
     out.insert("schema_defined".into(), json!(false));
     out.insert("attributes".into(), Value::Array(attributes));
     out.insert("db_size".into(), json!(info.table_size));
     out.insert("sources".into(), json!([]));
     out.insert("record_count".into(), json!(info.record_count));
     out.insert("table_size".into(), json!(info.table_size));
-    out.insert("db_audit_size".into(), json!(0));
+    out.insert("db_audit_size".into(), json!(info.audit_size));
     if let Some(last) = info.last_updated {
         out.insert("last_updated_record".into(), json!(last));
     }

@@ -63,6 +63,12 @@ pub mod control {
 /// Log lines into the host's log.
 pub mod log {
     use super::wit::log::{write, Level};
+    pub use super::wit::log::LogQuery;
+
+    /// The server log's entries as a JSON array (super users only).
+    pub fn read(query: &LogQuery) -> Result<String, crate::Error> {
+        super::wit::log::read(query)
+    }
 
     pub fn info(message: &str) {
         write(Level::Info, message);

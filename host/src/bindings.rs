@@ -19,6 +19,9 @@ wasmtime::component::bindgen!({
         // thread, so the call's time limit (which drops the call) stops them between steps.
         "opshost:host/storage.[method]cursor.next-batch": async,
         "opshost:host/storage.get": async,
+        "opshost:host/storage.read-audit-log": async,
+        "opshost:host/log.read": async,
+        "opshost:host/storage.delete-audit-log-before": async,
         // Uploads wait on the network; password hashing takes tens of milliseconds.
         "opshost:host/objectstore.put": async,
         "opshost:host/objectstore.[method]upload.write": async,

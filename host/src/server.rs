@@ -40,6 +40,9 @@ pub fn run(options: Options) -> Result<()> {
     config.apply_overrides(&options.overrides).context("applying environment and flag overrides")?;
     let settings = config.settings()?;
     let log = init_logging(&settings.log_level);
+    if let Err(e) = crate::services::logs::configure(&settings.log) {
+        tracing::error!("opening the log file in {}: {e:#}", settings.log.root.display());
+    }
 
     std::fs::create_dir_all(&settings.components_root).with_context(|| format!("creating {}", settings.components_root.display()))?;
     // Keys, password hashes (in the database's WAL) and exports: readable by this user only,
@@ -89,6 +92,7 @@ async fn serve(
     // Watch the component folders before the first scan: a file copied in at any moment after
     // start-up (even before "listening" is printed) is either in the scan or seen by the watcher.
     let mut watcher = watch_components(&state);
+    crate::services::storage::audit::start_retention(state.services.storage.clone().local());
     {
         let _loading = state.reload.lock().await;
         let loader = state.clone();
@@ -150,9 +154,13 @@ async fn restart(
     if let Some(handle) = log {
         let _ = handle.reload(filter_for(&settings.log_level));
     }
+    if let Err(e) = crate::services::logs::configure(&settings.log) {
+        tracing::error!("re-opening the log file in {}: {e:#}", settings.log.root.display());
+    }
     std::fs::create_dir_all(&settings.components_root)?;
     state.services.export_roots.store(Arc::new(crate::services::files::ExportRoots::new(&settings.export_roots)));
     state.services.token_lifetimes.store(Arc::new((settings.operation_token_timeout, settings.refresh_token_timeout)));
+    state.services.storage.clone().local().audit_settings().set(settings.audit_log, settings.audit_retention);
     state.settings.store(Arc::new(settings.clone()));
     state.auth.clear();
     // componentsRoot may have moved: watch the (new) folders before reloading, so nothing
@@ -610,6 +618,6 @@ fn filter_for(level: &str) -> EnvFilter {
 fn init_logging(level: &str) -> Option<LogHandle> {
     use tracing_subscriber::prelude::*;
     let (filter, handle) = reload::Layer::new(filter_for(level));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    tracing_subscriber::registry().with(filter).with(fmt).try_init().ok().map(|_| handle)
+    // hdb.log and stderr (services/logs.rs), as `logging.*` says once configured.
+    tracing_subscriber::registry().with(filter).with(crate::services::logs::LogLayer).try_init().ok().map(|_| handle)
 }

@@ -1,9 +1,11 @@
 //! End-to-end tests: one binary, one module per area. Each test starts the real server
 //! (built by `cargo xtask build`) on its own port and root folder.
 
+mod audit;
 mod auth;
 mod certs;
 mod cli;
+mod compat;
 mod components;
 mod data;
 mod faults;
@@ -13,6 +15,7 @@ mod hostile_jobs;
 mod hostile_plugins;
 mod crash;
 mod jobs;
+mod logs;
 mod pipeline;
 mod plugins;
 mod polyglot;

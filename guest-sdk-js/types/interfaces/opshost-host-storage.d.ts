@@ -49,6 +49,19 @@ declare module 'opshost:host/storage@0.1.0' {
    * unknown attribute or a malformed query.
    */
   export function search(database: string, table: string, query: Query): Cursor;
+  /**
+   * The table's audit log as JSON text in HarperDB's `read_audit_log` shape. `search-type`
+   * is `timestamp` (or empty), `username` or `hash_value`; `search-values` are JSON texts
+   * (`[]` all, `[from]`, `[from, to]` epoch ms for `timestamp`). Super users only
+   * (`forbidden` otherwise). Raises `not-found` for an unknown table and `bad-request` for
+   * a bad search or an answer too large (narrow the time range).
+   */
+  export function readAuditLog(database: string, table: string, searchType: string, searchValues: Array<string>): string;
+  /**
+   * Deletes the table's audit entries older than `timestamp` (epoch ms); returns how many.
+   * Super users only. Raises `not-found` for an unknown table.
+   */
+  export function deleteAuditLogBefore(database: string, table: string, timestamp: number): bigint;
   export type OpError = import('opshost:host/types@0.1.0').OpError;
   /**
    * How a batch of records is written.
@@ -92,6 +105,14 @@ declare module 'opshost:host/storage@0.1.0' {
      * `__updatedtime__` of the most recently written record, if any.
      */
     lastUpdated?: bigint,
+    /**
+     * Whether changes to the table are recorded in its audit log (`logging.auditLog`).
+     */
+    audit: boolean,
+    /**
+     * Approximate bytes of the table's audit log.
+     */
+    auditSize: bigint,
   }
   /**
    * Comparison of one attribute against a JSON value. Matching is type-sensitive:

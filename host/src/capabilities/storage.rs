@@ -7,7 +7,7 @@ use crate::bindings::opshost::host::storage::{
 };
 use crate::bindings::OpError;
 use crate::services::storage::query::{Cmp, Cond, Query as ServiceQuery};
-use crate::services::storage::{self, Cursor, WriteOutcome};
+use crate::services::storage::{self, audit, Cursor, WriteOutcome};
 use serde_json::Value;
 use wasmtime::component::Resource;
 
@@ -103,6 +103,8 @@ impl Host for CallState {
             record_count: info.record_count,
             table_size: info.table_size,
             last_updated: info.last_updated,
+            audit: info.audit,
+            audit_size: info.audit_size,
         })
     }
 
@@ -124,7 +126,8 @@ impl Host for CallState {
             WriteMode::Upsert => storage::WriteMode::Upsert,
         };
         let s = self.services.storage.clone();
-        blocking(move || s.write(&database, &table, mode, records)).await.map(outcome)
+        let user = self.caller.username.clone();
+        blocking(move || audit::as_user(&user, || s.write(&database, &table, mode, records))).await.map(outcome)
     }
 
     async fn delete(&mut self, database: String, table: String, ids: Vec<String>) -> Result<WriteResult, OpError> {
@@ -133,7 +136,8 @@ impl Host for CallState {
         let ids = jsons(&ids, "an id")?;
         self.permit(&database, &table, &["delete"])?;
         let s = self.services.storage.clone();
-        blocking(move || s.delete(&database, &table, ids)).await.map(outcome)
+        let user = self.caller.username.clone();
+        blocking(move || audit::as_user(&user, || s.delete(&database, &table, ids))).await.map(outcome)
     }
 
     async fn get(&mut self, database: String, table: String, ids: Vec<String>, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
@@ -154,6 +158,33 @@ impl Host for CallState {
         query.attributes = self.readable(&database, &table, projection, Some(&query))?;
         let cursor = self.services.storage.search(&database, &table, query)?;
         self.table.push(cursor).map_err(|_| OpError::Internal("too many open cursors".into()))
+    }
+
+    async fn read_audit_log(&mut self, database: String, table: String, search_type: String, search_values: Vec<String>) -> Result<String, OpError> {
+        self.check("storage")?;
+        self.audit_reader()?;
+        let search = audit::SearchType::parse(&search_type)?;
+        let values = jsons(&search_values, "a search value")?;
+        let s = self.services.storage.clone().local();
+        blocking(move || s.read_audit_log(&database, &table, search, &values).map(|v| v.to_string())).await
+    }
+
+    async fn delete_audit_log_before(&mut self, database: String, table: String, timestamp: f64) -> Result<u64, OpError> {
+        self.check("storage")?;
+        self.audit_reader()?;
+        let s = self.services.storage.clone().local();
+        blocking(move || s.delete_audit_before(&database, &table, timestamp)).await
+    }
+}
+
+impl CallState {
+    /// The audit log shows every user's changes: super users only, whatever the component.
+    fn audit_reader(&self) -> Result<(), OpError> {
+        if self.caller.super_user {
+            Ok(())
+        } else {
+            Err(OpError::Forbidden("the audit log is restricted to 'super_user' roles".into()))
+        }
     }
 }
 

@@ -41,6 +41,10 @@ enum Kind {
     /// A list of Ed25519 public keys (PEM or base64).
     PublicKeys,
     OneOf(&'static [&'static str]),
+    /// `logging.rotation.maxSize` (`64M`), or null.
+    LogSize,
+    /// `logging.rotation.interval` (`1D`, `12h`), or null.
+    LogInterval,
 }
 
 /// Every key the file may hold. `set_configuration` refuses anything else by name.
@@ -51,8 +55,17 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("componentsRoot", Kind::Path),
     ("logging.auditAuthEvents.logFailed", Kind::Bool),
     ("logging.auditAuthEvents.logSuccessful", Kind::Bool),
+    ("logging.auditLog", Kind::Bool),
+    ("logging.auditRetention", Kind::Duration),
+    ("logging.file", Kind::Bool),
+    ("logging.format", Kind::OneOf(&["text", "json"])),
     ("logging.level", Kind::OneOf(LEVELS)),
     ("logging.root", Kind::Path),
+    ("logging.rotation.enabled", Kind::Bool),
+    ("logging.rotation.compress", Kind::Bool),
+    ("logging.rotation.interval", Kind::LogInterval),
+    ("logging.rotation.maxSize", Kind::LogSize),
+    ("logging.rotation.path", Kind::Path),
     ("logging.stdStreams", Kind::Bool),
     ("localStudio.enabled", Kind::Bool),
     ("operationsApi.network.host", Kind::String),
@@ -111,6 +124,12 @@ pub struct Settings {
     pub operation_token_timeout: Duration,
     pub refresh_token_timeout: Duration,
     pub log_failed_logins: bool,
+    /// `logging.auditLog` and `logging.auditRetention`: user tables keep an audit log, and
+    /// entries older than the retention are removed in the background.
+    pub audit_log: bool,
+    pub audit_retention: Duration,
+    /// `logging.root`, `file`, `format`, `stdStreams` and `rotation`: where the server log goes.
+    pub log: crate::services::logs::LogConfig,
     /// Who may import what, and which built-ins third-party components may replace.
     pub policy: crate::services::grants::Policy,
     /// Versions of each deployed component kept for `rollback_component`.
@@ -300,6 +319,20 @@ impl ConfigService {
             operation_token_timeout: parse_duration(&string("authentication.operationTokenTimeout")).unwrap_or(Duration::from_secs(86_400)),
             refresh_token_timeout: parse_duration(&string("authentication.refreshTokenTimeout")).unwrap_or(Duration::from_secs(30 * 86_400)),
             log_failed_logins: get("logging.auditAuthEvents.logFailed").and_then(|v| v.as_bool()).unwrap_or(false),
+            audit_log: get("logging.auditLog").and_then(|v| v.as_bool()).unwrap_or(true),
+            audit_retention: parse_duration(&string("logging.auditRetention")).unwrap_or(crate::services::storage::audit::DEFAULT_RETENTION),
+            log: crate::services::logs::LogConfig {
+                root: PathBuf::from(string("logging.root")),
+                file: get("logging.file").and_then(|v| v.as_bool()).unwrap_or(true),
+                std_streams: get("logging.stdStreams").and_then(|v| v.as_bool()).unwrap_or(true),
+                json: string("logging.format") == "json",
+                rotation: crate::services::logs::Rotation {
+                    enabled: get("logging.rotation.enabled").and_then(|v| v.as_bool()).unwrap_or(false),
+                    interval: get("logging.rotation.interval").and_then(|v| v.as_str().and_then(crate::services::logs::parse_interval)),
+                    max_size: get("logging.rotation.maxSize").and_then(|v| v.as_str().and_then(crate::services::logs::parse_size)),
+                    compress: get("logging.rotation.compress").and_then(|v| v.as_bool()).unwrap_or(false),
+                },
+            },
             policy: crate::services::grants::Policy {
                 grants: get("operationsApi.grants")
                     .and_then(|v| v.as_object().cloned())
@@ -371,6 +404,8 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
         Kind::Number if value.as_f64().is_some_and(|n| n >= 0.0) => Ok(()),
         Kind::Number => fail("must be a number"),
         Kind::Count if value.as_u64().is_some_and(|n| n >= 1) => Ok(()),
+        // HarperDB's text for a value that is not a number at all.
+        Kind::Count if !value.is_number() => fail("must be a number"),
         Kind::Count => fail("must be a positive integer"),
         Kind::String if value.as_str().is_some_and(|s| !s.is_empty()) => Ok(()),
         Kind::String => fail("must be a string"),
@@ -423,6 +458,10 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
             Some(s) if allowed.contains(&s) => Ok(()),
             _ => fail(&format!("must be one of [{}]", allowed.join(", "))),
         },
+        Kind::LogSize if value.is_null() || value.as_str().and_then(crate::services::logs::parse_size).is_some() => Ok(()),
+        Kind::LogSize => fail("must be a size such as '64M', '512K' or '1G'"),
+        Kind::LogInterval if value.is_null() || value.as_str().and_then(crate::services::logs::parse_interval).is_some() => Ok(()),
+        Kind::LogInterval => fail("must be an interval such as '1D', '12h' or '30m'"),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod files;
 pub mod grants;
 pub mod signing;
 pub mod jobs;
+pub mod logs;
 pub mod objectstore;
 pub mod packages;
 pub mod storage;
@@ -41,6 +42,7 @@ impl Services {
     /// the system tables, the default certificates and the token signing key).
     pub fn open(config: config::ConfigService, settings: &config::Settings) -> anyhow::Result<Arc<Self>> {
         let storage = Arc::new(storage::Storage::open(&settings.storage_path, settings.write_async)?);
+        storage.audit_settings().set(settings.audit_log, settings.audit_retention);
         let certs = Arc::new(certs::CertService::open(&settings.root, storage.clone())?);
         certs.ensure_defaults(&settings.node_name)?;
         objectstore::install_transport();

@@ -476,7 +476,8 @@ impl UserService {
         if self.role_by_name(name).is_some_and(|r| r.name == name) {
             return Err(ServiceError::Conflict(format!("A role with name '{name}' already exists")));
         }
-        let id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // HarperDB 4.7's role id is the role's name (drop_role and alter_role take it).
+        let id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| name.to_string());
         if self.state.read().roles.contains_key(&id) {
             return Err(ServiceError::Conflict(format!("A role with id '{id}' already exists")));
         }

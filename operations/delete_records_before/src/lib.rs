@@ -87,7 +87,7 @@ impl Target {
                 ms
             }
             Some(_) => {
-                problems.push("'date' must be a valid date (number)".to_string());
+                problems.push("'date' must be a valid date".to_string());
                 None
             }
         };
@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(check(json!({"date": "2021-01-25", "table": "breed"})).map(|t| t.database), Ok("data".into()));
         assert_eq!(check(json!({})), Err("'date' is required. 'table' is required".into()));
         assert_eq!(check(json!({"date": "25/01/2021", "table": "t"})), Err("'date' must be in ISO 8601 date format".into()));
-        assert_eq!(check(json!({"date": 5, "table": "t"})), Err("'date' must be a valid date (number)".into()));
+        assert_eq!(check(json!({"date": 5, "table": "t"})), Err("'date' must be a valid date".into()));
         assert_eq!(check(json!({"date": "2021-01-25", "table": 1, "schema": 2})), Err("'schema' must be a string. 'table' must be a string".into()));
     }
 

@@ -19,6 +19,7 @@
 //! the catalog entry, `drop_table` deletes the entry before them, and `open` drops column
 //! families (and counters, attributes) that have no catalog entry.
 
+pub mod audit;
 pub mod backend;
 pub mod keys;
 pub mod query;
@@ -80,6 +81,9 @@ pub struct TableInfo {
     pub record_count: u64,
     pub table_size: u64,
     pub last_updated: Option<u64>,
+    /// Whether the table is audited, and its audit log's bytes (audit.rs).
+    pub audit: bool,
+    pub audit_size: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +101,8 @@ pub struct Storage {
     schema_lock: Mutex<()>,
     /// "db/table" -> that table's locks (made on first use, kept: one per table name).
     table_locks: Mutex<HashMap<String, Arc<TableLocks>>>,
+    /// Whether user tables are audited, and for how long (audit.rs).
+    audit: audit::AuditSettings,
 }
 
 /// One table's locks. Writes hold `schema` shared and a drop holds it exclusively, so a write
@@ -179,7 +185,8 @@ impl Storage {
         meta_opts.set_merge_operator_associative("counters", merge_counters);
         let existing = Db::list_cf(&opts, path).unwrap_or_default();
         let mut descriptors = vec![ColumnFamilyDescriptor::new(META, meta_opts)];
-        for name in existing.iter().filter(|n| n.as_str() != META && n.as_str() != "default") {
+        descriptors.push(audit::descriptor());
+        for name in existing.iter().filter(|n| n.as_str() != META && n.as_str() != "default" && n.as_str() != audit::CF) {
             descriptors.push(ColumnFamilyDescriptor::new(name, table_cf_options()));
         }
         let db = Db::open_cf_descriptors(&opts, path, descriptors).with_context(|| format!("opening RocksDB at {}", path.display()))?;
@@ -189,6 +196,7 @@ impl Storage {
             catalog: RwLock::new(BTreeMap::new()),
             schema_lock: Mutex::new(()),
             table_locks: Mutex::new(HashMap::new()),
+            audit: Default::default(),
         };
         storage.load_catalog()?;
         storage.drop_orphans(&existing)?;
@@ -378,7 +386,7 @@ impl Storage {
         for key in [format!("table/{db}/{table}"), format!("count/{db}/{table}"), format!("last/{db}/{table}")] {
             batch.delete_cf(&meta, key);
         }
-        Ok(())
+        self.audit_forget(batch, db, table)
     }
 
     fn drop_table_locked(&self, db: &str, table: &str) -> Result<(), ServiceError> {
@@ -419,6 +427,7 @@ impl Storage {
                 .map(|n| n.max(0) as u64))
         };
         let (r, i) = self.cfs(db, table)?;
+        let audit_info = self.audit_info(db, table)?;
         let size = |cf: &Arc<BoundColumnFamily<'_>>| {
             ["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"]
                 .iter()
@@ -433,6 +442,8 @@ impl Storage {
             record_count: counter(format!("count/{db}/{table}"))?.unwrap_or(0),
             table_size: size(&r) + size(&i),
             last_updated: counter(format!("last/{db}/{table}"))?.filter(|n| *n > 0),
+            audit: audit_info.0,
+            audit_size: audit_info.1,
         })
     }
 
@@ -496,6 +507,12 @@ impl Storage {
         let mut pending: std::collections::HashMap<Vec<u8>, Option<Map<String, Value>>> = Default::default();
         let mut new_attributes = BTreeSet::new();
         let mut added: i64 = 0;
+        let operation = match mode {
+            WriteMode::Insert => "insert",
+            WriteMode::Update => "update",
+            WriteMode::Upsert => "upsert",
+        };
+        let mut audit = self.audit_begin(db, table, operation);
         for (((pk, map), key), old) in prepared.into_iter().zip(keys).zip(existing) {
             let old: Option<Map<String, Value>> = match pending.get(&key) {
                 Some(p) => p.clone(),
@@ -531,6 +548,9 @@ impl Storage {
                 }
             }
             self.reindex(&mut index, &pk_name, &key, old.as_ref(), Some(&new));
+            if let Some(a) = audit.as_mut() {
+                a.written(&pk, new.clone(), old);
+            }
             records.put(key.clone(), serde_json::to_vec(&new).map_err(internal)?);
             pending.insert(key, Some(new));
             outcome.written.push(pk);
@@ -548,6 +568,9 @@ impl Storage {
             batch.merge_cf(&meta, format!("count/{db}/{table}"), added.to_le_bytes());
         }
         batch.merge_cf(&meta, format!("last/{db}/{table}"), (now as i64).to_le_bytes());
+        if let Some(a) = audit {
+            a.commit(self, &mut batch)?;
+        }
         self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
         if !new_attributes.is_empty() {
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
@@ -569,6 +592,7 @@ impl Storage {
         let (mut records, mut index) = (SortedOps::default(), SortedOps::default());
         let mut outcome = WriteOutcome::default();
         let mut seen = BTreeSet::new();
+        let mut audit = self.audit_begin(db, table, "delete");
         let found = self.db.batched_multi_get_cf(&rcf, &keys, false);
         for ((id, key), old) in ids.into_iter().zip(keys).zip(found) {
             // A key named twice is deleted once; the second is reported skipped. An inexact
@@ -579,6 +603,9 @@ impl Storage {
                     let old: Map<String, Value> = serde_json::from_slice(&bytes).map_err(internal)?;
                     self.reindex(&mut index, &meta_info.primary_key, &key, Some(&old), None);
                     records.delete(key);
+                    if let Some(a) = audit.as_mut() {
+                        a.deleted(&id, old);
+                    }
                     outcome.written.push(id);
                 }
                 None => outcome.skipped.push(id),
@@ -589,6 +616,9 @@ impl Storage {
             records.apply(&mut batch, &rcf);
             index.apply(&mut batch, &icf);
             batch.merge_cf(&meta, format!("count/{db}/{table}"), (-(outcome.written.len() as i64)).to_le_bytes());
+            if let Some(a) = audit {
+                a.commit(self, &mut batch)?;
+            }
             self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
         }
         Ok(outcome)
