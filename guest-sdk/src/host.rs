@@ -43,6 +43,31 @@ pub mod sysinfo {
     }
 }
 
+/// This node's cluster (NATS JetStream replication) and its registrations of remote nodes.
+pub mod cluster {
+    use super::*;
+    pub use crate::bindings::opshost::host::cluster::NodeChange;
+
+    /// `cluster_status`'s body.
+    pub fn status() -> Result<serde_json::Value, Error> {
+        parse_json(&wit::cluster::status()?, "cluster status")
+    }
+
+    /// Registers or changes a node: `{"node_name", "subscriptions": [...]}`.
+    pub fn set_node(node: &serde_json::Value, change: NodeChange) -> Result<(), Error> {
+        wit::cluster::set_node(&node.to_string(), change)
+    }
+
+    pub fn remove_node(node_name: &str) -> Result<(), Error> {
+        wit::cluster::remove_node(node_name)
+    }
+
+    /// The registered nodes.
+    pub fn list_nodes() -> Result<serde_json::Value, Error> {
+        parse_json(&wit::cluster::list_nodes()?, "node list")
+    }
+}
+
 /// Control over the running server.
 pub mod control {
     use super::*;

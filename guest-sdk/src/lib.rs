@@ -27,7 +27,7 @@ pub mod sql;
 pub mod users;
 
 pub use decode::{decode_error, decode_request, Empty};
-pub use host::{catalog, certs, components, config, control, log, packages, sysinfo};
+pub use host::{catalog, certs, cluster, components, config, control, log, packages, sysinfo};
 
 /// The raw bindings. Operation authors use the trait and the macro instead.
 #[doc(hidden)]
@@ -46,7 +46,7 @@ pub use bindings::opshost::host::types::OpError as Error;
 
 /// Everything an operation crate usually needs.
 pub mod prelude {
-    pub use crate::{catalog, certs, components, config, control, data, log, packages, sysinfo, users};
+    pub use crate::{catalog, certs, cluster, components, config, control, data, log, packages, sysinfo, users};
     pub use crate::{Context, Empty, Error, Operation};
     pub use serde::{Deserialize, Serialize};
     pub use serde_json::{json, Value};

@@ -331,7 +331,7 @@ fn granted_linker(engine: &Engine, grants: Grants) -> Result<Linker<CallState>> 
     type D = HasSelf<CallState>;
     let mut linker = Linker::new(engine);
     let l = &mut linker;
-    let steps: [(&str, &dyn Fn(&mut Linker<CallState>) -> wasmtime::Result<()>); 15] = [
+    let steps: [(&str, &dyn Fn(&mut Linker<CallState>) -> wasmtime::Result<()>); 16] = [
         ("types", &|l| h::types::add_to_linker::<CallState, D>(l, |s| s)),
         ("log", &|l| h::log::add_to_linker::<CallState, D>(l, |s| s)),
         ("config", &|l| h::config::add_to_linker::<CallState, D>(l, |s| s)),
@@ -346,6 +346,7 @@ fn granted_linker(engine: &Engine, grants: Grants) -> Result<Linker<CallState>> 
         ("catalog", &|l| h::catalog::add_to_linker::<CallState, D>(l, |s| s)),
         ("packages", &|l| h::packages::add_to_linker::<CallState, D>(l, |s| s)),
         ("components", &|l| h::components::add_to_linker::<CallState, D>(l, |s| s)),
+        ("cluster", &|l| h::cluster::add_to_linker::<CallState, D>(l, |s| s)),
         // Locked down: see `CallState::ctx` in capabilities/wasi.rs.
         ("wasi", &|l| wasmtime_wasi::p2::add_to_linker_async(l)),
     ];

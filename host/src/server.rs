@@ -92,6 +92,7 @@ async fn serve(
     // Watch the component folders before the first scan: a file copied in at any moment after
     // start-up (even before "listening" is printed) is either in the scan or seen by the watcher.
     let mut watcher = watch_components(&state);
+    state.services.cluster.start();
     crate::services::storage::audit::start_retention(state.services.storage.clone().local());
     {
         let _loading = state.reload.lock().await;

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod certs;
 mod cli;
+mod cluster;
 mod compat;
 mod components;
 mod data;

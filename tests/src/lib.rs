@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod nats;
+
 pub const ADMIN: (&str, &str) = ("admin", "admin-pass");
 pub const USER: (&str, &str) = ("plain", "plain-pass");
 

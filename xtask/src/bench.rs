@@ -19,6 +19,8 @@ mod fuzz;
 mod components;
 #[path = "bench_polyglot.rs"]
 mod polyglot;
+#[path = "bench_cluster.rs"]
+mod cluster;
 
 const USER: &str = "admin";
 const PASS: &str = "bench-pass";
@@ -36,6 +38,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask bench polyglot`: the same trivial operation in Rust and JavaScript.
     if args.first().is_some_and(|a| a == "polyglot") {
         return polyglot::run();
+    }
+    // `cargo xtask bench cluster`: replication lag and throughput with clustering on and off.
+    if args.first().is_some_and(|a| a == "cluster") {
+        return cluster::run();
     }
     // `cargo xtask bench components`: deploy-to-served times.
     if args.first().is_some_and(|a| a == "components") {

@@ -3,8 +3,8 @@
 //! `npm install` for `install_node_modules`; Debian's package brings Node.js with it) and
 //! `chromium` with `chromium-driver` (the Studio's browser tests),
 //! installed from Debian's packages when missing, and a real S3 server on loopback for
-//! `export_to_s3` (s3s-fs, which checks SigV4 signatures). Started services stop when the guard
-//! drops.
+//! `export_to_s3` (s3s-fs, which checks SigV4 signatures), and a 3-server NATS JetStream cluster
+//! (Debian's `nats-server`) for the cluster tests. Started services stop when the guard drops.
 
 use anyhow::{bail, Context, Result};
 use std::net::TcpStream;
@@ -50,6 +50,7 @@ pub fn start_for_tests() -> Result<Services> {
     ensure_commands(&[("openssl", "openssl"), ("curl", "curl"), ("npm", "npm")])?;
     let mut services = Services { children: Vec::new(), temp_dirs: Vec::new(), env: Vec::new() };
     start_s3(&mut services)?;
+    start_nats(&mut services)?;
     services.env.extend(ensure_chromium()?);
     Ok(services)
 }
@@ -157,4 +158,54 @@ fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Debian's `nats-server` (installed when missing) as a 3-server JetStream cluster on free
+/// loopback ports, each with its own store folder; the tests get the client URLs in
+/// `OPSHOST_TEST_NATS_URLS` and the binary in `OPSHOST_TEST_NATS_SERVER` (tests that kill
+/// servers start their own cluster with it).
+fn start_nats(services: &mut Services) -> Result<()> {
+    let bin = ["/usr/bin/nats-server", "/usr/sbin/nats-server"].into_iter().map(PathBuf::from).find(|p| p.is_file());
+    let bin = match bin {
+        Some(b) => b,
+        None if crate::apt_install(&["nats-server"]) => PathBuf::from("/usr/sbin/nats-server"),
+        None => bail!("the cluster tests need NATS: apt-get install nats-server"),
+    };
+    let base = std::env::temp_dir().join(format!("opshost-test-nats-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    services.temp_dirs.push(base.clone());
+    let free = || -> Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free()?, free()?))).collect::<Result<_>>()?;
+    let routes: Vec<String> = ports.iter().map(|(_, r)| format!("nats-route://127.0.0.1:{r}")).collect();
+    for (i, (client, route)) in ports.iter().enumerate() {
+        let store = base.join(format!("n{i}"));
+        std::fs::create_dir_all(&store)?;
+        let conf = base.join(format!("n{i}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\njetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 2GB }}\ncluster {{ name: opshost_test, listen: 127.0.0.1:{route}, routes: [{}] }}\n",
+                store.display(),
+                routes.join(", ")
+            ),
+        )?;
+        let log_path = base.join(format!("n{i}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        services.children.push(child);
+        let child = services.children.last_mut().expect("just pushed");
+        wait_listening(child, *client, &log_path)?;
+    }
+    let urls: Vec<String> = ports.iter().map(|(c, _)| format!("nats://127.0.0.1:{c}")).collect();
+    services.env.push(("OPSHOST_TEST_NATS_URLS".to_string(), urls.join(",")));
+    services.env.push(("OPSHOST_TEST_NATS_SERVER".to_string(), bin.display().to_string()));
+    Ok(())
 }

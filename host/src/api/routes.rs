@@ -181,6 +181,9 @@ fn answered(app: &AppState, name: &str, request_id: &str, outcome: CallOutcome) 
             if effects.restart_service.as_deref().is_some_and(|s| s == "http_workers" || s == "http") {
                 let _ = app.restart.send(Restart::Listeners);
             }
+            if effects.restart_service.as_deref().is_some_and(|s| s == "clustering" || s == "clustering_config") {
+                app.services.cluster.reload(&app.services.config, &app.settings.load().node_name);
+            }
             Ok(body)
         }
         CallOutcome::Answered(Err(OpError::Forbidden(_)), effects) if !effects.denied.is_empty() => {

@@ -4,6 +4,7 @@
 
 mod catalog;
 mod certs;
+mod cluster;
 mod components;
 mod config;
 mod control;

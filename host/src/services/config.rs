@@ -52,6 +52,16 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("authentication.cacheTTL", Kind::Number),
     ("authentication.operationTokenTimeout", Kind::Duration),
     ("authentication.refreshTokenTimeout", Kind::Duration),
+    // Clustering over NATS JetStream (services/cluster): off unless enabled; no defaults in
+    // the file, so a single node's configuration stays as it was.
+    ("clustering.enabled", Kind::Bool),
+    ("clustering.nodeName", Kind::String),
+    ("clustering.nats.servers", Kind::String),
+    ("clustering.nats.replicas", Kind::Count),
+    ("clustering.nats.stream", Kind::String),
+    ("clustering.user", Kind::String),
+    ("clustering.password", Kind::String),
+    ("clustering.tls.certificateAuthority", Kind::String),
     ("componentsRoot", Kind::Path),
     ("logging.auditAuthEvents.logFailed", Kind::Bool),
     ("logging.auditAuthEvents.logSuccessful", Kind::Bool),

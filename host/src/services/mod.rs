@@ -1,6 +1,7 @@
 //! Services: the real work, in plain Rust with no WIT types. Capability modules call them.
 
 pub mod catalog;
+pub mod cluster;
 pub mod components;
 pub mod certs;
 pub mod config;
@@ -23,6 +24,8 @@ pub struct Services {
     pub config: config::ConfigService,
     pub sysinfo: Arc<sysinfo::SysinfoService>,
     pub storage: Arc<dyn storage::StorageBackend>,
+    /// Replication over NATS JetStream (`clustering.enabled`; idle when off).
+    pub cluster: Arc<cluster::Cluster>,
     pub certs: Arc<certs::CertService>,
     pub jobs: Arc<jobs::JobService>,
     pub catalog: catalog::Catalog,
@@ -43,20 +46,29 @@ impl Services {
     pub fn open(config: config::ConfigService, settings: &config::Settings) -> anyhow::Result<Arc<Self>> {
         let storage = Arc::new(storage::Storage::open(&settings.storage_path, settings.write_async)?);
         storage.audit_settings().set(settings.audit_log, settings.audit_retention);
+        let (storage, cluster) = cluster::wrap(storage, &config, &settings.node_name)?;
         let certs = Arc::new(certs::CertService::open(&settings.root, storage.clone())?);
         certs.ensure_defaults(&settings.node_name)?;
         objectstore::install_transport();
+        let users = users::UserService::open(&settings.root, storage.clone())?;
+        let weak = Arc::downgrade(&users);
+        let _ = cluster::SYSTEM_HOOK.set(Box::new(move |table| {
+            if let (Some(users), "hdb_user" | "hdb_role") = (weak.upgrade(), table) {
+                users.reload_replicated();
+            }
+        }));
         Ok(Arc::new(Services {
             config,
             sysinfo: sysinfo::SysinfoService::start(),
             jobs: jobs::JobService::open(storage.clone(), settings.max_concurrent_jobs)?,
             catalog: Default::default(),
             components: components::ComponentService::open(&settings.root, storage.clone())?,
-            users: users::UserService::open(&settings.root, storage.clone())?,
+            users,
             tokens: Arc::new(tokens::TokenService::open(&settings.root)?),
             token_lifetimes: arc_swap::ArcSwap::from_pointee((settings.operation_token_timeout, settings.refresh_token_timeout)),
             export_roots: arc_swap::ArcSwap::from_pointee(files::ExportRoots::new(&settings.export_roots)),
             storage,
+            cluster,
             certs,
         }))
     }

@@ -337,6 +337,18 @@ impl UserService {
         Ok(service)
     }
 
+    /// Another node's change to users or roles was applied to the tables (clustering): the
+    /// in-memory state is read again and cached logins are re-checked.
+    pub fn reload_replicated(&self) {
+        let _changes = self.changes.lock();
+        match self.load() {
+            Ok(()) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(e) => tracing::error!("reloading users and roles after a replicated change failed: {e}"),
+        }
+    }
+
     fn load(&self) -> Result<(), ServiceError> {
         let mut state = State::default();
         for row in self.scan(ROLES)? {

@@ -41,6 +41,9 @@ pub trait StorageBackend: Send + Sync {
     /// Deletes the records whose `__updatedtime__` is at most `time` (a delete made at `time`
     /// does not remove a version written after it).
     fn merge_deletes(&self, db: &str, table: &str, ids: Vec<Value>, time: u64) -> Result<WriteOutcome, ServiceError>;
+    /// The stored records of these keys as they are (every attribute a record has, with its
+    /// timestamps; no projection), missing ones left out: what replication publishes.
+    fn versions(&self, db: &str, table: &str, ids: &[Value]) -> Result<Vec<Value>, ServiceError>;
     /// The RocksDB store underneath (itself for RocksDB): for the host's own local records
     /// that must not replicate (jobs, node registrations).
     fn local(self: Arc<Self>) -> Arc<Storage>;
@@ -89,6 +92,18 @@ impl StorageBackend for Storage {
     }
     fn merge_deletes(&self, db: &str, table: &str, ids: Vec<Value>, time: u64) -> Result<WriteOutcome, ServiceError> {
         self.delete_versions(db, table, ids, time)
+    }
+    fn versions(&self, db: &str, table: &str, ids: &[Value]) -> Result<Vec<Value>, ServiceError> {
+        self.table_meta(db, table)?;
+        let (rcf, _) = self.cfs(db, table)?;
+        let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
+            if let Some(bytes) = found.map_err(internal)? {
+                out.push(serde_json::from_slice(&bytes).map_err(internal)?);
+            }
+        }
+        Ok(out)
     }
     fn local(self: Arc<Self>) -> Arc<Storage> {
         self

@@ -57,11 +57,16 @@ impl Drop for Temp {
     }
 }
 
+/// A RocksDB store in a fresh temporary folder, and the guard that removes the folder.
+pub fn temp_rocks() -> (Arc<Storage>, Box<dyn std::any::Any>) {
+    let dir = std::env::temp_dir().join(format!("opshost-conformance-{}", uuid::Uuid::new_v4().simple()));
+    (Arc::new(Storage::open(&dir, false).expect("open")), Box::new(Temp(dir)))
+}
+
 /// A RocksDB store in a fresh temporary folder.
 pub fn rocks() -> Fixture {
-    let dir = std::env::temp_dir().join(format!("opshost-conformance-{}", uuid::Uuid::new_v4().simple()));
-    let store: Arc<dyn StorageBackend> = Arc::new(Storage::open(&dir, false).expect("open"));
-    Fixture { store, _keep: Box::new(Temp(dir)) }
+    let (store, keep) = temp_rocks();
+    Fixture { store, _keep: keep }
 }
 
 mod rocks {
@@ -151,6 +156,9 @@ pub fn write_modes(f: &Fixture) {
     assert_eq!(after["__createdtime__"].as_u64(), Some(created));
     assert!(after["__updatedtime__"].as_u64().expect("updated") >= created);
     assert_eq!(s.describe_table("dev", "dog").expect("d").record_count, 6);
+    // `versions` is the record as stored: its own attributes only, both timestamps.
+    let stored = s.versions("dev", "dog", &[json!(7), json!(404)]).expect("versions");
+    assert_eq!(stored, vec![json!({"id": 7, "name": "New", "__createdtime__": created, "__updatedtime__": after["__updatedtime__"]})]);
     // `*` is the key, the two times, then every attribute alphabetically.
     let keys: Vec<String> = after.as_object().expect("object").keys().cloned().collect();
     assert_eq!(keys, ["id", "__createdtime__", "__updatedtime__", "age", "breed", "name"]);

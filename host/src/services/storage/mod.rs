@@ -538,7 +538,10 @@ impl Storage {
                     for (k, v) in map {
                         rec.insert(k, v);
                     }
-                    rec.insert(UPDATED.into(), now.into());
+                    // Strictly after the version replaced (which may be a replicated one from
+                    // the same millisecond), so last-writer-wins agrees everywhere (cluster).
+                    let after = old.get(UPDATED).and_then(Value::as_u64).map_or(now, |t| now.max(t + 1));
+                    rec.insert(UPDATED.into(), after.into());
                     rec
                 }
             };
@@ -1312,4 +1315,4 @@ impl Cursor {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;

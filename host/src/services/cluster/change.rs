@@ -1,0 +1,78 @@
+//! One replicated change as it travels on the JetStream stream: what happened, where, on which
+//! node, and which nodes it is not meant for (their subscriptions on the origin say `publish:
+//! false`). JSON, so a change can be read with the `nats` tool while debugging.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    /// The node that made the change (`clustering.nodeName`).
+    pub origin: String,
+    /// When the origin published it, in milliseconds (for the replication lag).
+    pub time: u64,
+    /// Nodes this change is not for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    #[serde(flatten)]
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Kind {
+    CreateDatabase { database: String },
+    DropDatabase { database: String },
+    CreateTable { database: String, table: String, primary_key: String },
+    DropTable { database: String, table: String },
+    /// Full record versions (with their timestamps), merged last-writer-wins. The primary
+    /// key's name lets a node that missed the table's creation create it.
+    Put { database: String, table: String, primary_key: String, records: Vec<Value> },
+    /// Deletes made at `at`: a version written after it survives.
+    Delete { database: String, table: String, ids: Vec<Value>, at: u64 },
+}
+
+impl Kind {
+    /// The database and table the change is about (no table for database changes).
+    pub fn target(&self) -> (&str, Option<&str>) {
+        match self {
+            Kind::CreateDatabase { database } | Kind::DropDatabase { database } => (database, None),
+            Kind::CreateTable { database, table, .. }
+            | Kind::DropTable { database, table }
+            | Kind::Put { database, table, .. }
+            | Kind::Delete { database, table, .. } => (database, Some(table)),
+        }
+    }
+
+    /// The subject the change is published on, under the stream's `prefix`: schema changes
+    /// on one subject, records per database and table (names are `[A-Za-z0-9_]+`, safe as
+    /// subject tokens).
+    pub fn subject(&self, prefix: &str) -> String {
+        match self {
+            Kind::Put { database, table, .. } | Kind::Delete { database, table, .. } => format!("{prefix}.data.{database}.{table}"),
+            _ => format!("{prefix}.schema"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_round_trip_in_their_json_shape() {
+        let c = Change {
+            origin: "a".into(),
+            time: 5,
+            exclude: vec![],
+            kind: Kind::Put { database: "dev".into(), table: "dog".into(), primary_key: "id".into(), records: vec![json!({"id": 1})] },
+        };
+        let text = serde_json::to_value(&c).expect("json");
+        assert_eq!(text, json!({"origin": "a", "time": 5, "op": "put", "database": "dev", "table": "dog", "primary_key": "id", "records": [{"id": 1}]}));
+        let back: Change = serde_json::from_value(text).expect("parse");
+        assert_eq!(back.kind.subject("opshost"), "opshost.data.dev.dog");
+        assert_eq!(back.kind.target(), ("dev", Some("dog")));
+    }
+}

@@ -1,0 +1,583 @@
+//! Clustering over NATS JetStream (HarperDB 4.0–4.3's engine): every node keeps the whole data
+//! set in its RocksDB; committed changes are published on one stream (`clustering.nats.stream`,
+//! default `OPSHOST`, subjects `opshost.>`: the name in lower case) and every node applies the others' changes from its own durable consumer
+//! (`node_<name>`), last writer wins, so all nodes converge. A node that was down resumes from
+//! its consumer's position. Node registrations (`add_node` and friends, HarperDB's
+//! `system.hdb_nodes`) filter what is applied and published per database and table.
+//!
+//! Configuration (`clustering.*`, read at start and by `restart_service clustering`):
+//! `enabled` (default false: nothing here runs and the store is plain RocksDB), `nodeName`,
+//! `nats.servers` (comma-separated URLs), `nats.replicas` (copies of the stream, 1 for a lone
+//! server), `nats.stream` (nodes on one stream form one cluster), `user`/`password`, `tls.certificateAuthority`.
+
+pub mod change;
+pub mod store;
+
+use crate::services::storage::{Storage, StorageBackend, WriteMode, SYSTEM_DATABASE};
+use crate::services::ServiceError;
+use anyhow::Context as _;
+use async_nats::jetstream;
+use change::{Change, Kind};
+use futures::StreamExt as _;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Node registrations, local to each node (HarperDB's table name).
+pub const NODES_TABLE: &str = "hdb_nodes";
+/// How long a write waits for JetStream to take its change (NATS failover included) before
+/// the caller gets an error; the change keeps being retried in the background after that.
+const PUBLISH_WAIT: Duration = Duration::from_secs(30);
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// `clustering.*` as the host uses it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterSettings {
+    pub enabled: bool,
+    pub node_name: String,
+    pub servers: Vec<String>,
+    pub replicas: usize,
+    /// The JetStream stream; its lower-case name is the subject prefix.
+    pub stream: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub ca: Option<PathBuf>,
+}
+
+impl ClusterSettings {
+    /// From the configuration file's value (missing keys take their defaults).
+    pub fn from_config(config: &Value, fallback_name: &str) -> Self {
+        let get = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k)).filter(|v| !v.is_null());
+        let text = |path: &str| get(path).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let servers = match get("clustering.nats.servers") {
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            enabled: get("clustering.enabled").and_then(Value::as_bool).unwrap_or(false),
+            // A JetStream consumer name: no `.`, `*`, `>` or spaces.
+            node_name: text("clustering.nodeName")
+                .unwrap_or_else(|| fallback_name.to_string())
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+                .collect(),
+            servers: if servers.is_empty() { vec!["nats://127.0.0.1:4222".into()] } else { servers },
+            replicas: get("clustering.nats.replicas").and_then(Value::as_u64).unwrap_or(1).clamp(1, 5) as usize,
+            stream: text("clustering.nats.stream")
+                .map(|s| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect())
+                .unwrap_or_else(|| "OPSHOST".to_string()),
+            user: text("clustering.user"),
+            password: text("clustering.password"),
+            ca: text("clustering.tls.certificateAuthority").map(PathBuf::from),
+        }
+    }
+}
+
+/// One registered remote node and what flows between it and this node.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NodeEntry {
+    #[serde(alias = "node_name")]
+    pub name: String,
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// HarperDB's subscription: `schema` (NATS era) or `database` (4.4+), a table, and the
+/// directions (`subscribe`: remote → local, `publish`: local → remote).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Subscription {
+    #[serde(alias = "schema")]
+    pub database: String,
+    pub table: String,
+    #[serde(default)]
+    pub subscribe: bool,
+    #[serde(default)]
+    pub publish: bool,
+}
+
+/// What `cluster_status` reports about the connection.
+#[derive(Default)]
+struct Status {
+    connected: bool,
+    last_error: Option<String>,
+    /// Changes in the stream this node has not applied yet.
+    pending: u64,
+    applied: u64,
+    /// Replication lag of the last applied change (its publish → applied here), ms.
+    last_lag_ms: Option<u64>,
+    /// Remote nodes seen on the stream, with the time of their last change.
+    seen: BTreeMap<String, u64>,
+}
+
+/// A change waiting for JetStream, and who waits for the answer.
+struct Outgoing {
+    subject: String,
+    payload: Vec<u8>,
+    done: Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+}
+
+pub struct Cluster {
+    settings: RwLock<ClusterSettings>,
+    storage: Arc<Storage>,
+    nodes: RwLock<BTreeMap<String, NodeEntry>>,
+    status: Mutex<Status>,
+    outbox: Mutex<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+    /// The outbox's other end until [`Cluster::start`] hands it to the publisher: changes made
+    /// before (the first start's users and roles) wait there.
+    pending: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Outgoing>>>,
+    /// Whether the publisher runs (then a write waits for its change's acknowledgement).
+    running: std::sync::atomic::AtomicBool,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// The cluster service over the local store; nothing connects until [`Cluster::start`].
+    pub fn open(storage: Arc<Storage>, settings: ClusterSettings) -> anyhow::Result<Arc<Self>> {
+        if storage.describe_table(SYSTEM_DATABASE, NODES_TABLE).is_err() {
+            storage.create_table(SYSTEM_DATABASE, NODES_TABLE, "name").map_err(ServiceError::into_anyhow).context("creating system.hdb_nodes")?;
+        }
+        let rows = storage.search(SYSTEM_DATABASE, NODES_TABLE, Default::default()).and_then(|mut c| c.collect_all());
+        let nodes = rows
+            .map_err(ServiceError::into_anyhow)?
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<NodeEntry>(v).ok())
+            .map(|n| (n.name.clone(), n))
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Arc::new(Self {
+            settings: RwLock::new(settings),
+            storage,
+            nodes: RwLock::new(nodes),
+            status: Mutex::new(Status::default()),
+            outbox: Mutex::new(tx),
+            pending: Mutex::new(Some(rx)),
+            running: Default::default(),
+            tasks: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.read().enabled
+    }
+
+    pub fn node_name(&self) -> String {
+        self.settings.read().node_name.clone()
+    }
+
+    /// Connects (in the background, retrying) and starts publishing and applying. Call from
+    /// inside the tokio runtime. Does nothing when clustering is off.
+    pub fn start(self: &Arc<Self>) {
+        let settings = self.settings.read().clone();
+        if !settings.enabled {
+            return;
+        }
+        let rx = match self.pending.lock().take() {
+            Some(rx) => rx,
+            None => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                *self.outbox.lock() = tx;
+                rx
+            }
+        };
+        self.running.store(true, std::sync::atomic::Ordering::Release);
+        let me = self.clone();
+        let task = tokio::spawn(async move { me.run(settings, rx).await });
+        self.tasks.lock().push(task);
+    }
+
+    /// `restart_service clustering` / `clustering_config`: re-reads `clustering.*` and
+    /// reconnects (or stops, when turned off). Call from inside the tokio runtime.
+    pub fn reload(self: &Arc<Self>, config: &crate::services::config::ConfigService, fallback_name: &str) {
+        match config.file_value() {
+            Ok(value) => self.restart(ClusterSettings::from_config(&value, fallback_name)),
+            Err(e) => tracing::error!("clustering: reading the configuration failed, keeping the current connection: {e}"),
+        }
+    }
+
+    /// Drops the connection and connects again with `settings` (changes waiting for
+    /// JetStream are lost to their callers, who got or will get an error; the local writes
+    /// stay).
+    pub fn restart(self: &Arc<Self>, settings: ClusterSettings) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+        self.running.store(false, std::sync::atomic::Ordering::Release);
+        *self.status.lock() = Status::default();
+        *self.settings.write() = settings;
+        self.start();
+    }
+
+    async fn run(self: Arc<Self>, settings: ClusterSettings, rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
+        let client = loop {
+            match connect(&settings).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    self.status.lock().last_error = Some(format!("{e:#}"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let js = jetstream::new(client.clone());
+        let publisher = tokio::spawn(publish_loop(js.clone(), rx));
+        let watcher = {
+            let me = self.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                loop {
+                    me.status.lock().connected = client.connection_state() == async_nats::connection::State::Connected;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        };
+        self.tasks.lock().extend([publisher, watcher]);
+        loop {
+            if let Err(e) = self.consume(&js, &settings).await {
+                tracing::warn!("clustering: consuming the stream failed, retrying: {e:#}");
+                self.status.lock().last_error = Some(format!("{e:#}"));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Applies the other nodes' changes from this node's durable consumer, acknowledging each
+    /// once it is applied (a crash before the ack means it is applied again: merges are
+    /// idempotent).
+    async fn consume(self: &Arc<Self>, js: &jetstream::Context, settings: &ClusterSettings) -> anyhow::Result<()> {
+        let stream = ensure_stream(js, settings).await?;
+        let durable = format!("node_{}", settings.node_name);
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &durable,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating consumer {durable}: {e}"))?;
+        let mut messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("consuming: {e}"))?;
+        self.status.lock().last_error = None;
+        let mut last_info = std::time::Instant::now() - Duration::from_secs(10);
+        loop {
+            if last_info.elapsed() > Duration::from_secs(1) {
+                if let Ok(info) = consumer.info().await {
+                    self.status.lock().pending = info.num_pending + info.num_ack_pending as u64;
+                }
+                last_info = std::time::Instant::now();
+            }
+            let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+            let message = match next {
+                Err(_) => continue,
+                Ok(None) => anyhow::bail!("the consumer's message stream ended"),
+                Ok(Some(m)) => m.map_err(|e| anyhow::anyhow!("receiving: {e}"))?,
+            };
+            match serde_json::from_slice::<Change>(&message.payload) {
+                Ok(change) if change.origin != settings.node_name => {
+                    let me = self.clone();
+                    let name = settings.node_name.clone();
+                    let origin = change.origin.clone();
+                    let sent = change.time;
+                    let applied = tokio::task::spawn_blocking(move || me.apply(&name, change)).await?;
+                    let mut status = self.status.lock();
+                    status.seen.insert(origin, sent);
+                    match applied {
+                        Ok(true) => {
+                            status.applied += 1;
+                            status.last_lag_ms = Some(now_ms().saturating_sub(sent));
+                        }
+                        Ok(false) => {}
+                        // Not retried: the same change would fail the same way.
+                        Err(e) => tracing::error!("clustering: applying a change failed: {e}"),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("clustering: skipping an unreadable change: {e}"),
+            }
+            message.ack().await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+        }
+    }
+
+    /// Applies one remote change through the storage trait, unless this node does not
+    /// subscribe to it. Whether it was applied.
+    fn apply(&self, me: &str, change: Change) -> Result<bool, ServiceError> {
+        if change.exclude.iter().any(|n| n == me) || !self.subscribed(&change.origin, &change.kind) {
+            return Ok(false);
+        }
+        let s: &dyn StorageBackend = &*self.storage;
+        let ignore = |r: Result<(), ServiceError>| match r {
+            Err(ServiceError::Internal(e)) => Err(ServiceError::Internal(e)),
+            _ => Ok(()),
+        };
+        match change.kind {
+            Kind::CreateDatabase { database } => ignore(s.create_database(&database))?,
+            Kind::DropDatabase { database } => ignore(s.drop_database(&database))?,
+            Kind::CreateTable { database, table, primary_key } => ignore(s.create_table(&database, &table, &primary_key))?,
+            Kind::DropTable { database, table } => ignore(s.drop_table(&database, &table))?,
+            Kind::Put { database, table, primary_key, records } => {
+                if s.describe_table(&database, &table).is_err() {
+                    ignore(s.create_table(&database, &table, &primary_key))?;
+                }
+                s.merge(&database, &table, records)?;
+                if database == SYSTEM_DATABASE {
+                    self.system_changed(&table);
+                }
+            }
+            Kind::Delete { database, table, ids, at } => {
+                match s.merge_deletes(&database, &table, ids, at) {
+                    Err(ServiceError::NotFound(_)) => {}
+                    other => {
+                        other?;
+                    }
+                }
+                if database == SYSTEM_DATABASE {
+                    self.system_changed(&table);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Hook for services that cache system tables (users, roles).
+    fn system_changed(&self, table: &str) {
+        if let Some(hook) = SYSTEM_HOOK.get() {
+            hook(table);
+        }
+    }
+
+    /// Whether a change from `origin` is applied here: yes unless this node registered
+    /// `origin` with subscriptions and none subscribes to the change's table.
+    fn subscribed(&self, origin: &str, kind: &Kind) -> bool {
+        let nodes = self.nodes.read();
+        let Some(entry) = nodes.get(origin).filter(|n| !n.subscriptions.is_empty()) else { return true };
+        let (db, table) = kind.target();
+        if db == SYSTEM_DATABASE {
+            return true;
+        }
+        entry.subscriptions.iter().any(|s| s.subscribe && s.database == db && table.is_none_or(|t| s.table == t))
+    }
+
+    /// Registered nodes this change is not published to (`publish: false` for its table).
+    fn excluded(&self, kind: &Kind) -> Vec<String> {
+        let (db, table) = kind.target();
+        if db == SYSTEM_DATABASE {
+            return Vec::new();
+        }
+        self.nodes
+            .read()
+            .values()
+            .filter(|n| !n.subscriptions.is_empty())
+            .filter(|n| !n.subscriptions.iter().any(|s| s.publish && s.database == db && table.is_none_or(|t| s.table == t)))
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// Publishes a committed change and waits for JetStream's acknowledgement. A no-op when
+    /// clustering is off.
+    pub fn publish(&self, kind: Kind) -> Result<(), ServiceError> {
+        let settings = self.settings.read().clone();
+        if !settings.enabled {
+            return Ok(());
+        }
+        let change = Change { origin: settings.node_name.clone(), time: now_ms(), exclude: self.excluded(&kind), kind };
+        let payload = serde_json::to_vec(&change).map_err(|e| ServiceError::Internal(e.into()))?;
+        let subject = change.kind.subject(&settings.stream.to_lowercase());
+        if !self.running.load(std::sync::atomic::Ordering::Acquire) {
+            // Start-up (before the runtime): sent once the publisher runs.
+            let _ = self.outbox.lock().send(Outgoing { subject, payload, done: None });
+            return Ok(());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if self.outbox.lock().send(Outgoing { subject, payload, done: Some(tx) }).is_err() {
+            return Err(ServiceError::Internal(anyhow::anyhow!("clustering is not running")));
+        }
+        let wait = || rx.recv_timeout(PUBLISH_WAIT);
+        // A write may come from an async worker (a host service) or a blocking thread.
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+            _ => wait(),
+        };
+        match answer {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServiceError::Internal(anyhow::anyhow!("written locally, not yet replicated: {e}"))),
+            Err(_) => Err(ServiceError::Internal(anyhow::anyhow!("written locally, not yet replicated: JetStream did not acknowledge in time"))),
+        }
+    }
+
+    // ---- node registrations ---------------------------------------------------------------
+
+    /// `add_node` (`must_be_new`), `update_node` / `set_node_replication` (`must_exist`).
+    pub fn set_node(&self, entry: NodeEntry, must_be_new: bool, must_exist: bool) -> Result<(), ServiceError> {
+        if entry.name.is_empty() {
+            return Err(ServiceError::BadRequest("'node_name' is required".into()));
+        }
+        if entry.name == self.node_name() {
+            return Err(ServiceError::BadRequest("'node_name' is this node's own name".into()));
+        }
+        let exists = self.nodes.read().contains_key(&entry.name);
+        if must_be_new && exists {
+            return Err(ServiceError::BadRequest(format!("Node '{}' has already been added", entry.name)));
+        }
+        if must_exist && !exists {
+            return Err(ServiceError::NotFound(format!("Node '{}' was not found", entry.name)));
+        }
+        let record = serde_json::to_value(&entry).map_err(|e| ServiceError::Internal(e.into()))?;
+        self.storage.write(SYSTEM_DATABASE, NODES_TABLE, WriteMode::Upsert, vec![record])?;
+        self.nodes.write().insert(entry.name.clone(), entry);
+        Ok(())
+    }
+
+    /// The registered remote nodes.
+    pub fn nodes(&self) -> Vec<NodeEntry> {
+        self.nodes.read().values().cloned().collect()
+    }
+
+    pub fn remove_node(&self, name: &str) -> Result<(), ServiceError> {
+        if self.nodes.write().remove(name).is_none() {
+            return Err(ServiceError::NotFound(format!("Node '{name}' was not found")));
+        }
+        self.storage.delete(SYSTEM_DATABASE, NODES_TABLE, vec![json!(name)])?;
+        Ok(())
+    }
+
+    /// `cluster_status` in HarperDB's shape: this node, and each connection with its state,
+    /// subscriptions and lag.
+    pub fn status(&self) -> Value {
+        let settings = self.settings.read().clone();
+        let status = self.status.lock();
+        let nodes = self.nodes.read();
+        let mut names: Vec<String> = nodes.keys().cloned().collect();
+        for seen in status.seen.keys() {
+            if !names.contains(seen) {
+                names.push(seen.clone());
+            }
+        }
+        let connections: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                let subs = nodes.get(name).map(|n| n.subscriptions.clone()).unwrap_or_default();
+                json!({
+                    "node_name": name,
+                    "status": if status.connected { "open" } else { "closed" },
+                    "registered": nodes.contains_key(name),
+                    "last_change_time": status.seen.get(name),
+                    "subscriptions": subs.iter().map(|s| json!({"schema": s.database, "database": s.database, "table": s.table, "subscribe": s.subscribe, "publish": s.publish})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "node_name": settings.node_name,
+            "is_enabled": settings.enabled,
+            "connected": status.connected,
+            "servers": settings.servers,
+            "pending_changes": status.pending,
+            "applied_changes": status.applied,
+            "lag_ms": status.last_lag_ms,
+            "last_error": status.last_error,
+            "connections": connections,
+        })
+    }
+}
+
+/// Opens the cluster service and, when clustering is on, wraps the local store in the
+/// replicated one; with clustering off the store is returned as it is.
+pub fn wrap(rocks: Arc<Storage>, config: &crate::services::config::ConfigService, fallback_name: &str) -> anyhow::Result<(Arc<dyn StorageBackend>, Arc<Cluster>)> {
+    let settings = ClusterSettings::from_config(&config.file_value().map_err(ServiceError::into_anyhow)?, fallback_name);
+    let cluster = Cluster::open(rocks.clone(), settings)?;
+    // Always wrapped, so `restart_service clustering` can turn it on; while it is off every
+    // call goes straight to RocksDB (the wrapper checks one flag).
+    let storage: Arc<dyn StorageBackend> = Arc::new(store::ReplicatedStore::new(rocks, cluster.clone()));
+    Ok((storage, cluster))
+}
+
+/// Called with a system table's name after a replicated change to it was applied (the user
+/// service drops its caches). Set once at start.
+pub static SYSTEM_HOOK: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>> = std::sync::OnceLock::new();
+
+async fn connect(settings: &ClusterSettings) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("opshost-{}", settings.node_name))
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None::<usize>);
+    if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(ca) = &settings.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    options.connect(settings.servers.clone()).await.with_context(|| format!("connecting to NATS at {}", settings.servers.join(",")))
+}
+
+async fn ensure_stream(js: &jetstream::Context, settings: &ClusterSettings) -> anyhow::Result<jetstream::stream::Stream> {
+    let config = jetstream::stream::Config {
+        name: settings.stream.clone(),
+        subjects: vec![format!("{}.>", settings.stream.to_lowercase())],
+        num_replicas: settings.replicas,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config).await.map_err(|e| anyhow::anyhow!("creating stream {}: {e}", settings.stream))
+}
+
+/// Sends changes to JetStream, several in flight at once; each is retried (NATS reconnects
+/// to another server meanwhile) until JetStream acknowledges it.
+async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
+    while let Some(out) = rx.recv().await {
+        let js = js.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            let mut answered = out.done;
+            let started = std::time::Instant::now();
+            loop {
+                let attempt = async {
+                    let ack = js.publish(out.subject.clone(), out.payload.clone().into()).await.map_err(|e| e.to_string())?;
+                    ack.await.map(|_| ()).map_err(|e| e.to_string())
+                };
+                match attempt.await {
+                    Ok(()) => {
+                        if let Some(done) = answered.take() {
+                            let _ = done.send(Ok(()));
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        if started.elapsed() > PUBLISH_WAIT {
+                            if let Some(done) = answered.take() {
+                                let _ = done.send(Err(e.clone()));
+                            }
+                        }
+                        tracing::warn!("clustering: publishing a change failed, retrying: {e}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_take_harperdb_keys_and_defaults() {
+        let off = ClusterSettings::from_config(&json!({}), "127.0.0.1");
+        assert!(!off.enabled);
+        assert_eq!(off.node_name, "127_0_0_1");
+        let on = ClusterSettings::from_config(
+            &json!({"clustering": {"enabled": true, "nodeName": "a", "nats": {"servers": "nats://h:1, nats://h:2", "replicas": 3}}}),
+            "x",
+        );
+        assert_eq!((on.enabled, on.node_name.as_str(), on.servers.len(), on.replicas), (true, "a", 2, 3));
+    }
+}

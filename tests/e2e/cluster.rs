@@ -1,0 +1,245 @@
+//! Clustering: three opshost nodes replicating through a real 3-server NATS JetStream cluster
+//! on loopback. A write on any node is read on every other, conflicting writes converge to the
+//! same bytes everywhere, a node killed with SIGKILL catches up from its durable consumer, a
+//! NATS server killed mid-load loses no acknowledged write, and subscriptions filter per table.
+
+use opshost_tests::nats::NatsCluster;
+use opshost_tests::{basic, ok, post_raw, Server, ServerBuilder, TempRoot, ADMIN};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Generous: replication is milliseconds, but two noisy cores and JetStream's leader
+/// elections after a kill can take seconds.
+const CONVERGE: Duration = Duration::from_secs(60);
+
+/// The NATS servers a test uses: the run's shared cluster (`cargo xtask test` starts it), or
+/// one of its own when run without it. Each test uses its own stream, so tests never see each
+/// other's changes.
+struct Nats {
+    urls: String,
+    stream: String,
+    _own: Option<NatsCluster>,
+}
+
+impl Nats {
+    fn shared() -> Self {
+        match std::env::var("OPSHOST_TEST_NATS_URLS") {
+            Ok(urls) => Self { urls, stream: unique_stream(), _own: None },
+            Err(_) => Self::own(),
+        }
+    }
+
+    fn own() -> Self {
+        let cluster = NatsCluster::start(3);
+        Self { urls: cluster.urls(), stream: unique_stream(), _own: Some(cluster) }
+    }
+}
+
+fn unique_stream() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("T{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn node_builder(urls: &str, stream: &str, name: &str) -> ServerBuilder {
+    Server::builder()
+        .env("CLUSTERING_ENABLED", "true")
+        .env("CLUSTERING_NODENAME", name)
+        .env("CLUSTERING_NATS_SERVERS", urls)
+        .env("CLUSTERING_NATS_REPLICAS", "3")
+        .env("CLUSTERING_NATS_STREAM", stream)
+}
+
+fn node(nats: &Nats, name: &str) -> Server {
+    node_builder(&nats.urls, &nats.stream, name).start()
+}
+
+fn get(server: &Server, table: &str, id: Value) -> Option<Value> {
+    let rows = ok(server, json!({"operation": "search_by_hash", "database": "dev", "table": table, "hash_values": [id], "get_attributes": ["*"]}));
+    rows.as_array().expect("array").first().cloned()
+}
+
+/// Every record of `dev.<table>`, sorted by id, with all attributes.
+fn all(server: &Server, table: &str) -> Vec<Value> {
+    let rows = ok(server, json!({"operation": "search_by_value", "database": "dev", "table": table, "attribute": "id", "value": "*", "get_attributes": ["*"]}));
+    let mut rows = rows.as_array().expect("array").clone();
+    rows.sort_by_key(|r| r["id"].to_string());
+    rows
+}
+
+/// Polls until `check` holds, panicking with `what` and the last value after the deadline.
+fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl FnMut() -> T, check: impl Fn(&T) -> bool) -> T {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let value = probe();
+        if check(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {value:?} after {CONVERGE:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn has_table(server: &Server, table: &str) -> bool {
+    server.post(json!({"operation": "describe_table", "database": "dev", "table": table})).0 == 200
+}
+
+#[test]
+fn a_write_on_any_node_is_read_on_every_other() {
+    let nats = Nats::shared();
+    let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
+    ok(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": "dog", "primary_key": "id"}));
+    for n in &nodes[1..] {
+        eventually("the table reaches every node", || has_table(n, "dog"), |t| *t);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        ok(n, json!({"operation": "insert", "database": "dev", "table": "dog", "records": [{"id": i, "name": format!("dog {i}"), "from": i}]}));
+    }
+    for n in &nodes {
+        eventually("every insert reaches every node", || all(n, "dog").len(), |len| *len == 3);
+    }
+    // Update on one, delete on another: every node ends with the same bytes.
+    ok(&nodes[1], json!({"operation": "update", "database": "dev", "table": "dog", "records": [{"id": 0, "name": "renamed on b"}]}));
+    ok(&nodes[2], json!({"operation": "delete", "database": "dev", "table": "dog", "ids": [1]}));
+    let want = |rows: &Vec<Value>| rows.len() == 2 && rows[0]["name"] == "renamed on b";
+    let on_a = eventually("update and delete reach node a", || all(&nodes[0], "dog"), want);
+    for n in &nodes[1..] {
+        eventually("every node holds the same records", || all(n, "dog"), |rows| *rows == on_a);
+    }
+    assert_eq!(on_a[0]["from"], 0, "an update keeps the attributes it did not name: {on_a:?}");
+    // Schema: a dropped table goes everywhere; a new database too.
+    ok(&nodes[2], json!({"operation": "create_database", "database": "other"}));
+    ok(&nodes[1], json!({"operation": "drop_table", "database": "dev", "table": "dog"}));
+    for n in &nodes {
+        eventually("drop_table reaches every node", || has_table(n, "dog"), |t| !*t);
+        eventually(
+            "create_database reaches every node",
+            || n.post(json!({"operation": "describe_database", "database": "other"})).0,
+            |s| *s == 200,
+        );
+    }
+}
+
+/// Three nodes write different values to the same key at the same time, many times: when the
+/// writes stop, all three hold the same record, byte for byte (last writer by
+/// `__updatedtime__`, ties broken deterministically).
+#[test]
+fn concurrent_conflicting_writes_converge() {
+    let nats = Nats::shared();
+    let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
+    ok(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": "hot", "primary_key": "id"}));
+    for n in &nodes[1..] {
+        eventually("the table reaches every node", || has_table(n, "hot"), |t| *t);
+    }
+    std::thread::scope(|s| {
+        for (i, n) in nodes.iter().enumerate() {
+            let url = n.url();
+            s.spawn(move || {
+                for round in 0..40 {
+                    let body = json!({"operation": "upsert", "database": "dev", "table": "hot", "records": [{"id": "k", "writer": i, "round": round}, {"id": format!("k{}", round % 3), "writer": i}]});
+                    let (status, text) = post_raw(&url, Some("application/json"), body.to_string().as_bytes(), Some(&basic(ADMIN.0, ADMIN.1)));
+                    assert_eq!(status, 200, "upsert on node {i}: {text}");
+                }
+            });
+        }
+    });
+    let on_a = eventually("node a settles", || all(&nodes[0], "hot"), |rows| rows.len() == 4);
+    // Settled: the same for a while on a (changes still in flight would change it).
+    let settled = eventually(
+        "every node holds the same records",
+        || [all(&nodes[0], "hot"), all(&nodes[1], "hot"), all(&nodes[2], "hot")],
+        |[a, b, c]| a == b && b == c,
+    );
+    assert_eq!(settled[0].len(), 4, "{on_a:?}");
+    let k = get(&nodes[1], "hot", json!("k")).expect("k");
+    assert_eq!(k["round"], 39, "the last round of some writer wins: {k}");
+}
+
+/// A node killed with SIGKILL while another keeps writing, restarted on its root, applies
+/// everything it missed from its durable consumer.
+#[test]
+fn a_node_killed_with_kill_9_catches_up_after_restart() {
+    let nats = Nats::shared();
+    let a = node(&nats, "node_a");
+    let b = node(&nats, "node_b");
+    ok(&a, json!({"operation": "create_table", "database": "dev", "table": "log", "primary_key": "id"}));
+    eventually("the table reaches b", || has_table(&b, "log"), |t| *t);
+    for i in 0..50 {
+        ok(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
+    }
+    eventually("b applies the first writes", || all(&b, "log").len(), |n| *n == 50);
+    let root: TempRoot = b.crash();
+    for i in 50..300 {
+        ok(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
+    }
+    ok(&a, json!({"operation": "delete", "database": "dev", "table": "log", "ids": [0, 1, 2]}));
+    let b = node_builder(&nats.urls, &nats.stream, "node_b").root(root).start();
+    let on_a = all(&a, "log");
+    assert_eq!(on_a.len(), 297);
+    eventually("b catches up after its restart", || all(&b, "log"), |rows| *rows == on_a);
+}
+
+/// Writes keep coming while one of the three NATS servers is killed: every write answered 200
+/// reaches the other node (JetStream acknowledged it on a quorum before the answer).
+#[test]
+fn a_nats_server_killed_mid_load_loses_no_acknowledged_write() {
+    let mut own = NatsCluster::start(3);
+    let (urls, stream) = (own.urls(), unique_stream());
+    let a = node_builder(&urls, &stream, "node_a").start();
+    let b = node_builder(&urls, &stream, "node_b").start();
+    ok(&a, json!({"operation": "create_table", "database": "dev", "table": "load", "primary_key": "id"}));
+    eventually("the table reaches b", || has_table(&b, "load"), |t| *t);
+    let mut acked = Vec::new();
+    for i in 0..400 {
+        if i == 100 {
+            own.kill(0);
+        }
+        let body = json!({"operation": "insert", "database": "dev", "table": "load", "records": [{"id": i}]});
+        let (status, _) = post_raw(&a.url(), Some("application/json"), body.to_string().as_bytes(), Some(&basic(ADMIN.0, ADMIN.1)));
+        if status == 200 {
+            acked.push(i);
+        }
+    }
+    assert!(acked.len() > 300, "most writes are acknowledged through the failover: {}", acked.len());
+    let ids = |s: &Server| all(s, "load").iter().filter_map(|r| r["id"].as_i64()).collect::<std::collections::BTreeSet<i64>>();
+    let on_b = eventually("b has every acknowledged write", || ids(&b), |got| acked.iter().all(|i| got.contains(i)));
+    assert!(on_b.len() >= acked.len());
+}
+
+/// `set_node_replication` on b with `subscribe: false` for one table of a: that table stops
+/// flowing from a to b, the other keeps flowing, and c (no registration) gets both.
+#[test]
+fn a_subscription_turned_off_stops_that_table_only() {
+    let nats = Nats::shared();
+    let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
+    for t in ["kept", "stopped"] {
+        ok(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": t, "primary_key": "id"}));
+    }
+    for n in &nodes[1..] {
+        eventually("tables reach every node", || has_table(n, "kept") && has_table(n, "stopped"), |t| *t);
+    }
+    let subscriptions = json!([
+        {"schema": "dev", "table": "kept", "subscribe": true, "publish": true},
+        {"database": "dev", "table": "stopped", "subscribe": false, "publish": true},
+    ]);
+    ok(&nodes[1], json!({"operation": "add_node", "node_name": "node_a", "subscriptions": subscriptions}));
+    let status = ok(&nodes[1], json!({"operation": "cluster_status"}));
+    assert_eq!(status["node_name"], "node_b", "{status}");
+    assert_eq!(status["is_enabled"], true, "{status}");
+    let conn = status["connections"].as_array().expect("connections").iter().find(|c| c["node_name"] == "node_a").cloned().expect("node_a listed");
+    assert_eq!(conn["subscriptions"].as_array().map(Vec::len), Some(2), "{status}");
+    // `stopped` first: b applies the stream in order, so once it has `kept` it has seen (and
+    // skipped) `stopped`.
+    for t in ["stopped", "kept"] {
+        ok(&nodes[0], json!({"operation": "insert", "database": "dev", "table": t, "records": [{"id": 1}]}));
+    }
+    eventually("c gets both tables", || (all(&nodes[2], "kept").len(), all(&nodes[2], "stopped").len()), |n| *n == (1, 1));
+    eventually("b gets the kept table", || all(&nodes[1], "kept").len(), |n| *n == 1);
+    assert!(all(&nodes[1], "stopped").is_empty(), "a table b does not subscribe to reached it");
+    // Turned back on (and then off for all, with remove_node: whole data set again).
+    ok(&nodes[1], json!({"operation": "remove_node", "node_name": "node_a"}));
+    ok(&nodes[0], json!({"operation": "insert", "database": "dev", "table": "stopped", "records": [{"id": 2}]}));
+    eventually("after remove_node b gets every table again", || all(&nodes[1], "stopped").len(), |n| *n == 1);
+    let (status, body) = nodes[1].post(json!({"operation": "remove_node", "node_name": "node_a"}));
+    assert_eq!(status, 404, "{body}");
+}

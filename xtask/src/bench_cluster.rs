@@ -1,0 +1,190 @@
+//! `cargo xtask bench cluster`: replication figures on this machine. A 3-server NATS JetStream
+//! cluster on loopback (stream replicas 3), node A and node C with clustering on: the lag from
+//! a write acknowledged on A to the record being readable on C, sampled while A takes a paced
+//! load of 1,000 single-record inserts per second; then single-record insert throughput (wrk
+//! at concurrency 16) on A against a node with clustering off.
+
+use super::{free_port, post, stop, wait_ready, wrk, PASS, USER};
+use crate::paths;
+use anyhow::{bail, Context, Result};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RATE: u64 = 1_000;
+const LOAD_SECONDS: u64 = 10;
+const WRITERS: u64 = 8;
+
+pub fn run() -> Result<()> {
+    let base = std::env::temp_dir().join(format!("opshost-bench-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    let mut children = Vec::new();
+    let result = (|| -> Result<()> {
+        let urls = start_nats(&base, &mut children)?;
+        let a = free_port()?;
+        children.push(spawn_node(&base.join("a"), a, Some((&urls, "node_a")))?);
+        let c = free_port()?;
+        children.push(spawn_node(&base.join("c"), c, Some((&urls, "node_c")))?);
+        let single = free_port()?;
+        children.push(spawn_node(&base.join("single"), single, None)?);
+        for port in [a, c, single] {
+            wait_ready(port, Duration::from_secs(60))?;
+        }
+        for port in [a, single] {
+            post(port, r#"{"operation":"create_table","database":"bench","table":"dog","primary_key":"id"}"#)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while post(c, r#"{"operation":"describe_table","database":"bench","table":"dog"}"#).is_err() {
+            if Instant::now() > deadline {
+                bail!("the table did not reach node C");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lag(a, c)?;
+        let seconds = 10;
+        let insert = "local seen = 0\nsetup = function(thread)\n  thread:set(\"tid\", seen)\n  seen = seen + 1\nend\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  local id = 1000000000 + tid * 100000000 + counter\n  return wrk.format(nil, nil, nil, string.format('{\"operation\":\"insert\",\"database\":\"bench\",\"table\":\"dog\",\"records\":[{\"id\":%d,\"name\":\"n\",\"breed\":\"b\",\"age\":1}]}', id))\nend\n";
+        let off = wrk(single, seconds, &base, "", Some(insert))?;
+        println!("single-record insert, clustering off, wrk -t2 -c16 -d{seconds}s: {off}");
+        let on = wrk(a, seconds, &base, "", Some(insert))?;
+        println!("single-record insert, clustering on (acknowledged by JetStream, 3 replicas), wrk -t2 -c16 -d{seconds}s: {on}");
+        Ok(())
+    })();
+    for child in children.iter_mut().rev() {
+        stop(child);
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    result
+}
+
+/// Paced inserts on A (`WRITERS` threads, `RATE` per second together) while a prober reads the
+/// newest acknowledged id on C until it is there: each probe is one lag sample.
+fn lag(a: u16, c: u16) -> Result<()> {
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    // (id, acknowledged at) of the newest acknowledged write.
+    let newest: Arc<Mutex<Option<(u64, Instant)>>> = Arc::new(Mutex::new(None));
+    let written = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (newest, written) = (newest.clone(), written.clone());
+        writers.push(std::thread::spawn(move || -> Result<()> {
+            let interval = Duration::from_micros(1_000_000 * WRITERS / RATE);
+            for n in 0..RATE * LOAD_SECONDS / WRITERS {
+                let due = started + interval * n as u32;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let id = w * 10_000_000 + n;
+                post(a, &format!(r#"{{"operation":"insert","database":"bench","table":"dog","records":[{{"id":{id},"name":"n"}}]}}"#))?;
+                written.fetch_add(1, Ordering::Relaxed);
+                *newest.lock().expect("lock") = Some((id, Instant::now()));
+            }
+            Ok(())
+        }));
+    }
+    let prober = {
+        let (newest, stop_flag) = (newest.clone(), stop_flag.clone());
+        std::thread::spawn(move || -> Result<Vec<Duration>> {
+            let mut samples = Vec::new();
+            while !stop_flag.load(Ordering::Relaxed) {
+                let Some((id, acked)) = *newest.lock().expect("lock") else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let body = format!(r#"{{"operation":"search_by_hash","database":"bench","table":"dog","hash_values":[{id}],"get_attributes":["id"]}}"#);
+                let give_up = Instant::now() + Duration::from_secs(30);
+                loop {
+                    if post(c, &body)?.contains(&format!("\"id\":{id}")) {
+                        samples.push(acked.elapsed());
+                        break;
+                    }
+                    if Instant::now() > give_up {
+                        bail!("id {id} did not reach node C within 30 s");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(samples)
+        })
+    };
+    for w in writers {
+        w.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    }
+    let elapsed = started.elapsed();
+    stop_flag.store(true, Ordering::Relaxed);
+    let mut samples = prober.join().map_err(|_| anyhow::anyhow!("prober panicked"))??;
+    samples.sort();
+    if samples.is_empty() {
+        bail!("no lag samples");
+    }
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    let done = written.load(Ordering::Relaxed);
+    println!(
+        "replication lag A -> C (write acknowledged on A -> readable on C) under {done} inserts in {:.1} s ({:.0}/s, {WRITERS} writers): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples; a sample includes one search_by_hash round trip)",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        samples.len()
+    );
+    Ok(())
+}
+
+/// Three routed JetStream servers on free loopback ports; their client URLs.
+fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<String> {
+    let bin = ["/usr/bin/nats-server", "/usr/sbin/nats-server"].into_iter().map(PathBuf::from).find(|p| p.is_file());
+    let bin = match bin {
+        Some(b) => b,
+        None if crate::apt_install(&["nats-server"]) => PathBuf::from("/usr/sbin/nats-server"),
+        None => bail!("bench cluster needs NATS: apt-get install nats-server"),
+    };
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
+    let routes: Vec<String> = ports.iter().map(|(_, r)| format!("nats-route://127.0.0.1:{r}")).collect();
+    for (i, (client, route)) in ports.iter().enumerate() {
+        let store = base.join(format!("nats{i}"));
+        std::fs::create_dir_all(&store)?;
+        let conf = base.join(format!("nats{i}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\njetstream {{ store_dir: \"{}\" }}\ncluster {{ name: opshost_bench, listen: 127.0.0.1:{route}, routes: [{}] }}\n",
+                store.display(),
+                routes.join(", ")
+            ),
+        )?;
+        children.push(Command::new(&bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("starting nats-server")?);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", *client)).is_err() {
+            if Instant::now() > deadline {
+                bail!("nats-server did not listen on {client}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(ports.iter().map(|(c, _)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(","))
+}
+
+fn spawn_node(root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Child> {
+    std::fs::create_dir_all(root)?;
+    let mut cmd = Command::new(paths::dist().join("opshost"));
+    cmd.arg("run")
+        .env("ROOTPATH", root)
+        .env("HDB_ADMIN_USERNAME", USER)
+        .env("HDB_ADMIN_PASSWORD", PASS)
+        .env("OPERATIONSAPI_NETWORK_PORT", port.to_string())
+        .env("LOGGING_LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some((urls, name)) = cluster {
+        cmd.env("CLUSTERING_ENABLED", "true")
+            .env("CLUSTERING_NODENAME", name)
+            .env("CLUSTERING_NATS_SERVERS", urls)
+            .env("CLUSTERING_NATS_REPLICAS", "3");
+    }
+    cmd.spawn().context("starting opshost")
+}
