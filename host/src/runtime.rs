@@ -197,10 +197,12 @@ impl Runtime {
         })
     }
 
-    /// Asks a component who it is, in a sandbox: every import it has is defined to trap, so it
-    /// cannot reach the host, WASI or anything else before it is accepted.
+    /// Asks a component who it is, in a sandbox: every import it has is defined to trap (but
+    /// reading the WASI clocks), so it cannot reach the host, WASI or anything else before it is
+    /// accepted.
     fn describe(&self, component: &Component, services: &Arc<Services>, limits: CallLimits) -> Result<OperationInfo> {
         let mut sandbox = Linker::<CallState>::new(&self.engine);
+        crate::capabilities::wasi::define_describe_clocks(&mut sandbox, component, &self.engine).context("linking the describe sandbox")?;
         sandbox.define_unknown_imports_as_traps(component).map_err(anyhow::Error::from).context("linking the describe sandbox")?;
         let pre = sandbox.instantiate_pre(component).map_err(anyhow::Error::from).context("linking")?;
         let pre = OperationPre::new(pre).map_err(anyhow::Error::from).context("checking the exports")?;

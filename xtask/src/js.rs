@@ -14,7 +14,7 @@
 //! The build writes `target/opshost-js/<name>/`: a copy of `wit/` plus a world `js-operation`
 //! that imports `log` and the listed interfaces, and an entry module that imports exactly those
 //! host interfaces, hands them to the SDK (`bind`) and re-exports the operation's `describe` and
-//! `handle`. Without `"wasi": true` the JS engine's WASI features (stdio, random) are left out,
+//! `handle`. Without `"wasi": true` the JS engine's WASI features (clocks, stdio, random) are left out,
 //! so the component imports no WASI at all and needs no `wasi` grant. A build is
 //! skipped when a SHA-256 over every input (sources, SDK, WIT, toolchain lock, build script)
 //! matches the last one: a warm `cargo xtask build` costs no JS build.
@@ -31,14 +31,14 @@ const INTERFACES: [&str; 13] = [
     "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users", "catalog",
     "packages", "components",
 ];
-/// The engine's WASI features an operation gets with `"wasi": true` (console output to the
-/// server log, real randomness for Math.random and crypto).
-const WASI_FEATURES: [&str; 2] = ["stdio", "random"];
-/// Left out always. `http` (wasi:http): the host does not link it. `clocks`: with it the engine
-/// calls `wasi:clocks/monotonic-clock#now` on entry to every export, `describe` included, which
-/// traps in the host's load sandbox (every import traps there); without it `Date.now()` is
-/// frozen at build time.
-const ALWAYS_DISABLED: [&str; 3] = ["http", "fetch-event", "clocks"];
+/// The engine's WASI features an operation gets with `"wasi": true`: the clocks (`Date.now()`
+/// and `performance.now()` read the time; the engine reads it on entry to every export,
+/// `describe` included, which the host's load sandbox allows), console output to the server
+/// log, real randomness for Math.random and crypto. Without them `Date.now()` is frozen at
+/// build time.
+const WASI_FEATURES: [&str; 3] = ["clocks", "stdio", "random"];
+/// Left out always. `http` (wasi:http): the host does not link it.
+const ALWAYS_DISABLED: [&str; 2] = ["http", "fetch-event"];
 /// The world every generated WIT names.
 const WORLD: &str = "js-operation";
 

@@ -16,7 +16,7 @@ mod packages;
 mod storage;
 mod sysinfo;
 mod users;
-mod wasi;
+pub(crate) mod wasi;
 
 use std::time::Duration;
 use crate::services::{ServiceError, Services};

@@ -1,9 +1,12 @@
 //! WASI for components built with standard toolchains (`wasm32-wasip2`, or wasip1 plus the
 //! adapter), locked down: no preopened folders, no sockets or name lookups, no environment,
 //! empty stdin; stdout and stderr are collected and written to the host log after the call.
-//! A context is built only when a granted component first touches WASI.
+//! A context is built only when a granted component first touches WASI. The describe sandbox
+//! lends these components the clocks only (`define_describe_clocks`).
 
 use super::CallState;
+use wasmtime::component::{Component, Linker, Val};
+use wasmtime::Engine;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -52,4 +55,41 @@ impl CallState {
             }
         }
     }
+}
+
+/// In the describe sandbox, where every other import traps: `now` and `resolution` of the WASI
+/// wall and monotonic clocks, for the clock interfaces the component imports. Language engines
+/// read the clock on entry to every export, `describe` included (componentize-js does, to keep
+/// `Date.now()` current); the time tells a component nothing about the host worth hiding, while
+/// output, randomness, files and the opshost interfaces stay out of reach until it is accepted.
+pub(crate) fn define_describe_clocks(linker: &mut Linker<CallState>, component: &Component, engine: &Engine) -> anyhow::Result<()> {
+    let names: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).collect();
+    for name in names {
+        if name.starts_with("wasi:clocks/monotonic-clock@") {
+            let mut clock = linker.instance(&name)?;
+            clock.func_wrap("now", |_, (): ()| Ok((monotonic_nanos(),)))?;
+            clock.func_wrap("resolution", |_, (): ()| Ok((1u64,)))?;
+        } else if name.starts_with("wasi:clocks/wall-clock@") {
+            let mut clock = linker.instance(&name)?;
+            clock.func_new("now", |_, _, _, results| {
+                let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                set_datetime(results, since.as_secs(), since.subsec_nanos())
+            })?;
+            clock.func_new("resolution", |_, _, _, results| set_datetime(results, 0, 1))?;
+        }
+    }
+    Ok(())
+}
+
+/// Nanoseconds on a monotonic clock (since the first read in this process).
+fn monotonic_nanos() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Writes a `wasi:clocks/wall-clock.datetime` record as the single result.
+fn set_datetime(results: &mut [Val], seconds: u64, nanoseconds: u32) -> wasmtime::Result<()> {
+    let slot = results.first_mut().ok_or_else(|| wasmtime::Error::msg("wall-clock: no result slot"))?;
+    *slot = Val::Record(vec![("seconds".into(), Val::U64(seconds)), ("nanoseconds".into(), Val::U32(nanoseconds))]);
+    Ok(())
 }
