@@ -255,3 +255,226 @@ fn the_js_sdk_and_example_unit_tests_pass_under_node() {
         assert!(stdout.contains("# fail 0") && !stdout.contains("# pass 0"), "{dir}: {stdout}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Python (componentize-py): the example `py_aggregate` (examples/py/) and the test guest
+// `py_probe` (tests/guests-py/), the same proofs as for JavaScript. The components (18 MB each)
+// are built and precompiled by `cargo xtask test`; every server here keeps the default engine
+// configuration (callMemoryMB), so they load from that cache instead of compiling at start.
+
+fn py_aggregate_server() -> Server {
+    Server::builder()
+        .env("OPERATIONSAPI_GRANTS", r#"{"py_aggregate": ["storage"]}"#)
+        .component(test_guest("py_aggregate"), "py_aggregate.wasm")
+        .start()
+}
+
+#[test]
+fn the_python_example_loads_when_granted_answers_an_aggregate_and_400s_with_harperdb_texts() {
+    let server = py_aggregate_server();
+    dogs(&server);
+    let entry = wait_for(&server, "py_aggregate in the catalog", LOAD_WAIT, || entry_for(&server, "py_aggregate.wasm"));
+    assert_eq!((entry["status"].as_str(), entry["name"].as_str(), entry["builtin"].as_bool()), (Some("serving"), Some("py_aggregate"), Some(false)), "{entry}");
+    assert!(entry["grants"].as_array().is_some_and(|g| g.contains(&json!("storage")) && !g.contains(&json!("wasi"))), "no WASI needed: {entry}");
+
+    let (status, body) = server.post(json!({"operation": "py_aggregate", "database": "dev", "table": "dog", "attribute": "weight"}));
+    assert_eq!(status, 200, "{body}");
+    let sum: i64 = (0..1000).map(|i| i % 50).sum();
+    assert_eq!((body["count"].as_i64(), body["sum"].as_i64(), body["skipped"].as_i64()), (Some(1000), Some(sum), Some(1)), "{body}");
+    assert_eq!((body["min"].as_i64(), body["max"].as_i64()), (Some(0), Some(49)), "{body}");
+    assert_eq!(body["avg"].as_f64(), Some(sum as f64 / 1000.0), "{body}");
+    assert_eq!((body["database"].as_str(), body["table"].as_str(), body["attribute"].as_str()), (Some("dev"), Some("dog"), Some("weight")));
+
+    // Grouped, with conditions passed through to the host's search.
+    let grouped = json!({
+        "operation": "py_aggregate", "database": "dev", "table": "dog", "attribute": "weight", "group_by": "breed",
+        "conditions": {"attribute": "age", "comparator": "less-than", "value": 5}
+    });
+    let (status, body) = server.post(grouped.clone());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], 500, "ages 0..4 of 0..9: {body}");
+    assert_eq!((body["groups"]["lab"]["count"].as_i64(), body["groups"]["pug"]["count"].as_i64()), (Some(300), Some(200)), "{body}");
+    // Anyone logged in may call it (super_user_only=False), but the host still applies the
+    // caller's table permissions to what the operation reads: a plain user without them gets 403.
+    let (status, body) = server.post_as(USER, grouped);
+    assert_eq!(status, 403, "{body}");
+    assert!(body["unauthorized_access"][0]["table"] == "dog", "{body}");
+
+    for (body, text) in [
+        (json!({"operation": "py_aggregate", "table": "dog", "attribute": "weight"}), "'database' is required"),
+        (json!({"operation": "py_aggregate", "database": 7, "table": "dog", "attribute": "weight"}), "'database' must be a string"),
+        (json!({"operation": "py_aggregate", "database": "dev", "table": "dog"}), "'attribute' is required"),
+        (json!({"operation": "py_aggregate", "database": "dev", "table": ["dog"], "attribute": "weight"}), "'table' must be a string"),
+        (json!({"operation": "py_aggregate", "database": "dev", "table": "dog", "attribute": "weight", "group_by": 1}), "'group_by' must be a string"),
+        (json!({"operation": "py_aggregate", "database": "dev", "table": "dog", "attribute": "weight", "conditions": "age"}), "'conditions' must be an object"),
+    ] {
+        let (status, answer) = server.post(body.clone());
+        assert_eq!((status, answer), (400, json!({ "error": text })), "{body}");
+    }
+    // The host's own error (an unknown table) keeps its status and text through the Python SDK.
+    let (status, body) = server.post(json!({"operation": "py_aggregate", "database": "dev", "table": "cat", "attribute": "weight"}));
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("cat")), "{body}");
+    // A comparator the WIT does not have: the SDK's 400, not a failure in the bindings.
+    let (status, body) = server.post(json!({"operation": "py_aggregate", "database": "dev", "table": "dog", "attribute": "weight",
+        "conditions": {"attribute": "age", "comparator": "no-such-comparator", "value": 1}}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.starts_with("'age': unknown comparator 'no-such-comparator'")), "{body}");
+}
+
+#[test]
+fn the_python_example_is_refused_without_the_storage_grant() {
+    let server = Server::builder()
+        .env("OPERATIONSAPI_GRANTS", r#"{"py_aggregate": ["config"]}"#)
+        .component(test_guest("py_aggregate"), "py_aggregate.wasm")
+        .start();
+    let entry = wait_for(&server, "a failed catalog entry", LOAD_WAIT, || entry_for(&server, "py_aggregate.wasm").filter(|e| e["status"] == "failed"));
+    let reason = entry["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("py_aggregate") && reason.contains("opshost:host/storage") && reason.contains("not granted"), "reason: {reason}");
+    let (status, body) = server.post(json!({"operation": "py_aggregate", "database": "dev", "table": "dog", "attribute": "weight"}));
+    assert_eq!((status, body), (400, json!({"error": "Operation 'py_aggregate' not found"})));
+}
+
+fn py_probe_version(server: &Server) -> Option<i64> {
+    let (status, body) = server.post(json!({"operation": "py_probe"}));
+    (status == 200).then(|| body["version"].as_i64()).flatten()
+}
+
+#[test]
+fn a_python_operation_is_hot_swapped_under_a_continuous_client_with_no_failed_request() {
+    let server = Arc::new(Server::builder().component(test_guest("py_probe_v1"), "py_probe.wasm").start());
+    wait_for(&server, "py_probe v1", LOAD_WAIT, || (py_probe_version(&server) == Some(1)).then_some(()));
+    let file = server.root().join("components").join("py_probe.wasm");
+    let (v1, v2) = (read(&test_guest("py_probe_v1")), read(&test_guest("py_probe_v2")));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples: Arc<Mutex<Vec<(u16, Option<i64>, Value)>>> = Arc::default();
+    let client = {
+        let (stop, samples) = (stop.clone(), samples.clone());
+        let url = server.url();
+        std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+            let auth = basic(ADMIN.0, ADMIN.1);
+            while !stop.load(Ordering::Relaxed) {
+                let req = agent.post(&url).set("Content-Type", "application/json").set("Authorization", &auth);
+                let (status, text) = match req.send_string(r#"{"operation":"py_probe"}"#) {
+                    Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+                    Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+                    Err(e) => (0, e.to_string()),
+                };
+                let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                samples.lock().expect("lock").push((status, body["version"].as_i64(), body));
+            }
+        })
+    };
+    let mut switch_times = Vec::new();
+    for (bytes, version) in [(&v2, 2), (&v1, 1), (&v2, 2)] {
+        std::thread::sleep(Duration::from_millis(300));
+        let written = Instant::now();
+        std::fs::write(&file, bytes).expect("write in place");
+        let seen = samples.lock().expect("lock").len();
+        wait_for(&server, &format!("py_probe v{version} after the swap"), LOAD_WAIT, || {
+            samples.lock().expect("lock")[seen..].iter().any(|s| s.1 == Some(version)).then_some(())
+        });
+        switch_times.push(written.elapsed());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client thread");
+    let samples = samples.lock().expect("lock").clone();
+    println!("py_probe swaps (write -> first answer of the new version): {switch_times:?}; {} requests", samples.len());
+    let failed: Vec<_> = samples.iter().filter(|s| s.0 != 200 || s.1.is_none()).collect();
+    assert!(failed.is_empty(), "{} failed requests out of {}, e.g. {:?}", failed.len(), samples.len(), failed.first());
+    assert!(samples.len() > 20, "the client made progress: {}", samples.len());
+    assert!(samples.iter().all(|s| s.2["user"] == ADMIN.0), "every answer is a full one");
+    let entry = entry_for(&server, "py_probe.wasm").expect("in the catalog");
+    assert_eq!((entry["status"].as_str(), entry["version"].as_str()), (Some("serving"), Some("0.2.0")), "{entry}");
+}
+
+#[test]
+fn a_python_operation_is_stopped_by_call_timeout_and_the_memory_limit() {
+    // The default callMemoryMB (128): another value changes the engine's configuration, so the
+    // precompiled 18 MB component would be compiled again at start.
+    let server = Arc::new(Server::builder().env("OPERATIONSAPI_LIMITS_CALLTIMEOUT", "1000").component(test_guest("py_probe_v1"), "py_probe.wasm").start());
+    wait_for(&server, "py_probe v1", LOAD_WAIT, || (py_probe_version(&server) == Some(1)).then_some(()));
+
+    // An endless loop: stopped at the deadline, while another request answers meanwhile.
+    let spinning = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let answer = server.post(json!({"operation": "py_probe", "spin": true}));
+            (answer, started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _) = server.post(json!({"operation": "get_configuration"}));
+    assert_eq!(status, 200, "another request answers during the loop");
+    let ((status, body), took) = spinning.join().expect("spinning client");
+    assert_eq!(status, 500, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.starts_with("Operation 'py_probe' ran past its time limit")), "{body}");
+    assert!(took < Duration::from_secs(15), "deadline of 1 s enforced, took {took:?}");
+
+    // Unbounded allocation, on a server with the default callTimeout (so the memory limit, not
+    // the deadline, ends it on a loaded machine): growth past callMemoryMB is refused, CPython
+    // raises MemoryError, and the SDK answers "out of memory" as an internal error.
+    drop(server);
+    let server = Server::builder().component(test_guest("py_probe_v1"), "py_probe.wasm").start();
+    wait_for(&server, "py_probe v1", LOAD_WAIT, || (py_probe_version(&server) == Some(1)).then_some(()));
+    let started = Instant::now();
+    let (status, body) = server.post(json!({"operation": "py_probe", "hog": true}));
+    assert_eq!(status, 500, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("out of memory")), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    // A fresh instance for the next call: it answers normally.
+    assert_eq!(py_probe_version(&server), Some(1));
+}
+
+#[test]
+fn the_python_sdk_and_example_unit_tests_pass_under_cpython() {
+    // The clone the test runs in (read at run time: the build cache is shared between clones).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from);
+    let repo = manifest.parent().expect("repo root").to_path_buf();
+    let sdk = repo.join("guest-sdk-py");
+    for dir in [sdk.clone(), repo.join("examples/py/py_aggregate")] {
+        let output = Command::new("python3")
+            .args(["-m", "unittest", "-v"])
+            .current_dir(&dir)
+            .env("PYTHONPATH", &sdk)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("running python3 (it builds the Python operations too): {e}"));
+        // unittest reports on stderr.
+        let report = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "python3 -m unittest in {} failed:\n{report}", dir.display());
+        assert!(report.contains("\nOK") && !report.contains("Ran 0 tests"), "{}: {report}", dir.display());
+    }
+}
+
+/// Regression: the JS engine's clock feature was off because the engine reads
+/// wasi:clocks/monotonic-clock on entry to `describe`, which trapped in the load sandbox. The
+/// sandbox now answers clock reads (and nothing else), so a `"wasi": true` JS operation loads
+/// and its `Date.now()` is the server's time, not the build's.
+#[test]
+fn a_js_operation_with_wasi_reads_the_time_and_still_loads() {
+    let server = Server::builder()
+        .env("OPERATIONSAPI_GRANTS", r#"{"js_clock": ["wasi"]}"#)
+        .component(test_guest("js_clock"), "js_clock.wasm")
+        .start();
+    let entry = wait_for(&server, "js_clock in the catalog", LOAD_WAIT, || entry_for(&server, "js_clock.wasm"));
+    assert_eq!(entry["status"].as_str(), Some("serving"), "{entry}");
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let (before, (status, first)) = (now_ms(), server.post(json!({"operation": "js_clock"})));
+    let after = now_ms();
+    assert_eq!(status, 200, "{first}");
+    let first = first["now"].as_i64().expect("a number");
+    // The same machine's clock, read during the request (a frozen clock would be the build time).
+    assert!((before..=after).contains(&first), "{before} <= {first} <= {after}");
+    let later = wait_for(&server, "a later time", LOAD_WAIT, || {
+        std::thread::sleep(Duration::from_millis(20));
+        let (status, body) = server.post(json!({"operation": "js_clock"}));
+        assert_eq!(status, 200, "{body}");
+        body["now"].as_i64().filter(|t| *t > first)
+    });
+    assert!(later > first);
+}
