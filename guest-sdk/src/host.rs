@@ -66,6 +66,38 @@ pub mod cluster {
     pub fn list_nodes() -> Result<serde_json::Value, Error> {
         parse_json(&wit::cluster::list_nodes()?, "node list")
     }
+
+    /// HarperDB's cluster routes are opshost's NATS servers (`clustering.nats.servers`), as
+    /// `(host, port)` pairs; an unset list is empty.
+    pub fn routes() -> Result<Vec<(String, u16)>, Error> {
+        let config = super::config::get()?;
+        let servers = config.pointer("/clustering/nats/servers").and_then(serde_json::Value::as_str).unwrap_or_default();
+        Ok(servers.split(',').filter_map(|url| parse_route(url.trim())).collect())
+    }
+
+    /// Replaces `clustering.nats.servers` (taking effect on `restart_service clustering`).
+    pub fn set_routes(routes: &[(String, u16)]) -> Result<(), Error> {
+        let text: Vec<String> = routes.iter().map(|(h, p)| format!("nats://{h}:{p}")).collect();
+        let value = serde_json::Value::String(text.join(","));
+        super::config::set([("clustering_nats_servers", &value)])
+    }
+
+    /// A route as HarperDB gives it: `{"host": "...", "port": 12345}`.
+    pub fn route_from_json(v: &serde_json::Value) -> Result<(String, u16), Error> {
+        let host = v.get("host").and_then(serde_json::Value::as_str).filter(|h| !h.is_empty() && !h.contains([',', '/', ' ']));
+        let port = v.get("port").and_then(serde_json::Value::as_u64).filter(|p| (1..=65535).contains(p));
+        match (host, port) {
+            (Some(h), Some(p)) => Ok((h.to_string(), p as u16)),
+            _ => Err(Error::BadRequest("each route needs a 'host' and a 'port' (1-65535)".into())),
+        }
+    }
+
+    fn parse_route(url: &str) -> Option<(String, u16)> {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+        let (host, port) = rest.rsplit_once(':')?;
+        Some((host.to_string(), port.trim_end_matches('/').parse().ok()?))
+    }
 }
 
 /// Control over the running server.

@@ -243,3 +243,31 @@ fn a_subscription_turned_off_stops_that_table_only() {
     let (status, body) = nodes[1].post(json!({"operation": "remove_node", "node_name": "node_a"}));
     assert_eq!(status, 404, "{body}");
 }
+
+/// HarperDB's route operations edit the NATS servers a node connects to
+/// (`clustering.nats.servers`), with HarperDB's set/skipped and deleted/skipped answers.
+#[test]
+fn cluster_routes_are_the_nats_servers() {
+    let server = Server::start();
+    assert_eq!(ok(&server, json!({"operation": "cluster_get_routes"})), json!({"hub": [], "leaf": []}));
+    let route = json!({"host": "127.0.0.1", "port": 4222});
+    let set = ok(&server, json!({"operation": "cluster_set_routes", "server": "hub", "routes": [route, {"host": "10.0.0.2", "port": 4222}]}));
+    assert_eq!(set["message"], "cluster routes successfully set");
+    assert_eq!((set["set"].as_array().map(Vec::len), set["skipped"].as_array().map(Vec::len)), (Some(2), Some(0)), "{set}");
+    let again = ok(&server, json!({"operation": "cluster_set_routes", "server": "hub", "routes": [route]}));
+    assert_eq!(again["skipped"], json!([route]), "{again}");
+    let config = ok(&server, json!({"operation": "get_configuration"}));
+    assert_eq!(config["clustering"]["nats"]["servers"], "nats://127.0.0.1:4222,nats://10.0.0.2:4222", "{config}");
+    let deleted = ok(&server, json!({"operation": "cluster_delete_routes", "routes": [{"host": "10.0.0.2", "port": 4222}, {"host": "nowhere", "port": 1}]}));
+    assert_eq!((deleted["deleted"].as_array().map(Vec::len), deleted["skipped"].as_array().map(Vec::len)), (Some(1), Some(1)), "{deleted}");
+    assert_eq!(ok(&server, json!({"operation": "cluster_get_routes"}))["hub"], json!([route]));
+    for bad in [json!({"server": "leaf", "routes": [route]}), json!({"server": "hub", "routes": [{"host": "x"}]}), json!({"server": "hub"})] {
+        let mut body = bad.clone();
+        body["operation"] = json!("cluster_set_routes");
+        assert_eq!(server.post(body).0, 400, "{bad}");
+    }
+    // Clustering is off: the status says so, and a non-super_user is refused.
+    let status = ok(&server, json!({"operation": "cluster_status"}));
+    assert_eq!((status["is_enabled"].clone(), status["connected"].clone()), (json!(false), json!(false)), "{status}");
+    assert_eq!(server.post_as(opshost_tests::USER, json!({"operation": "cluster_status"})).0, 403);
+}

@@ -2,7 +2,7 @@
 //! wasm overhead per call, `get_configuration` throughput over HTTP at concurrency 16 (wrk),
 //! and start-up to first served request with a cold and a warm compile cache.
 //! `cargo xtask bench fuzz [N] [SEED]` runs the request fuzzer instead (fuzz.rs);
-//! `cargo xtask bench polyglot` compares a Rust and a JavaScript operation (bench_polyglot.rs).
+//! `cargo xtask bench polyglot` compares a Rust, a JavaScript and a Python operation (bench_polyglot.rs).
 
 use crate::paths;
 use anyhow::{bail, Context, Result};
@@ -35,7 +35,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if args.first().is_some_and(|a| a == "fuzz") {
         return fuzz::run(&args[1..]);
     }
-    // `cargo xtask bench polyglot`: the same trivial operation in Rust and JavaScript.
+    // `cargo xtask bench polyglot`: the same trivial operation in Rust, JavaScript and Python.
     if args.first().is_some_and(|a| a == "polyglot") {
         return polyglot::run();
     }

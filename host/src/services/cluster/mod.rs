@@ -259,7 +259,9 @@ impl Cluster {
                     durable_name: Some(durable.clone()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                    ack_wait: Duration::from_secs(30),
+                    // A change delivered to a node that then died is redelivered after this
+                    // (applying twice is harmless: merges are idempotent).
+                    ack_wait: Duration::from_secs(5),
                     ..Default::default()
                 },
             )
