@@ -21,6 +21,7 @@ mod decode;
 pub mod export;
 mod host;
 pub mod jobs;
+pub mod load;
 pub mod search;
 #[cfg(feature = "sql")]
 pub mod sql;

@@ -26,6 +26,10 @@ wasmtime::component::bindgen!({
         "opshost:host/objectstore.put": async,
         "opshost:host/objectstore.[method]upload.write": async,
         "opshost:host/objectstore.[method]upload.finish": async,
+        // Load inputs wait on the disk (a blocking thread) or the network.
+        "opshost:host/sources.open-url": async,
+        "opshost:host/sources.open-s3": async,
+        "opshost:host/sources.[method]source.read": async,
         "opshost:host/users.add-user": async,
         "opshost:host/users.alter-user": async,
         "opshost:host/users.create-tokens": async,
@@ -43,6 +47,7 @@ wasmtime::component::bindgen!({
         "opshost:host/storage.cursor": crate::services::storage::Cursor,
         "opshost:host/filesystem.writer": crate::services::files::Writer,
         "opshost:host/objectstore.upload": crate::services::objectstore::Upload,
+        "opshost:host/sources.source": crate::services::imports::Source,
     },
 });
 

@@ -333,7 +333,7 @@ fn granted_linker(engine: &Engine, grants: Grants) -> Result<Linker<CallState>> 
     type D = HasSelf<CallState>;
     let mut linker = Linker::new(engine);
     let l = &mut linker;
-    let steps: [(&str, &dyn Fn(&mut Linker<CallState>) -> wasmtime::Result<()>); 16] = [
+    let steps: [(&str, &dyn Fn(&mut Linker<CallState>) -> wasmtime::Result<()>); 17] = [
         ("types", &|l| h::types::add_to_linker::<CallState, D>(l, |s| s)),
         ("log", &|l| h::log::add_to_linker::<CallState, D>(l, |s| s)),
         ("config", &|l| h::config::add_to_linker::<CallState, D>(l, |s| s)),
@@ -344,6 +344,7 @@ fn granted_linker(engine: &Engine, grants: Grants) -> Result<Linker<CallState>> 
         ("jobs", &|l| h::jobs::add_to_linker::<CallState, D>(l, |s| s)),
         ("filesystem", &|l| h::filesystem::add_to_linker::<CallState, D>(l, |s| s)),
         ("objectstore", &|l| h::objectstore::add_to_linker::<CallState, D>(l, |s| s)),
+        ("sources", &|l| h::sources::add_to_linker::<CallState, D>(l, |s| s)),
         ("users", &|l| h::users::add_to_linker::<CallState, D>(l, |s| s)),
         ("catalog", &|l| h::catalog::add_to_linker::<CallState, D>(l, |s| s)),
         ("packages", &|l| h::packages::add_to_linker::<CallState, D>(l, |s| s)),

@@ -16,6 +16,7 @@ mod hostile_jobs;
 mod hostile_plugins;
 mod crash;
 mod jobs;
+mod loads;
 mod logs;
 mod pipeline;
 mod plugins;

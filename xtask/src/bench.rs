@@ -21,6 +21,8 @@ mod components;
 mod polyglot;
 #[path = "bench_cluster.rs"]
 mod cluster;
+#[path = "bench_loads.rs"]
+mod loads;
 
 const USER: &str = "admin";
 const PASS: &str = "bench-pass";
@@ -42,6 +44,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask bench cluster`: replication lag and throughput with clustering on and off.
     if args.first().is_some_and(|a| a == "cluster") {
         return cluster::run();
+    }
+    // `cargo xtask bench loads`: bulk-load times and the 1M-row load's memory growth.
+    if args.first().is_some_and(|a| a == "loads") {
+        return loads::run();
     }
     // `cargo xtask bench components`: deploy-to-served times.
     if args.first().is_some_and(|a| a == "components") {

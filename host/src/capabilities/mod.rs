@@ -13,6 +13,7 @@ mod jobs;
 mod log;
 mod objectstore;
 mod packages;
+mod sources;
 mod storage;
 mod sysinfo;
 mod users;

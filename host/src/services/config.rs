@@ -90,6 +90,8 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("operationsApi.limits.jobTimeout", Kind::Count),
     ("operationsApi.jobs.maxConcurrent", Kind::Count),
     ("operationsApi.exportRoots", Kind::Paths),
+    ("operationsApi.importRoots", Kind::Paths),
+    ("operationsApi.importMaxSizeMB", Kind::Count),
     ("operationsApi.grants", Kind::Grants),
     ("operationsApi.replaceBuiltins", Kind::Names),
     ("operationsApi.components.trustedKeys", Kind::PublicKeys),
@@ -128,6 +130,10 @@ pub struct Settings {
     pub write_async: bool,
     /// Folders export operations may write into.
     pub export_roots: Vec<PathBuf>,
+    /// Folders bulk loads (`csv_file_load`) may read from.
+    pub import_roots: Vec<PathBuf>,
+    /// Largest download `csv_url_load` accepts, in bytes.
+    pub import_max_bytes: u64,
     /// Time limit of one job's run.
     pub job_timeout: Duration,
     pub max_concurrent_jobs: usize,
@@ -324,6 +330,11 @@ impl ConfigService {
                 // Not the shared temp folder: any local user could plant a folder there.
                 _ => vec![self.root.join("exports")],
             },
+            import_roots: match get("operationsApi.importRoots") {
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(PathBuf::from).collect(),
+                _ => vec![self.root.join("imports")],
+            },
+            import_max_bytes: (num("operationsApi.importMaxSizeMB").max(1.0) as u64).saturating_mul(1 << 20),
             job_timeout: Duration::from_millis(num("operationsApi.limits.jobTimeout").max(1.0) as u64),
             max_concurrent_jobs: (num("operationsApi.jobs.maxConcurrent") as usize).max(1),
             operation_token_timeout: parse_duration(&string("authentication.operationTokenTimeout")).unwrap_or(Duration::from_secs(86_400)),

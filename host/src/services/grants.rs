@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 pub struct Grants(u32);
 
 /// Every interface of `opshost:host` the host implements; a grant is an index into this.
-pub const INTERFACES: [&str; 16] = [
+pub const INTERFACES: [&str; 17] = [
     "types", "log", "config", "sysinfo", "control", "storage", "certs", "jobs", "filesystem", "objectstore", "users",
-    "catalog", "packages", "wasi", "components", "cluster",
+    "catalog", "packages", "wasi", "components", "sources", "cluster",
 ];
 /// Interfaces every operation may import: shared types and its own log.
 const ALWAYS: [&str; 2] = ["types", "log"];

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod config;
 pub mod files;
 pub mod grants;
+pub mod imports;
 pub mod signing;
 pub mod jobs;
 pub mod logs;

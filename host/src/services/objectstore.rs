@@ -90,7 +90,7 @@ pub struct Upload {
 }
 
 impl S3Target {
-    fn operator(&self) -> Result<Operator, ServiceError> {
+    pub(crate) fn operator(&self) -> Result<Operator, ServiceError> {
         // Checked before any client exists: these two end up in the URL.
         check_region(&self.region)?;
         check_bucket(&self.bucket)?;
@@ -159,7 +159,7 @@ fn failed(e: opendal::Error) -> ServiceError {
     ServiceError::BadRequest(format!("S3 upload failed: {}", describe(&e)))
 }
 
-fn describe(e: &opendal::Error) -> String {
+pub(crate) fn describe(e: &opendal::Error) -> String {
     let text = e.message().trim();
     let mut text = if text.is_empty() { e.kind().to_string() } else { text.replace('\n', " ") };
     // The store's answer is quoted only as far as it helps (the S3 error code and message).
