@@ -162,6 +162,12 @@ pub mod certs {
         wit::certs::list_all()
     }
 
+    /// Every certificate as `list_certificates` answers it (JSON encoded by the host).
+    pub fn list_raw() -> Result<Box<serde_json::value::RawValue>, Error> {
+        serde_json::value::RawValue::from_string(wit::certs::list_json()?)
+            .map_err(|e| Error::Internal(format!("host returned an invalid certificate list: {e}")))
+    }
+
     /// Adds or replaces a certificate; the key, when given, must match it.
     pub fn add(name: &str, certificate: &str, is_authority: bool, private_key: Option<&str>, hosts: Option<&[String]>) -> Result<(), Error> {
         wit::certs::add(name, certificate, is_authority, private_key, hosts.map(|h| h.to_vec()).as_deref())

@@ -18,6 +18,7 @@ mod crash;
 mod jobs;
 mod loads;
 mod logs;
+mod perf;
 mod pipeline;
 mod plugins;
 mod polyglot;

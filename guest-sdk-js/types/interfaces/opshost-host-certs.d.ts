@@ -6,6 +6,12 @@ declare module 'opshost:host/certs@0.1.0' {
    */
   export function listAll(): Array<Certificate>;
   /**
+   * The same list as `list-all`, as the JSON array `list_certificates` answers (HarperDB's
+   * entries: absent options left out, `updated` as `__updatedtime__`), encoded once by the
+   * host per version of the store. Raises nothing but `internal`.
+   */
+  export function listJson(): string;
+  /**
    * Adds or replaces the certificate `name`. The PEM must parse (`bad-request` otherwise).
    * A given private key must parse and match the certificate; without one, a stored key
    * that matches is looked for, deterministically, and `bad-request` raised when there is

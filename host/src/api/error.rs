@@ -5,7 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-#[derive(Debug)]
+// Clone: one verification's outcome is shared by the requests that waited for it (auth.rs).
+#[derive(Debug, Clone)]
 pub enum ApiError {
     BadRequest(String),
     UnsupportedMediaType(String),

@@ -31,6 +31,11 @@ impl Host for CallState {
             .collect())
     }
 
+    fn list_json(&mut self) -> Result<String, OpError> {
+        self.check("certs")?;
+        Ok(self.services.certs.list_json()?.to_string())
+    }
+
     async fn add(
         &mut self,
         name: String,

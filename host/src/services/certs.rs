@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use x509_parser::prelude::*;
 
+mod answer;
+
 const TABLE: &str = "hdb_certificate";
 const VALIDITY_DAYS: i64 = 3650;
 
@@ -52,6 +54,8 @@ pub struct CertService {
     storage: Arc<dyn StorageBackend>,
     /// Parsed once, handed out until the next add or remove.
     cache: RwLock<Option<Arc<Vec<CertRecord>>>>,
+    /// `list_certificates`'s JSON, encoded once per version of `cache` (answer.rs).
+    answer: answer::AnswerCache,
 }
 
 /// Certificate names become key file names: no separators, no leading dot.
@@ -72,7 +76,7 @@ impl CertService {
                 .map_err(ServiceError::into_anyhow)
                 .context("creating system.hdb_certificate")?;
         }
-        Ok(Self { keys_dir, storage, cache: RwLock::new(None) })
+        Ok(Self { keys_dir, storage, cache: RwLock::new(None), answer: Default::default() })
     }
 
     /// Every certificate, sorted by name.
@@ -89,6 +93,11 @@ impl CertService {
         let all = Arc::new(all);
         *self.cache.write() = Some(all.clone());
         Ok(all)
+    }
+
+    /// Every certificate as `list_certificates` answers (HarperDB's JSON), cached.
+    pub fn list_json(&self) -> Result<Arc<str>, ServiceError> {
+        self.answer.get(&self.list()?)
     }
 
     pub fn get(&self, name: &str) -> Result<Option<CertRecord>, ServiceError> {

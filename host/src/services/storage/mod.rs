@@ -23,6 +23,7 @@ pub mod audit;
 pub mod backend;
 pub mod keys;
 pub mod query;
+mod tuning;
 
 pub use backend::StorageBackend;
 
@@ -175,12 +176,7 @@ impl Storage {
     /// Opens (or creates) the store at `path` and loads its catalog.
     pub fn open(path: &Path, write_async: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.increase_parallelism(2);
-        // Memtables of all tables together stay under this; the fullest is flushed first.
-        opts.set_db_write_buffer_size(512 << 20);
+        let opts = tuning::db_options();
         let mut meta_opts = Options::default();
         meta_opts.set_merge_operator_associative("counters", merge_counters);
         let existing = Db::list_cf(&opts, path).unwrap_or_default();
@@ -921,13 +917,7 @@ fn index_key(attr: &str, value: &Value, pk_key: &[u8]) -> Vec<u8> {
 }
 
 fn table_cf_options() -> Options {
-    let mut o = Options::default();
-    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // A bulk write or delete of 100,000 records fits one memtable, so it is flushed (and
-    // compacted) once, in the background, instead of several times while the burst runs.
-    // `db_write_buffer_size` caps the total across tables.
-    o.set_write_buffer_size(128 << 20);
-    o
+    tuning::table_options()
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
