@@ -1,9 +1,11 @@
 //! `cargo xtask bench polyglot`: the same trivial operation written in Rust (`hello_v1`, the
-//! test guest) and in JavaScript (`js_probe_v1`, componentize-js), side by side in one run:
-//! component size, first compile (Cranelift, `opshost precompile` into an empty cache), per-call
-//! overhead without HTTP (the host's `call_overhead` example: new store, instantiate, call,
-//! drop), an HTTP round trip, a cached restart with both in `componentsRoot`, and the server's
-//! resident memory after serving each. (Python: not built yet, see issue 14.)
+//! test guest), in JavaScript (`js_probe_v1`, componentize-js) and in Python (`py_probe_v1`,
+//! componentize-py), side by side in one run: component size, first compile (Cranelift,
+//! `opshost precompile` into an empty cache), compile-cache load (the same again on the filled
+//! cache: process start plus deserializing), per-call overhead without HTTP (the host's
+//! `call_overhead` example: new store, instantiate, call, drop), an HTTP round trip, a cached
+//! restart with all three in `componentsRoot`, and the server's resident memory after serving
+//! each.
 
 use super::{free_port, median_ms, post, rss_kib, scratch_root, spawn_server, stop, wait_ready};
 use crate::paths;
@@ -13,14 +15,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// (language, component file in the test guests, operation name, calls for call_overhead)
-const OPERATIONS: [(&str, &str, &str, u32); 2] = [("Rust", "hello_v1", "test_hello", 20_000), ("JavaScript", "js_probe_v1", "js_probe", 5_000)];
+const OPERATIONS: [(&str, &str, &str, u32); 3] =
+    [("Rust", "hello_v1", "test_hello", 20_000), ("JavaScript", "js_probe_v1", "js_probe", 5_000), ("Python", "py_probe_v1", "py_probe", 3_000)];
 
 pub fn run() -> Result<()> {
     for (lang, file, _, _) in OPERATIONS {
         let path = paths::test_guests().join(format!("{file}.wasm"));
         let size = std::fs::metadata(&path).with_context(|| format!("{} (cargo xtask build)", path.display()))?.len();
-        let compile = first_compile(&path)?;
-        println!("{lang:<10} {file}.wasm: {:.1} MB, first compile {:.1} s", size as f64 / 1e6, compile.as_secs_f64());
+        let (compile, cached) = first_compile(&path)?;
+        println!(
+            "{lang:<10} {file}.wasm: {:.1} MB, first compile {:.1} s, compile-cache load {:.0} ms",
+            size as f64 / 1e6,
+            compile.as_secs_f64(),
+            cached.as_secs_f64() * 1e3
+        );
     }
     for (lang, file, _, calls) in OPERATIONS {
         let example = paths::host_target().join("release").join("examples").join("call_overhead");
@@ -33,27 +41,32 @@ pub fn run() -> Result<()> {
     served()
 }
 
-/// `opshost precompile` of one file into an empty cache: Cranelift's compile, plus the process
-/// start (a few milliseconds).
-fn first_compile(path: &Path) -> Result<Duration> {
+/// `opshost precompile` of one file into an empty cache (Cranelift's compile, plus the process
+/// start, a few milliseconds), then again on the filled cache (the process start plus loading
+/// and checking the cached artifact).
+fn first_compile(path: &Path) -> Result<(Duration, Duration)> {
     let scratch = scratch_root("polyglot-compile")?;
-    let started = Instant::now();
-    let status = Command::new(paths::dist().join("opshost"))
-        .arg("precompile")
-        .arg(path)
-        .env("OPSHOST_COMPILE_CACHE", scratch.join("cache"))
-        .env("ROOTPATH", scratch.join("root"))
-        .env_remove("RUST_LOG")
-        .status()?;
-    let took = started.elapsed();
+    let precompile = || -> Result<Duration> {
+        let started = Instant::now();
+        let status = Command::new(paths::dist().join("opshost"))
+            .arg("precompile")
+            .arg(path)
+            .env("OPSHOST_COMPILE_CACHE", scratch.join("cache"))
+            .env("ROOTPATH", scratch.join("root"))
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("opshost precompile {} failed", path.display());
+        }
+        Ok(started.elapsed())
+    };
+    let result = precompile().and_then(|first| Ok((first, precompile()?)));
     let _ = std::fs::remove_dir_all(&scratch);
-    if !status.success() {
-        bail!("opshost precompile {} failed", path.display());
-    }
-    Ok(took)
+    result
 }
 
-/// A server with both operations in `componentsRoot`: restarted on a warm compile cache, then
+/// A server with the three operations in `componentsRoot`: restarted on a warm compile cache, then
 /// HTTP round trips and resident memory for each.
 fn served() -> Result<()> {
     let root = scratch_root("polyglot")?;
@@ -79,7 +92,7 @@ fn served() -> Result<()> {
             }
             let took = started.elapsed();
             if i == 0 {
-                println!("start with both operations, cold compile cache: {:.2} s", took.as_secs_f64());
+                println!("start with all three operations, cold compile cache: {:.2} s", took.as_secs_f64());
             } else {
                 restarts.push(took);
             }
@@ -90,7 +103,7 @@ fn served() -> Result<()> {
             // The last start stays up for the per-request figures.
             let pid = child.id();
             let outcome = (|| -> Result<()> {
-                println!("restart with both operations, warm compile cache, to both served: median {:.0} ms", median_ms(&mut restarts));
+                println!("restart with all three operations, warm compile cache, to all served: median {:.0} ms", median_ms(&mut restarts));
                 for (lang, _, op, _) in OPERATIONS {
                     let body = format!(r#"{{"operation":"{op}"}}"#);
                     let before = rss_kib(pid);
