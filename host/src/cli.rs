@@ -133,7 +133,7 @@ fn parse(root: &Path, args: Vec<String>) -> Result<Invocation> {
 fn local_url(root: &Path) -> String {
     let doc: Option<Value> = std::fs::read_to_string(root.join(opshost::services::config::FILE_NAME))
         .ok()
-        .and_then(|text| serde_yaml::from_str(&text).ok());
+        .and_then(|text| yaml_serde::from_str(&text).ok());
     let network = doc.as_ref().map(|d| &d["operationsApi"]["network"]);
     let host = network.and_then(|n| n["host"].as_str()).unwrap_or("127.0.0.1");
     let host = match host {
@@ -221,7 +221,7 @@ fn bar(fraction: f64) -> String {
 fn print_answer(format: Format, answer: &Value) -> Result<()> {
     let text = match format {
         Format::Json => serde_json::to_string_pretty(answer)?,
-        Format::Yaml => serde_yaml::to_string(answer)?.trim_end().to_string(),
+        Format::Yaml => yaml_serde::to_string(answer)?.trim_end().to_string(),
         Format::Names => answer
             .as_array()
             .map(|ops| ops.iter().filter_map(|o| o["name"].as_str()).collect::<Vec<_>>().join("\n"))

@@ -276,7 +276,7 @@ impl ConfigService {
             }
             let name = path.replace('.', "_").to_uppercase();
             if let Some(raw) = env(&name) {
-                let value = serde_yaml::from_str::<Value>(&raw).unwrap_or(Value::String(raw));
+                let value = yaml_serde::from_str::<Value>(&raw).unwrap_or(Value::String(raw));
                 out.push((path.to_string(), value));
             }
         }
@@ -402,7 +402,7 @@ impl ConfigService {
         }
         let text = format!(
             "# opshost configuration (HarperDB-shaped). Edit with set_configuration and restart.\n{}",
-            serde_yaml::to_string(&doc)?
+            yaml_serde::to_string(&doc)?
         );
         write_atomically(&self.path, text.as_bytes())?;
         *self.cache.lock() = None;
@@ -521,12 +521,12 @@ fn resolve_listen(host: &str, port: &Value) -> Result<SocketAddr> {
 
 fn defaults_value(root: &Path) -> Result<Value> {
     let text = DEFAULTS.replace("{ROOT}", &root.display().to_string()).replace("{TMP}", &std::env::temp_dir().display().to_string());
-    Ok(serde_yaml::from_str(&text)?)
+    Ok(yaml_serde::from_str(&text)?)
 }
 
 fn read_file(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let value: Value = yaml_serde::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(if value.is_null() { Value::Object(Map::new()) } else { value })
 }
 
