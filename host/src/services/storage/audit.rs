@@ -124,7 +124,8 @@ fn micros(ms: f64) -> u64 {
     if ms.is_nan() || ms <= 0.0 {
         0
     } else {
-        (ms * 1000.0).min(u64::MAX as f64) as u64
+        // Rounded: a timestamp this log answered (µs / 1000 as f64) maps back to its own key.
+        (ms * 1000.0).round().min(u64::MAX as f64) as u64
     }
 }
 
@@ -488,9 +489,10 @@ mod tests {
     fn delete_before_and_drop_remove_entries() {
         let (_dir, s) = store();
         s.write("dev", "dog", WriteMode::Insert, vec![json!({"id": 1})]).expect("insert");
-        let mid = s.read_audit_log("dev", "dog", SearchType::Timestamp, &[]).expect("read")[0]["timestamp"].as_f64().expect("ts") + 0.5;
         s.write("dev", "dog", WriteMode::Insert, vec![json!({"id": 2})]).expect("insert");
-        assert_eq!(s.delete_audit_before("dev", "dog", mid).expect("delete"), 1);
+        // The second entry's time: only the first is older (the two may be microseconds apart).
+        let second = s.read_audit_log("dev", "dog", SearchType::Timestamp, &[]).expect("read")[1]["timestamp"].as_f64().expect("ts");
+        assert_eq!(s.delete_audit_before("dev", "dog", second).expect("delete"), 1);
         let left = s.read_audit_log("dev", "dog", SearchType::Timestamp, &[]).expect("read");
         assert_eq!(left.as_array().map(Vec::len), Some(1));
         assert_eq!(left[0]["hash_values"], json!([2]));
