@@ -107,6 +107,15 @@ fn a_write_on_any_node_is_read_on_every_other() {
         eventually("every node holds the same records", || all(n, "dog"), |rows| *rows == on_a);
     }
     assert_eq!(on_a[0]["from"], 0, "an update keeps the attributes it did not name: {on_a:?}");
+    // Users and roles replicate: a role and a user made on c log in on a, with the role's
+    // permissions (read on dev.dog, nothing else).
+    let permission = json!({"super_user": false, "dev": {"tables": {"dog": {"read": true, "insert": false, "update": false, "delete": false, "attribute_permissions": []}}}});
+    ok(&nodes[2], json!({"operation": "add_role", "role": "reader", "permission": permission}));
+    ok(&nodes[2], json!({"operation": "add_user", "username": "replicated", "password": "repl-pass", "role": "reader", "active": true}));
+    let read = json!({"operation": "search_by_hash", "database": "dev", "table": "dog", "hash_values": [0], "get_attributes": ["id"]});
+    eventually("the user logs in on a", || nodes[0].post_as(("replicated", "repl-pass"), read.clone()).0, |s| *s == 200);
+    let write = json!({"operation": "insert", "database": "dev", "table": "dog", "records": [{"id": 9}]});
+    assert_eq!(nodes[0].post_as(("replicated", "repl-pass"), write).0, 403, "the replicated role's permissions hold on a");
     // Schema: a dropped table goes everywhere; a new database too.
     ok(&nodes[2], json!({"operation": "create_database", "database": "other"}));
     ok(&nodes[1], json!({"operation": "drop_table", "database": "dev", "table": "dog"}));
