@@ -126,7 +126,9 @@ fn search_by_value_is_type_sensitive_with_wildcards() {
     assert_eq!(sv("age", json!("3")), vec![json!(3)]);
     assert_eq!(sv("name", json!("Pen*")), vec![json!(5), json!(1)]);
     assert_eq!(sv("name", json!("*y")), vec![json!(3), json!(1)]);
-    assert_eq!(sv("name", json!("*en*")), vec![json!(5), json!(1)]);
+    // An infix search reads the records (it also finds array items, which the attribute index
+    // does not hold), so its answer is in primary-key order, not the index's value order.
+    assert_eq!(sv("name", json!("*en*")), vec![json!(1), json!(5)]);
     assert_eq!(sv("breed", json!("*")).len(), 5);
     assert_eq!(sv("id", json!(4)), vec![json!(4)]);
     assert_eq!(err(&server, json!({"operation": "search_by_value", "database": "dev", "table": "dog", "value": 1, "get_attributes": ["id"]})), (400, "'attribute' is required".into()));

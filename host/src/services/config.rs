@@ -202,7 +202,8 @@ impl ConfigService {
         &self.path
     }
 
-    /// The file as JSON text, from the cache unless the file changed on disk.
+    /// The file as JSON text (what `get_configuration` answers, secrets redacted), from the cache
+    /// unless the file changed on disk.
     pub fn file_json(&self) -> Result<Arc<str>, ServiceError> {
         self.cached(|c| c.json.clone())
     }
@@ -219,7 +220,7 @@ impl ConfigService {
             return Ok(f(c));
         }
         let value = read_file(&self.path).map_err(ServiceError::Internal)?;
-        let json: Arc<str> = value.to_string().into();
+        let json: Arc<str> = redacted(&value).to_string().into();
         let fresh = Cached { stamp, json, value };
         let out = f(&fresh);
         *cache = Some(fresh);
@@ -491,6 +492,24 @@ fn validate(path: &str, kind: Kind, value: &Value) -> Result<(), String> {
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
 
 /// `1d`, `12h`, `30m`, `60s` or a plain number of seconds, at most [`MAX_DURATION`].
+/// The configuration with its secrets (`clustering.password` and any other `password`/`secret`
+/// key) replaced: an answer any super_user's client, log or browser may keep must not carry them.
+fn redacted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = k.to_ascii_lowercase();
+                    let secret = (key.contains("password") || key.contains("secret")) && !v.is_object();
+                    (k.clone(), if secret && !v.is_null() { Value::String("[redacted]".into()) } else { redacted(v) })
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
+}
+
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
@@ -602,6 +621,16 @@ mod tests {
 
     fn set(svc: &ConfigService, key: &str, value: Value) -> Result<(), ServiceError> {
         svc.set(&[(key.to_string(), value.to_string())])
+    }
+
+    #[test]
+    fn the_answer_never_carries_a_password() {
+        let v = serde_json::json!({"clustering": {"user": "c", "password": "p", "nats": {"servers": ["a"]}}, "s3": {"secretKey": "k"}, "logging": {"level": "info"}});
+        let r = redacted(&v);
+        assert_eq!(r["clustering"]["password"], "[redacted]");
+        assert_eq!(r["s3"]["secretKey"], "[redacted]");
+        assert_eq!(r["clustering"]["user"], "c");
+        assert_eq!(r["logging"], v["logging"]);
     }
 
     #[test]
