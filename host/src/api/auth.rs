@@ -3,8 +3,8 @@
 //! neither the deliberately slow password hash nor the RSA check runs on every request; any
 //! change to users or roles invalidates the cache at once.
 //!
-//! Requests that miss the cache together with the same header share one verification (one
-//! password hash, one attempt for the login throttle), and a Basic login still in use is
+//! Requests that miss the cache together with the same header share one successful
+//! verification (one password hash, one attempt for the login throttle), and a Basic login still in use is
 //! verified again in the background before its entry expires. Without both, every cacheTTL
 //! all connections of a busy client hashed the password at once: a stall of hundreds of
 //! milliseconds, and the throttle, counting those parallel attempts, answered 429 to the
@@ -92,12 +92,26 @@ impl Authenticator {
         }
         // A miss: one verification per header at a time, the others wait for its result.
         let flight: Flight = self.inflight.lock().entry((key, operation == REFRESH_OPERATION)).or_default().clone();
-        let result = flight.get_or_init(|| self.verify(value, key, generation, operation, ttl, log_failed, client)).await.clone();
-        let mut inflight = self.inflight.lock();
-        if inflight.get(&(key, operation == REFRESH_OPERATION)).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            inflight.remove(&(key, operation == REFRESH_OPERATION));
+        let mut verified_here = false;
+        let result = flight
+            .get_or_init(|| {
+                verified_here = true;
+                self.verify(value, key, generation, operation, ttl, log_failed, client)
+            })
+            .await
+            .clone();
+        {
+            let mut inflight = self.inflight.lock();
+            if inflight.get(&(key, operation == REFRESH_OPERATION)).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                inflight.remove(&(key, operation == REFRESH_OPERATION));
+            }
         }
-        result
+        match result {
+            // Only a success is shared: a refused login is checked (and counted by the
+            // throttle) for each request, as before, so parallel guesses cannot ride along.
+            Err(_) if !verified_here => self.verify(value, key, generation, operation, ttl, log_failed, client).await,
+            other => other,
+        }
     }
 
     /// Checks the credentials of `value` (an Authorization header) and caches a success.

@@ -59,10 +59,10 @@ pub(super) fn table_options() -> Options {
     o.set_level_zero_stop_writes_trigger(60);
     // A point read (search_by_hash, an insert's existence check) skips the files that cannot
     // hold its key, instead of searching each level-0 file a bulk load left behind.
+    // Index and filter blocks stay in the table readers' own memory (not the block cache,
+    // where a bulk scan or delete would evict them).
     let mut table = BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     o.set_block_based_table_factory(&table);
     o
 }
