@@ -39,6 +39,28 @@ fn role_ids_are_role_names_everywhere() {
 }
 
 #[test]
+fn a_refused_role_gets_harpers_structured_body_and_nothing_is_stored() {
+    let server = Server::start();
+    ok(&server, json!({"operation": "add_role", "role": "keeper", "permission": {"dev": {"tables": {}}}}));
+    let before = ok(&server, json!({"operation": "list_roles"}));
+    let (status, body) = server.post(json!({"operation": "add_role", "permission": {"super_user": false}}));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": "Errors in the role permissions JSON provided", "main_permissions": ["Role can't be blank"], "schema_permissions": {}})
+    );
+    let (status, body) = server.post(json!({"operation": "add_role", "role": "r", "permission": {"super_user": "yes"}}));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "Errors in the role permissions JSON provided", "{body}");
+    assert_eq!(body["main_permissions"], json!(["'super_user' must be a boolean"]), "{body}");
+    // alter_role goes through the same check.
+    let (status, body) = server.post(json!({"operation": "alter_role", "id": "keeper", "permission": {"dev": {"tables": 5}}}));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "Errors in the role permissions JSON provided", "{body}");
+    assert_eq!(ok(&server, json!({"operation": "list_roles"})), before);
+}
+
+#[test]
 fn configuration_and_date_errors_use_harpers_texts() {
     let server = Server::start();
     assert_eq!(

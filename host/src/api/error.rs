@@ -16,6 +16,8 @@ pub enum ApiError {
     Forbidden(String),
     /// Table or attribute permissions the caller's role lacks (HarperDB's entries).
     TableDenied(Vec<serde_json::Value>),
+    /// A role's permission JSON was refused; HarperDB lists each problem.
+    RolePermissions(Vec<String>),
     NotFound(String),
     Conflict(String),
     /// The server refuses more of this kind of work right now (login hashing, the job queue);
@@ -50,6 +52,14 @@ impl IntoResponse for ApiError {
                     "invalid_schema_items": [],
                 }),
             ),
+            ApiError::RolePermissions(problems) => (
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "error": ROLE_PERMISSIONS,
+                    "main_permissions": problems,
+                    "schema_permissions": {},
+                }),
+            ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
             ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": m })),
@@ -80,10 +90,13 @@ impl ApiError {
             | ApiError::TooManyRequests { message: m, .. } => m.clone(),
             ApiError::SuperUserOnly { operation } => format!("Operation '{operation}' is restricted to 'super_user' roles"),
             ApiError::TableDenied(entries) => format!("not authorized: {}", serde_json::Value::from(entries.clone())),
+            ApiError::RolePermissions(problems) => format!("{ROLE_PERMISSIONS}: {}", problems.join(", ")),
             ApiError::Internal { message, id } => format!("{message} (request id {id})"),
         }
     }
 }
+
+const ROLE_PERMISSIONS: &str = "Errors in the role permissions JSON provided";
 
 /// A JSON body with HarperDB's plain `application/json` content type.
 pub fn json_response(status: StatusCode, body: String) -> Response {

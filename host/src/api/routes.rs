@@ -189,6 +189,9 @@ fn answered(app: &AppState, name: &str, request_id: &str, outcome: CallOutcome) 
         CallOutcome::Answered(Err(OpError::Forbidden(_)), effects) if !effects.denied.is_empty() => {
             Err(ApiError::TableDenied(effects.denied))
         }
+        CallOutcome::Answered(Err(OpError::BadRequest(_)), effects) if !effects.role_problems.is_empty() => {
+            Err(ApiError::RolePermissions(effects.role_problems))
+        }
         CallOutcome::Answered(Err(error), _) => Err(ApiError::from(error)),
         CallOutcome::Failed(failure, error) => {
             tracing::error!(request_id = %request_id, operation = %name, "operation failed ({failure:?}): {error:?}");

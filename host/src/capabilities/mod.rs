@@ -113,6 +113,8 @@ pub struct CallEffects {
     pub restart_service: Option<String>,
     /// Table permissions the caller lacked (HarperDB's `unauthorized_access` entries).
     pub denied: Vec<serde_json::Value>,
+    /// The problems of a refused role permission JSON (HarperDB's `main_permissions`).
+    pub role_problems: Vec<String>,
 }
 
 impl CallState {
@@ -135,6 +137,7 @@ impl From<ServiceError> for crate::bindings::OpError {
             ServiceError::BadRequest(t) => OpError::BadRequest(t),
             ServiceError::NotFound(t) => OpError::NotFound(t),
             ServiceError::Conflict(t) => OpError::Conflict(t),
+            e @ ServiceError::RolePermissions(_) => OpError::BadRequest(e.to_string()),
             ServiceError::Internal(e) => {
                 tracing::error!("service failure: {e:#}");
                 OpError::Internal("internal error; see the server log".into())

@@ -21,6 +21,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ServiceError>
 }
 
 impl CallState {
+    /// Keeps a role validation's problem list for HarperDB's structured 400 body.
+    fn role_result<T>(&mut self, result: Result<T, ServiceError>) -> Result<T, OpError> {
+        if let Err(ServiceError::RolePermissions(problems)) = &result {
+            self.effects.role_problems = problems.clone();
+        }
+        Ok(result?)
+    }
+
     fn tokens_for(&self, user: &User) -> Result<Tokens, OpError> {
         let (operation, refresh) = **self.services.token_lifetimes.load();
         let issue = |kind, lifetime| {
@@ -36,12 +44,14 @@ impl CallState {
 impl Host for CallState {
     fn add_role(&mut self, role: String, permission: String, id: Option<String>) -> Result<String, OpError> {
         self.check("users")?;
-        Ok(self.services.users.add_role(&role, permission_json(&permission)?, id)?.to_json().to_string())
+        let added = self.services.users.add_role(&role, permission_json(&permission)?, id);
+        Ok(self.role_result(added)?.to_json().to_string())
     }
 
     fn alter_role(&mut self, id: String, role: Option<String>, permission: String) -> Result<String, OpError> {
         self.check("users")?;
-        Ok(self.services.users.alter_role(&id, role, permission_json(&permission)?)?.to_json().to_string())
+        let altered = self.services.users.alter_role(&id, role, permission_json(&permission)?);
+        Ok(self.role_result(altered)?.to_json().to_string())
     }
 
     fn drop_role(&mut self, id: String) -> Result<String, OpError> {

@@ -88,6 +88,10 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// HarperDB's role validation: a 400 whose body lists each problem of the role's
+    /// permission JSON (`main_permissions`), not one joined text.
+    #[error("Errors in the role permissions JSON provided: {}", .0.join(", "))]
+    RolePermissions(Vec<String>),
     /// Detail for the log, never for the client.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),

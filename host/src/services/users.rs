@@ -70,7 +70,7 @@ impl Permissions {
 
     /// HarperDB's permission JSON, checked. Unknown booleans and shapes are refused by name.
     pub fn parse(permission: &Value) -> Result<Self, ServiceError> {
-        let bad = |m: String| ServiceError::BadRequest(format!("Errors in the role permissions JSON provided: {m}"));
+        let bad = |m: String| ServiceError::RolePermissions(vec![m]);
         let obj = permission.as_object().ok_or_else(|| bad("'permission' must be an object".into()))?;
         let mut p = Permissions::default();
         for (key, value) in obj {
@@ -482,7 +482,7 @@ impl UserService {
     pub fn add_role(&self, name: &str, permission: Value, id: Option<String>) -> Result<Role, ServiceError> {
         let _change = self.changes.lock();
         if name.trim().is_empty() {
-            return Err(ServiceError::BadRequest("Role can't be blank".into()));
+            return Err(ServiceError::RolePermissions(vec!["Role can't be blank".into()]));
         }
         let parsed = Arc::new(Permissions::parse(&permission)?);
         if self.role_by_name(name).is_some_and(|r| r.name == name) {
