@@ -2,7 +2,7 @@
 //! request id of a 5xx in its line, `read_log` with HarperDB's filters and texts, rotation by
 //! size with the `logging.rotation` settings.
 
-use opshost_tests::{err, ok, test_guest, Server, USER};
+use opshost_tests::{err, ok, test_guest, Server, TempRoot, USER};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -114,3 +114,37 @@ fn json_lines_and_size_rotation() {
     let config = ok(&server, json!({"operation": "get_configuration"}));
     assert_eq!(config["logging"]["rotation"]["maxSize"], "64M", "{}", config["logging"]);
 }
+
+#[test]
+fn rotated_files_move_to_the_rotation_path_compressed() {
+    let root = TempRoot::new();
+    let rotated_dir = root.path().join("rotated-logs");
+    let server = Server::builder()
+        .root(root)
+        .env("LOGGING_ROTATION_ENABLED", "true")
+        .env("LOGGING_ROTATION_MAXSIZE", "2K")
+        .env("LOGGING_ROTATION_COMPRESS", "true")
+        .env("LOGGING_ROTATION_PATH", rotated_dir.to_str().expect("utf-8 path"))
+        .component(test_guest("test_panic"), "test_panic.wasm")
+        .start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    };
+    loop {
+        assert_eq!(server.post(json!({"operation": "test_panic"})).0, 500);
+        if names(&rotated_dir).len() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing rotated into {rotated_dir:?} after a minute: {:?}", names(&server.root().join("log")));
+    }
+    for name in names(&rotated_dir) {
+        assert!(name.starts_with("hdb.log.") && name.ends_with(".gz"), "{name}");
+        // gzip's magic bytes: the file was compressed, not just renamed.
+        let bytes = std::fs::read(rotated_dir.join(&name)).expect("rotated file");
+        assert_eq!(bytes.get(..2), Some(&[0x1f, 0x8b][..]), "{name}");
+    }
+    // Only the live file stays in the log folder.
+    assert_eq!(names(&server.root().join("log")).into_iter().filter(|n| n.starts_with("hdb.log.")).count(), 0);
+}
+

@@ -353,6 +353,7 @@ impl ConfigService {
                     interval: get("logging.rotation.interval").and_then(|v| v.as_str().and_then(crate::services::logs::parse_interval)),
                     max_size: get("logging.rotation.maxSize").and_then(|v| v.as_str().and_then(crate::services::logs::parse_size)),
                     compress: get("logging.rotation.compress").and_then(|v| v.as_bool()).unwrap_or(false),
+                    path: get("logging.rotation.path").and_then(|v| v.as_str().filter(|p| !p.is_empty()).map(PathBuf::from)),
                 },
             },
             policy: crate::services::grants::Policy {

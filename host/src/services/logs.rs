@@ -51,6 +51,8 @@ pub struct Rotation {
     /// `maxSize` (`64M`, `512K`, `1G`) in bytes.
     pub max_size: Option<u64>,
     pub compress: bool,
+    /// `path`: the folder rotated files move to (HarperDB's default is the log's own folder).
+    pub path: Option<PathBuf>,
 }
 
 /// The frequencies `file-rotate` rotates at; an interval rounds up to the next one.
@@ -96,6 +98,49 @@ pub fn parse_interval(text: &str) -> Option<TimeFrequencyName> {
     })
 }
 
+/// A rotating log whose rotated files move to `logging.rotation.path`: `file-rotate` keeps
+/// them beside the live file and has no folder option, so each new one is renamed after the
+/// write that rotated it (already compressed when `compress` is on).
+struct Relocated {
+    inner: FileRotate<AppendTimestamp>,
+    dir: PathBuf,
+    /// How many of `inner`'s rotated files have been moved already.
+    moved: usize,
+}
+
+impl Relocated {
+    fn relocate(&mut self) {
+        let rotated = self.inner.log_paths();
+        if rotated.len() == self.moved {
+            return;
+        }
+        for from in &rotated {
+            let Some(name) = from.file_name() else { continue };
+            if from.exists() {
+                let to = self.dir.join(name);
+                // A different filesystem cannot rename: copy, then remove.
+                let moved = std::fs::rename(from, &to).or_else(|_| std::fs::copy(from, &to).and_then(|_| std::fs::remove_file(from)));
+                if let Err(e) = moved {
+                    eprintln!("could not move the rotated log {} to {}: {e}", from.display(), self.dir.display());
+                }
+            }
+        }
+        self.moved = rotated.len();
+    }
+}
+
+impl Write for Relocated {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.relocate();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Where events go; replaced by [`configure`] at start and on restart.
 struct Sink {
     file: Option<Box<dyn Write + Send>>,
@@ -130,7 +175,14 @@ pub fn configure(config: &LogConfig) -> anyhow::Result<()> {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            Some(Box::new(FileRotate::new(path, AppendTimestamp::default(FileLimit::Unlimited), limit, compression, Some(options))))
+            let rotate = FileRotate::new(path, AppendTimestamp::default(FileLimit::Unlimited), limit, compression, Some(options));
+            match r.path.as_ref().filter(|p| **p != config.root) {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)?;
+                    Some(Box::new(Relocated { inner: rotate, dir: dir.clone(), moved: 0 }))
+                }
+                None => Some(Box::new(rotate)),
+            }
         } else {
             use std::os::unix::fs::OpenOptionsExt;
             let f = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(&path)?;
