@@ -670,6 +670,22 @@ impl Storage {
         Ok(out)
     }
 
+    /// [`Storage::get`] answering JSON text: each record is projected from its stored bytes
+    /// without building a `Value` (the storage capability hands guests text anyway).
+    pub fn get_json(&self, db: &str, table: &str, ids: &[Value], attributes: &[String]) -> Result<Vec<String>, ServiceError> {
+        let meta_info = self.table_meta(db, table)?;
+        let projection = Projection::new(&meta_info, attributes)?;
+        let (rcf, _) = self.cfs(db, table)?;
+        let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
+            if let Some(bytes) = found.map_err(internal)? {
+                out.push(projection.json_from_raw(&bytes)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Starts a search; the cursor streams matches in batches.
     pub fn search(self: &Arc<Self>, db: &str, table: &str, query: Query) -> Result<Cursor, ServiceError> {
         let meta_info = self.table_meta(db, table)?;
