@@ -478,3 +478,40 @@ fn a_js_operation_with_wasi_reads_the_time_and_still_loads() {
     });
     assert!(later > first);
 }
+
+/// The Python counterpart: a `wasi = true` operation (CPython's real WASI, not
+/// `--stub-wasi`) granted `wasi` loads, and `time.time()` is the server's clock during the
+/// request; without the grant it is refused at load, naming the WASI interface it imports.
+#[test]
+fn a_python_operation_with_wasi_reads_the_time_and_is_refused_without_the_grant() {
+    let server = Server::builder()
+        .env("OPERATIONSAPI_GRANTS", r#"{"py_clock": ["wasi"]}"#)
+        .component(test_guest("py_clock"), "py_clock.wasm")
+        .start();
+    let entry = wait_for(&server, "py_clock in the catalog", LOAD_WAIT, || entry_for(&server, "py_clock.wasm"));
+    assert_eq!(entry["status"].as_str(), Some("serving"), "{entry}");
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let (before, (status, first)) = (now_ms(), server.post(json!({"operation": "py_clock"})));
+    let after = now_ms();
+    assert_eq!(status, 200, "{first}");
+    let first = first["now"].as_i64().expect("a number");
+    // int(time.time() * 1000) truncates: allow the millisecond it may round down across.
+    assert!((before - 1..=after).contains(&first), "{before} <= {first} <= {after}");
+    let later = wait_for(&server, "a later time", LOAD_WAIT, || {
+        std::thread::sleep(Duration::from_millis(20));
+        let (status, body) = server.post(json!({"operation": "py_clock"}));
+        assert_eq!(status, 200, "{body}");
+        body["now"].as_i64().filter(|t| *t > first)
+    });
+    assert!(later > first);
+
+    let refused = Server::builder()
+        .env("OPERATIONSAPI_GRANTS", r#"{"py_clock": ["config"]}"#)
+        .component(test_guest("py_clock"), "py_clock.wasm")
+        .start();
+    let entry = wait_for(&refused, "a failed catalog entry", LOAD_WAIT, || entry_for(&refused, "py_clock.wasm").filter(|e| e["status"] == "failed"));
+    let reason = entry["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("py_clock") && reason.contains("wasi:") && reason.contains("not granted"), "reason: {reason}");
+    let (status, body) = refused.post(json!({"operation": "py_clock"}));
+    assert_eq!((status, body), (400, json!({"error": "Operation 'py_clock' not found"})));
+}
