@@ -62,6 +62,37 @@ pub mod cluster {
         wit::cluster::remove_node(node_name)
     }
 
+    /// What a registration request (`add_node`, `update_node`, `set_node_replication`) asks
+    /// for: the node's name and the registration in [`set_node`]'s shape, with HarperDB's
+    /// `subscriptions` (`schema` or `database`, `table`, `subscribe`, `publish`) passed as given
+    /// (none: every table both ways). A missing or empty `node_name` is HarperDB's 400.
+    pub fn node_request(req: &serde_json::Map<String, serde_json::Value>) -> Result<(String, serde_json::Value), Error> {
+        let name = match req.get("node_name") {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(Error::BadRequest("'node_name' is required".into())),
+        };
+        let subscriptions = req.get("subscriptions").cloned().unwrap_or_else(|| serde_json::json!([]));
+        Ok((name.clone(), serde_json::json!({ "node_name": name, "subscriptions": subscriptions })))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use serde_json::json;
+
+        #[test]
+        fn node_request_needs_a_name_and_keeps_subscriptions() {
+            let req = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+            let subs = json!([{"schema": "dev", "table": "dog", "subscribe": true, "publish": false}]);
+            let (name, node) = node_request(&req(json!({"node_name": "b", "subscriptions": subs}))).expect("valid");
+            assert_eq!((name.as_str(), node), ("b", json!({"node_name": "b", "subscriptions": subs})));
+            assert_eq!(node_request(&req(json!({"node_name": "b"}))).expect("valid").1["subscriptions"], json!([]));
+            for bad in [json!({}), json!({"node_name": ""}), json!({"node_name": 1})] {
+                assert!(matches!(node_request(&req(bad)), Err(Error::BadRequest(_))));
+            }
+        }
+    }
+
     /// The registered nodes.
     pub fn list_nodes() -> Result<serde_json::Value, Error> {
         parse_json(&wit::cluster::list_nodes()?, "node list")

@@ -43,6 +43,9 @@ fn unique_stream() -> String {
 
 fn node_builder(urls: &str, stream: &str, name: &str) -> ServerBuilder {
     Server::builder()
+        // Generous: on two noisy cores a write's JetStream round trip can take seconds, and a
+        // slow one must end in the clustering 503 (publishTimeout), not a call-timeout 500.
+        .env("OPERATIONSAPI_LIMITS_CALLTIMEOUT", "60000")
         .env("CLUSTERING_ENABLED", "true")
         .env("CLUSTERING_NODENAME", name)
         .env("CLUSTERING_NATS_SERVERS", urls)
@@ -52,6 +55,29 @@ fn node_builder(urls: &str, stream: &str, name: &str) -> ServerBuilder {
 
 fn node(nats: &Nats, name: &str) -> Server {
     node_builder(&nats.urls, &nats.stream, name).start()
+}
+
+/// A request that must succeed, sent again while it answers the clustering 503 (written here,
+/// JetStream slow to acknowledge on a loaded machine) until the deadline. After a 503 the
+/// change is already made here, so a repeat refused with a 4xx (`already exists`, `does not
+/// exist`) confirms it; the callers' convergence checks then prove it replicated.
+fn ok_replicated(server: &Server, body: Value) -> Value {
+    let deadline = Instant::now() + CONVERGE;
+    let mut unavailable = false;
+    loop {
+        let (status, resp) = server.post(body.clone());
+        if status == 503 && Instant::now() < deadline {
+            assert!(resp["error"].as_str().is_some_and(|e| e.contains("clustering")), "a 503 names clustering: {resp}");
+            unavailable = true;
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        if unavailable && (400..500).contains(&status) {
+            return resp;
+        }
+        assert_eq!(status, 200, "{body} -> {resp}");
+        return resp;
+    }
 }
 
 fn get(server: &Server, table: &str, id: Value) -> Option<Value> {
@@ -88,19 +114,19 @@ fn has_table(server: &Server, table: &str) -> bool {
 fn a_write_on_any_node_is_read_on_every_other() {
     let nats = Nats::shared();
     let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
-    ok(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": "dog", "primary_key": "id"}));
+    ok_replicated(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": "dog", "primary_key": "id"}));
     for n in &nodes[1..] {
         eventually("the table reaches every node", || has_table(n, "dog"), |t| *t);
     }
     for (i, n) in nodes.iter().enumerate() {
-        ok(n, json!({"operation": "insert", "database": "dev", "table": "dog", "records": [{"id": i, "name": format!("dog {i}"), "from": i}]}));
+        ok_replicated(n, json!({"operation": "insert", "database": "dev", "table": "dog", "records": [{"id": i, "name": format!("dog {i}"), "from": i}]}));
     }
     for n in &nodes {
         eventually("every insert reaches every node", || all(n, "dog").len(), |len| *len == 3);
     }
     // Update on one, delete on another: every node ends with the same bytes.
-    ok(&nodes[1], json!({"operation": "update", "database": "dev", "table": "dog", "records": [{"id": 0, "name": "renamed on b"}]}));
-    ok(&nodes[2], json!({"operation": "delete", "database": "dev", "table": "dog", "ids": [1]}));
+    ok_replicated(&nodes[1], json!({"operation": "update", "database": "dev", "table": "dog", "records": [{"id": 0, "name": "renamed on b"}]}));
+    ok_replicated(&nodes[2], json!({"operation": "delete", "database": "dev", "table": "dog", "ids": [1]}));
     let want = |rows: &Vec<Value>| rows.len() == 2 && rows[0]["name"] == "renamed on b";
     let on_a = eventually("update and delete reach node a", || all(&nodes[0], "dog"), want);
     for n in &nodes[1..] {
@@ -110,15 +136,15 @@ fn a_write_on_any_node_is_read_on_every_other() {
     // Users and roles replicate: a role and a user made on c log in on a, with the role's
     // permissions (read on dev.dog, nothing else).
     let permission = json!({"super_user": false, "dev": {"tables": {"dog": {"read": true, "insert": false, "update": false, "delete": false, "attribute_permissions": []}}}});
-    ok(&nodes[2], json!({"operation": "add_role", "role": "reader", "permission": permission}));
-    ok(&nodes[2], json!({"operation": "add_user", "username": "replicated", "password": "repl-pass", "role": "reader", "active": true}));
+    ok_replicated(&nodes[2], json!({"operation": "add_role", "role": "reader", "permission": permission}));
+    ok_replicated(&nodes[2], json!({"operation": "add_user", "username": "replicated", "password": "repl-pass", "role": "reader", "active": true}));
     let read = json!({"operation": "search_by_hash", "database": "dev", "table": "dog", "hash_values": [0], "get_attributes": ["id"]});
     eventually("the user logs in on a", || nodes[0].post_as(("replicated", "repl-pass"), read.clone()).0, |s| *s == 200);
     let write = json!({"operation": "insert", "database": "dev", "table": "dog", "records": [{"id": 9}]});
     assert_eq!(nodes[0].post_as(("replicated", "repl-pass"), write).0, 403, "the replicated role's permissions hold on a");
     // Schema: a dropped table goes everywhere; a new database too.
-    ok(&nodes[2], json!({"operation": "create_database", "database": "other"}));
-    ok(&nodes[1], json!({"operation": "drop_table", "database": "dev", "table": "dog"}));
+    ok_replicated(&nodes[2], json!({"operation": "create_database", "database": "other"}));
+    ok_replicated(&nodes[1], json!({"operation": "drop_table", "database": "dev", "table": "dog"}));
     for n in &nodes {
         eventually("drop_table reaches every node", || has_table(n, "dog"), |t| !*t);
         eventually(
@@ -136,7 +162,7 @@ fn a_write_on_any_node_is_read_on_every_other() {
 fn concurrent_conflicting_writes_converge() {
     let nats = Nats::shared();
     let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
-    ok(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": "hot", "primary_key": "id"}));
+    ok_replicated(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": "hot", "primary_key": "id"}));
     for n in &nodes[1..] {
         eventually("the table reaches every node", || has_table(n, "hot"), |t| *t);
     }
@@ -146,8 +172,17 @@ fn concurrent_conflicting_writes_converge() {
             s.spawn(move || {
                 for round in 0..40 {
                     let body = json!({"operation": "upsert", "database": "dev", "table": "hot", "records": [{"id": "k", "writer": i, "round": round}, {"id": format!("k{}", round % 3), "writer": i}]});
-                    let (status, text) = post_raw(&url, Some("application/json"), body.to_string().as_bytes(), Some(&basic(ADMIN.0, ADMIN.1)));
-                    assert_eq!(status, 200, "upsert on node {i}: {text}");
+                    // A 503 (JetStream slow on a loaded machine) is written here and
+                    // replicated later; sent again, as a client would.
+                    let deadline = Instant::now() + CONVERGE;
+                    loop {
+                        let (status, text) = post_raw(&url, Some("application/json"), body.to_string().as_bytes(), Some(&basic(ADMIN.0, ADMIN.1)));
+                        if status == 503 && Instant::now() < deadline {
+                            continue;
+                        }
+                        assert_eq!(status, 200, "upsert on node {i}: {text}");
+                        break;
+                    }
                 }
             });
         }
@@ -171,17 +206,17 @@ fn a_node_killed_with_kill_9_catches_up_after_restart() {
     let nats = Nats::shared();
     let a = node(&nats, "node_a");
     let b = node(&nats, "node_b");
-    ok(&a, json!({"operation": "create_table", "database": "dev", "table": "log", "primary_key": "id"}));
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "log", "primary_key": "id"}));
     eventually("the table reaches b", || has_table(&b, "log"), |t| *t);
     for i in 0..50 {
-        ok(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
+        ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
     }
     eventually("b applies the first writes", || all(&b, "log").len(), |n| *n == 50);
     let root: TempRoot = b.crash();
     for i in 50..300 {
-        ok(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
+        ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
     }
-    ok(&a, json!({"operation": "delete", "database": "dev", "table": "log", "ids": [0, 1, 2]}));
+    ok_replicated(&a, json!({"operation": "delete", "database": "dev", "table": "log", "ids": [0, 1, 2]}));
     let b = node_builder(&nats.urls, &nats.stream, "node_b").root(root).start();
     let on_a = all(&a, "log");
     assert_eq!(on_a.len(), 297);
@@ -196,7 +231,7 @@ fn a_nats_server_killed_mid_load_loses_no_acknowledged_write() {
     let (urls, stream) = (own.urls(), unique_stream());
     let a = node_builder(&urls, &stream, "node_a").start();
     let b = node_builder(&urls, &stream, "node_b").start();
-    ok(&a, json!({"operation": "create_table", "database": "dev", "table": "load", "primary_key": "id"}));
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "load", "primary_key": "id"}));
     eventually("the table reaches b", || has_table(&b, "load"), |t| *t);
     let mut acked = Vec::new();
     for i in 0..400 {
@@ -215,6 +250,31 @@ fn a_nats_server_killed_mid_load_loses_no_acknowledged_write() {
     assert!(on_b.len() >= acked.len());
 }
 
+/// With every NATS server down a write cannot be acknowledged: it answers 503 naming
+/// clustering within `clustering.publishTimeout` (not a call-timeout 500), the record stays
+/// written on the node, and once NATS is back the background publisher delivers it.
+#[test]
+fn a_write_nats_cannot_take_answers_503_and_replicates_later() {
+    let mut own = NatsCluster::start(3);
+    let (urls, stream) = (own.urls(), unique_stream());
+    let a = node_builder(&urls, &stream, "node_a").env("CLUSTERING_PUBLISHTIMEOUT", "1000").start();
+    let b = node_builder(&urls, &stream, "node_b").start();
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "late", "primary_key": "id"}));
+    eventually("the table reaches b", || has_table(&b, "late"), |t| *t);
+    for i in 0..3 {
+        own.kill(i);
+    }
+    let (status, body) = a.post(json!({"operation": "insert", "database": "dev", "table": "late", "records": [{"id": 1, "name": "kept"}]}));
+    assert_eq!(status, 503, "{body}");
+    let text = body["error"].as_str().unwrap_or_default();
+    assert!(text.contains("clustering") && text.contains("not yet replicated"), "{body}");
+    assert_eq!(get(&a, "late", json!(1)).map(|r| r["name"].clone()), Some(json!("kept")), "the local write stays");
+    for i in 0..3 {
+        own.start_server(i);
+    }
+    eventually("the write reaches b once NATS is back", || get(&b, "late", json!(1)).map(|r| r["name"].clone()), |n| *n == Some(json!("kept")));
+}
+
 /// `set_node_replication` on b with `subscribe: false` for one table of a: that table stops
 /// flowing from a to b, the other keeps flowing, and c (no registration) gets both.
 #[test]
@@ -222,7 +282,7 @@ fn a_subscription_turned_off_stops_that_table_only() {
     let nats = Nats::shared();
     let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
     for t in ["kept", "stopped"] {
-        ok(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": t, "primary_key": "id"}));
+        ok_replicated(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": t, "primary_key": "id"}));
     }
     for n in &nodes[1..] {
         eventually("tables reach every node", || has_table(n, "kept") && has_table(n, "stopped"), |t| *t);
@@ -240,14 +300,14 @@ fn a_subscription_turned_off_stops_that_table_only() {
     // `stopped` first: b applies the stream in order, so once it has `kept` it has seen (and
     // skipped) `stopped`.
     for t in ["stopped", "kept"] {
-        ok(&nodes[0], json!({"operation": "insert", "database": "dev", "table": t, "records": [{"id": 1}]}));
+        ok_replicated(&nodes[0], json!({"operation": "insert", "database": "dev", "table": t, "records": [{"id": 1}]}));
     }
     eventually("c gets both tables", || (all(&nodes[2], "kept").len(), all(&nodes[2], "stopped").len()), |n| *n == (1, 1));
     eventually("b gets the kept table", || all(&nodes[1], "kept").len(), |n| *n == 1);
     assert!(all(&nodes[1], "stopped").is_empty(), "a table b does not subscribe to reached it");
     // Turned back on (and then off for all, with remove_node: whole data set again).
     ok(&nodes[1], json!({"operation": "remove_node", "node_name": "node_a"}));
-    ok(&nodes[0], json!({"operation": "insert", "database": "dev", "table": "stopped", "records": [{"id": 2}]}));
+    ok_replicated(&nodes[0], json!({"operation": "insert", "database": "dev", "table": "stopped", "records": [{"id": 2}]}));
     eventually("after remove_node b gets every table again", || all(&nodes[1], "stopped").len(), |n| *n == 1);
     let (status, body) = nodes[1].post(json!({"operation": "remove_node", "node_name": "node_a"}));
     assert_eq!(status, 404, "{body}");

@@ -25,6 +25,8 @@ pub enum ApiError {
     TooManyRequests { message: String, retry_after: u64 },
     /// The body is larger than the caller may send.
     PayloadTooLarge(String),
+    /// A dependency (NATS, for clustering) did not answer in time; the client may retry.
+    Unavailable(String),
     /// The operation failed on the server side; the detail is in the log under `id`.
     Internal { message: String, id: String },
 }
@@ -63,6 +65,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({ "error": m })),
             ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": m })),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m })),
             ApiError::TooManyRequests { message, retry_after } => {
                 let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, json!({ "error": message }).to_string());
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -87,6 +90,7 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
+            | ApiError::Unavailable(m)
             | ApiError::TooManyRequests { message: m, .. } => m.clone(),
             ApiError::SuperUserOnly { operation } => format!("Operation '{operation}' is restricted to 'super_user' roles"),
             ApiError::TableDenied(entries) => format!("not authorized: {}", serde_json::Value::from(entries.clone())),
@@ -116,6 +120,9 @@ impl From<crate::bindings::OpError> for ApiError {
             OpError::Forbidden(m) => ApiError::Forbidden(m),
             OpError::NotFound(m) => ApiError::NotFound(m),
             OpError::Conflict(m) => ApiError::Conflict(m),
+            OpError::Other(m) if m.starts_with(crate::services::UNAVAILABLE_TAG) => {
+                ApiError::Unavailable(m[crate::services::UNAVAILABLE_TAG.len()..].to_string())
+            }
             OpError::Internal(m) | OpError::Other(m) => {
                 let id = super::routes::next_request_id();
                 tracing::error!(request_id = %id, "operation reported an internal error: {m}");

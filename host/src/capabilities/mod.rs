@@ -138,6 +138,7 @@ impl From<ServiceError> for crate::bindings::OpError {
             ServiceError::NotFound(t) => OpError::NotFound(t),
             ServiceError::Conflict(t) => OpError::Conflict(t),
             e @ ServiceError::RolePermissions(_) => OpError::BadRequest(e.to_string()),
+            ServiceError::Unavailable(t) => OpError::Other(format!("{}{t}", crate::services::UNAVAILABLE_TAG)),
             ServiceError::Internal(e) => {
                 tracing::error!("service failure: {e:#}");
                 OpError::Internal("internal error; see the server log".into())

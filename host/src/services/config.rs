@@ -62,6 +62,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("clustering.user", Kind::String),
     ("clustering.password", Kind::String),
     ("clustering.tls.certificateAuthority", Kind::String),
+    ("clustering.publishTimeout", Kind::Count),
     ("componentsRoot", Kind::Path),
     ("logging.auditAuthEvents.logFailed", Kind::Bool),
     ("logging.auditAuthEvents.logSuccessful", Kind::Bool),

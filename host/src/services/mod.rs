@@ -95,7 +95,16 @@ pub enum ServiceError {
     /// Detail for the log, never for the client.
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
+    /// Something this node depends on (NATS for clustering) did not answer in time; the
+    /// client may retry (503). The text says what happened to the request.
+    #[error("{0}")]
+    Unavailable(String),
 }
+
+/// Marks an `other` error text a guest receives for [`ServiceError::Unavailable`], so the API
+/// answers 503 with the rest of the text (the WIT error has no 503 case; `other` is its
+/// open-ended one).
+pub const UNAVAILABLE_TAG: &str = "[unavailable] ";
 
 impl ServiceError {
     pub fn into_anyhow(self) -> anyhow::Error {

@@ -17,33 +17,10 @@ impl Operation for UpdateNode {
     type Response = Value;
 
     fn handle(_ctx: &Context, req: Map<String, Value>) -> Result<Value, Error> {
-        let name = node_name(&req)?;
-        let node = json!({ "node_name": name, "subscriptions": req.get("subscriptions").cloned().unwrap_or(json!([])) });
+        let (name, node) = cluster::node_request(&req)?;
         cluster::set_node(&node, NodeChange::Update)?;
         Ok(json!({ "message": format!("Successfully updated '{name}'") }))
     }
 }
 
 opshost_guest::export_operation!(UpdateNode);
-
-/// HarperDB's text for a missing or empty `node_name`.
-fn node_name(req: &Map<String, Value>) -> Result<&str, Error> {
-    match req.get("node_name") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        _ => Err(Error::BadRequest("'node_name' is required".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_name_is_required() {
-        let req = |v: Value| v.as_object().cloned().unwrap_or_default();
-        assert_eq!(node_name(&req(json!({"node_name": "b"}))).ok(), Some("b"));
-        for bad in [json!({}), json!({"node_name": ""}), json!({"node_name": 1})] {
-            assert!(matches!(node_name(&req(bad)), Err(Error::BadRequest(_))));
-        }
-    }
-}

@@ -18,7 +18,7 @@ use crate::services::ServiceError;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use change::{Change, Kind};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -29,8 +29,14 @@ use std::time::Duration;
 /// Node registrations, local to each node (HarperDB's table name).
 pub const NODES_TABLE: &str = "hdb_nodes";
 /// How long a write waits for JetStream to take its change (NATS failover included) before
-/// the caller gets an error; the change keeps being retried in the background after that.
-const PUBLISH_WAIT: Duration = Duration::from_secs(30);
+/// the caller gets a 503 (`clustering.publishTimeout`, ms); the change keeps being retried in
+/// the background after that. Below the default `callTimeout`, so the caller hears why.
+const PUBLISH_WAIT_DEFAULT_MS: u64 = 5_000;
+/// How long the background publisher keeps retrying one change before it logs it as lost
+/// to the stream (the local write stays).
+const PUBLISH_RETRY_LOG: Duration = Duration::from_secs(30);
+/// Most remote changes applied together (those already received when the first arrives).
+const APPLY_BATCH: usize = 512;
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -48,6 +54,8 @@ pub struct ClusterSettings {
     pub user: Option<String>,
     pub password: Option<String>,
     pub ca: Option<PathBuf>,
+    /// How long a write waits for JetStream's acknowledgement before answering 503.
+    pub publish_timeout: Duration,
 }
 
 impl ClusterSettings {
@@ -76,6 +84,9 @@ impl ClusterSettings {
             user: text("clustering.user"),
             password: text("clustering.password"),
             ca: text("clustering.tls.certificateAuthority").map(PathBuf::from),
+            publish_timeout: Duration::from_millis(
+                get("clustering.publishTimeout").and_then(Value::as_u64).unwrap_or(PUBLISH_WAIT_DEFAULT_MS).clamp(10, 600_000),
+            ),
         }
     }
 }
@@ -278,20 +289,45 @@ impl Cluster {
                 last_info = std::time::Instant::now();
             }
             let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-            let message = match next {
+            let first = match next {
                 Err(_) => continue,
                 Ok(None) => anyhow::bail!("the consumer's message stream ended"),
                 Ok(Some(m)) => m.map_err(|e| anyhow::anyhow!("receiving: {e}"))?,
             };
-            match serde_json::from_slice::<Change>(&message.payload) {
-                Ok(change) if change.origin != settings.node_name => {
-                    let me = self.clone();
-                    let name = settings.node_name.clone();
-                    let origin = change.origin.clone();
-                    let sent = change.time;
-                    let applied = tokio::task::spawn_blocking(move || me.apply(&name, change)).await?;
-                    let mut status = self.status.lock();
-                    status.seen.insert(origin, sent);
+            // Whatever else has already arrived is applied with it: a run of puts to one
+            // table is one RocksDB batch (one WAL sync) instead of one write per change.
+            let mut batch = vec![first];
+            let mut failure = None;
+            while batch.len() < APPLY_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(m))) => batch.push(m),
+                    Some(Some(Err(e))) => {
+                        failure = Some(anyhow::anyhow!("receiving: {e}"));
+                        break;
+                    }
+                    Some(None) => {
+                        failure = Some(anyhow::anyhow!("the consumer's message stream ended"));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let changes: Vec<Change> = batch
+                .iter()
+                .filter_map(|m| match serde_json::from_slice::<Change>(&m.payload) {
+                    Ok(change) => Some(change).filter(|c| c.origin != settings.node_name),
+                    Err(e) => {
+                        tracing::warn!("clustering: skipping an unreadable change: {e}");
+                        None
+                    }
+                })
+                .collect();
+            if !changes.is_empty() {
+                let me = self.clone();
+                let name = settings.node_name.clone();
+                let results = tokio::task::spawn_blocking(move || me.apply_all(&name, changes)).await?;
+                let mut status = self.status.lock();
+                for (origin, sent, applied) in results {
                     match applied {
                         Ok(true) => {
                             status.applied += 1;
@@ -299,28 +335,72 @@ impl Cluster {
                         }
                         Ok(false) => {}
                         // Not retried: the same change would fail the same way.
-                        Err(e) => tracing::error!("clustering: applying a change failed: {e}"),
+                        Err(e) => tracing::error!("clustering: applying a change from {origin} failed: {e}"),
                     }
+                    status.seen.insert(origin, sent);
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("clustering: skipping an unreadable change: {e}"),
             }
-            message.ack().await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+            // Acknowledged once applied (and synced): a crash before this re-delivers them.
+            for message in &batch {
+                message.ack().await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
     }
 
-    /// Applies one remote change through the storage trait, unless this node does not
-    /// subscribe to it. Whether it was applied.
-    fn apply(&self, me: &str, change: Change) -> Result<bool, ServiceError> {
-        if change.exclude.iter().any(|n| n == me) || !self.subscribed(&change.origin, &change.kind) {
-            return Ok(false);
+    /// Applies a run of remote changes in stream order, each put joined to the put before it
+    /// when both are for the same table (one merge: last writer wins inside it too). Each
+    /// change's origin, publish time and whether it was applied.
+    fn apply_all(&self, me: &str, changes: Vec<Change>) -> Vec<(String, u64, Result<bool, String>)> {
+        let mut out = Vec::with_capacity(changes.len());
+        let mut group: Option<Kind> = None;
+        let mut members: Vec<(String, u64)> = Vec::new();
+        let flush = |group: &mut Option<Kind>, members: &mut Vec<(String, u64)>, out: &mut Vec<(String, u64, Result<bool, String>)>| {
+            if let Some(kind) = group.take() {
+                let result = self.apply_kind(kind).map(|()| true).map_err(|e| format!("{e:#}"));
+                out.extend(members.drain(..).map(|(origin, time)| (origin, time, result.clone())));
+            }
+        };
+        for change in changes {
+            if !self.wanted(me, &change) {
+                out.push((change.origin, change.time, Ok(false)));
+                continue;
+            }
+            if let (Some(Kind::Put { database: gd, table: gt, records: joined, .. }), Kind::Put { database, table, records, .. }) = (&mut group, &change.kind) {
+                if gd == database && gt == table {
+                    joined.extend(records.iter().cloned());
+                    members.push((change.origin, change.time));
+                    continue;
+                }
+            }
+            flush(&mut group, &mut members, &mut out);
+            if matches!(change.kind, Kind::Put { .. }) {
+                members.push((change.origin, change.time));
+                group = Some(change.kind);
+            } else {
+                let result = self.apply_kind(change.kind).map(|()| true).map_err(|e| format!("{e:#}"));
+                out.push((change.origin, change.time, result));
+            }
         }
+        flush(&mut group, &mut members, &mut out);
+        out
+    }
+
+    /// Whether this node applies `change` (not excluded by the origin, subscribed here).
+    fn wanted(&self, me: &str, change: &Change) -> bool {
+        !change.exclude.iter().any(|n| n == me) && self.subscribed(&change.origin, &change.kind)
+    }
+
+    /// Applies one remote change through the storage trait.
+    fn apply_kind(&self, kind: Kind) -> Result<(), ServiceError> {
         let s: &dyn StorageBackend = &*self.storage;
         let ignore = |r: Result<(), ServiceError>| match r {
             Err(ServiceError::Internal(e)) => Err(ServiceError::Internal(e)),
             _ => Ok(()),
         };
-        match change.kind {
+        match kind {
             Kind::CreateDatabase { database } => ignore(s.create_database(&database))?,
             Kind::DropDatabase { database } => ignore(s.drop_database(&database))?,
             Kind::CreateTable { database, table, primary_key } => ignore(s.create_table(&database, &table, &primary_key))?,
@@ -346,7 +426,7 @@ impl Cluster {
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Hook for services that cache system tables (users, roles).
@@ -402,7 +482,7 @@ impl Cluster {
         if self.outbox.lock().send(Outgoing { subject, payload, done: Some(tx) }).is_err() {
             return Err(ServiceError::Internal(anyhow::anyhow!("clustering is not running")));
         }
-        let wait = || rx.recv_timeout(PUBLISH_WAIT);
+        let wait = || rx.recv_timeout(settings.publish_timeout);
         // A write may come from an async worker (a host service) or a blocking thread.
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
@@ -410,8 +490,8 @@ impl Cluster {
         };
         match answer {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ServiceError::Internal(anyhow::anyhow!("written locally, not yet replicated: {e}"))),
-            Err(_) => Err(ServiceError::Internal(anyhow::anyhow!("written locally, not yet replicated: JetStream did not acknowledge in time"))),
+            Ok(Err(e)) => Err(unavailable(&e)),
+            Err(_) => Err(unavailable(&format!("JetStream did not acknowledge within clustering.publishTimeout ({} ms)", settings.publish_timeout.as_millis()))),
         }
     }
 
@@ -501,6 +581,15 @@ pub fn wrap(rocks: Arc<Storage>, config: &crate::services::config::ConfigService
     Ok((storage, cluster))
 }
 
+/// The 503 a write answers when its change was not acknowledged in time: the local commit
+/// stays and the change keeps being published in the background, so the caller need not
+/// write again (an identical retry is harmless: upserts merge, inserts of it are skipped).
+fn unavailable(why: &str) -> ServiceError {
+    ServiceError::Unavailable(format!(
+        "clustering: written on this node but not yet replicated ({why}); replication is retried in the background, retry the request later to confirm"
+    ))
+}
+
 /// Called with a system table's name after a replicated change to it was applied (the user
 /// service drops its caches). Set once at start.
 pub static SYSTEM_HOOK: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>> = std::sync::OnceLock::new();
@@ -552,12 +641,14 @@ async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::Unbound
                         return;
                     }
                     Err(e) => {
-                        if started.elapsed() > PUBLISH_WAIT {
-                            if let Some(done) = answered.take() {
-                                let _ = done.send(Err(e.clone()));
-                            }
+                        // The waiting caller times out on its own (publishTimeout); past this
+                        // the failure is logged louder, still retried.
+                        if started.elapsed() > PUBLISH_RETRY_LOG {
+                            answered.take();
+                            tracing::error!("clustering: a change is still not on the stream after {PUBLISH_RETRY_LOG:?}, retrying: {e}");
+                        } else {
+                            tracing::warn!("clustering: publishing a change failed, retrying: {e}");
                         }
-                        tracing::warn!("clustering: publishing a change failed, retrying: {e}");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(2));
                     }
