@@ -2,6 +2,9 @@
 //! (`plan.rs`, over sqlparser), a SELECT runs as a streaming row source ([`SelectRows`]), and
 //! INSERT/UPDATE/DELETE answer in the shapes of HarperDB's insert, update and delete.
 
+mod aggregate;
+mod eval;
+mod parse;
 pub mod plan;
 
 use crate::data::{self, Cursor, Search, WriteMode};
