@@ -318,3 +318,23 @@ fn a_bulk_write_to_one_table_does_not_block_another() {
     });
     assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(30)), Ok(true));
 }
+
+/// `get_json` (the storage capability's read path, projected from the stored bytes) answers
+/// exactly the text of `get` serialised: same order, same projection, missing attributes as
+/// null, missing and inexact ids left out, escapes and nested values kept.
+#[test]
+fn get_json_answers_the_text_of_get() {
+    let (_t, s) = open();
+    dogs(&s);
+    let odd = json!({"id": "q\"uote", "name": "line\nbreak \u{e9}\u{1F600}", "nested": {"b": [1, 2.5, null], "a": "x"},
+        "weight": 12.75, "big": -9007199254740991i64, "flag": false});
+    s.write("dev", "dog", WriteMode::Insert, vec![odd]).expect("write");
+    let ids = [json!(3), json!("q\"uote"), json!(99), json!(1), json!(9007199254740993u64), json!(2)];
+    for attributes in [vec!["*".to_string()], vec![], vec!["name".into(), "nested".into(), "age".into(), "id".into()], vec![UPDATED.into(), "weight".into()]] {
+        let expected: Vec<String> = s.get("dev", "dog", &ids, &attributes).expect("get").iter().map(Value::to_string).collect();
+        assert_eq!(s.get_json("dev", "dog", &ids, &attributes).expect("get_json"), expected, "{attributes:?}");
+        assert_eq!(expected.len(), 4);
+    }
+    assert!(matches!(s.get_json("dev", "dog", &ids, &["nope".into()]), Err(ServiceError::BadRequest(_))));
+    assert!(matches!(s.get_json("dev", "cat", &ids, &["*".into()]), Err(ServiceError::NotFound(_))));
+}
