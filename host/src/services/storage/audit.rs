@@ -144,6 +144,8 @@ pub(super) struct Pending {
     hash_values: Vec<Value>,
     records: Vec<Value>,
     originals: Vec<Value>,
+    /// Records before, as their stored JSON text (bulk deletes: never parsed into values).
+    raw_originals: Vec<Box<serde_json::value::RawValue>>,
 }
 
 impl Pending {
@@ -164,6 +166,16 @@ impl Pending {
         self.originals.push(Value::Object(original));
     }
 
+    /// A record deleted, given as its stored bytes (compact JSON, copied into the entry as it
+    /// is): the same entry as [`Pending::deleted`] without parsing and re-encoding the record.
+    pub(super) fn deleted_raw(&mut self, pk: &Value, original: &[u8]) -> Result<(), ServiceError> {
+        let text = String::from_utf8(original.to_vec()).map_err(internal)?;
+        self.hash_values.push(pk.clone());
+        self.records.push(Value::Null);
+        self.raw_originals.push(serde_json::value::RawValue::from_string(text).map_err(internal)?);
+        Ok(())
+    }
+
     /// Puts the entry (and its size) into `batch`, which the caller then commits with the change.
     pub(super) fn commit(self, storage: &Storage, batch: &mut WriteBatch) -> Result<(), ServiceError> {
         if self.hash_values.is_empty() {
@@ -179,10 +191,22 @@ impl Pending {
         entry.insert("hash_values".into(), Value::Array(self.hash_values));
         entry.insert("records".into(), Value::Array(self.records));
         // HarperDB's documented `original_records` (4.7 leaves them out): the records before.
-        if !self.originals.is_empty() {
+        if !self.originals.is_empty() || !self.raw_originals.is_empty() {
             entry.insert("original_records".into(), Value::Array(self.originals));
         }
-        let bytes = serde_json::to_vec(&entry).map_err(internal)?;
+        let mut bytes = serde_json::to_vec(&entry).map_err(internal)?;
+        if !self.raw_originals.is_empty() {
+            // `original_records` is the entry's last key: its array's closing `]}` is replaced
+            // by the raw records (after any parsed ones).
+            bytes.truncate(bytes.len() - 2);
+            for (n, raw) in self.raw_originals.iter().enumerate() {
+                if n > 0 || bytes.last() != Some(&b'[') {
+                    bytes.push(b',');
+                }
+                bytes.extend_from_slice(raw.get().as_bytes());
+            }
+            bytes.extend_from_slice(b"]}");
+        }
         batch.merge_cf(&meta, size_key(&self.db, &self.table), (bytes.len() as i64).to_le_bytes());
         batch.put_cf(&cf, key(&self.db, &self.table, at), bytes);
         Ok(())
@@ -227,6 +251,7 @@ impl Storage {
             hash_values: Vec::new(),
             records: Vec::new(),
             originals: Vec::new(),
+            raw_originals: Vec::new(),
         })
     }
 

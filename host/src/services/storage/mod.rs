@@ -21,6 +21,7 @@
 
 pub mod audit;
 pub mod backend;
+mod bulk_delete;
 pub mod keys;
 pub mod query;
 mod tuning;
@@ -586,6 +587,10 @@ impl Storage {
         let meta_info = self.table_meta(db, table)?;
         let (rcf, icf) = self.cfs(db, table)?;
         let meta = self.meta().map_err(internal)?;
+        // Many neighbouring keys go by range deletes (bulk_delete.rs).
+        if let Some(outcome) = self.delete_dense(db, table, &meta_info, &locks, &ids)? {
+            return Ok(outcome);
+        }
         let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
         let _stripes = locks.lock_keys(keys.iter());
         let (mut records, mut index) = (SortedOps::default(), SortedOps::default());
