@@ -660,6 +660,28 @@ impl Storage {
 
     /// Records by primary key in the order asked, missing ones left out, projected.
     pub fn get(&self, db: &str, table: &str, ids: &[Value], attributes: &[String]) -> Result<Vec<Value>, ServiceError> {
+        self.get_each(db, table, ids, attributes, |projection, bytes| {
+            let record: Value = serde_json::from_slice(bytes).map_err(internal)?;
+            Ok(projection.apply(&record))
+        })
+    }
+
+    /// [`Storage::get`] answering JSON text: each record is projected from its stored bytes
+    /// without building a `Value` (the storage capability hands guests text anyway).
+    pub fn get_json(&self, db: &str, table: &str, ids: &[Value], attributes: &[String]) -> Result<Vec<String>, ServiceError> {
+        self.get_each(db, table, ids, attributes, |projection, bytes| projection.json_from_raw(bytes))
+    }
+
+    /// The one point-read path of `get` and `get_json`: `each` turns a found record's stored
+    /// bytes into the answer.
+    fn get_each<T>(
+        &self,
+        db: &str,
+        table: &str,
+        ids: &[Value],
+        attributes: &[String],
+        mut each: impl FnMut(&Projection, &[u8]) -> Result<T, ServiceError>,
+    ) -> Result<Vec<T>, ServiceError> {
         let meta_info = self.table_meta(db, table)?;
         let projection = Projection::new(&meta_info, attributes)?;
         let (rcf, _) = self.cfs(db, table)?;
@@ -668,24 +690,7 @@ impl Storage {
         let mut out = Vec::with_capacity(ids.len());
         for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
             if let Some(bytes) = found.map_err(internal)? {
-                let record: Value = serde_json::from_slice(&bytes).map_err(internal)?;
-                out.push(projection.apply(&record));
-            }
-        }
-        Ok(out)
-    }
-
-    /// [`Storage::get`] answering JSON text: each record is projected from its stored bytes
-    /// without building a `Value` (the storage capability hands guests text anyway).
-    pub fn get_json(&self, db: &str, table: &str, ids: &[Value], attributes: &[String]) -> Result<Vec<String>, ServiceError> {
-        let meta_info = self.table_meta(db, table)?;
-        let projection = Projection::new(&meta_info, attributes)?;
-        let (rcf, _) = self.cfs(db, table)?;
-        let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
-            if let Some(bytes) = found.map_err(internal)? {
-                out.push(projection.json_from_raw(&bytes)?);
+                out.push(each(&projection, &bytes)?);
             }
         }
         Ok(out)
