@@ -958,6 +958,10 @@ fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
 #[derive(Clone, Debug)]
 struct Projection {
     names: Vec<String>,
+    /// `["*"]`: every attribute. The names were the table's attributes when the read began; a
+    /// write that committed since can have brought new ones, so a record with fields outside
+    /// `names` is shown with them too (see [`Projection::widened`]).
+    star: bool,
 }
 
 impl Projection {
@@ -967,19 +971,35 @@ impl Projection {
         if attributes.is_empty() || attributes.iter().any(|a| a == "*") {
             let mut names = vec![meta.primary_key.clone(), CREATED.to_string(), UPDATED.to_string()];
             names.extend(meta.attributes.iter().filter(|a| **a != meta.primary_key).cloned());
-            return Ok(Self { names });
+            return Ok(Self { names, star: true });
         }
         for a in attributes {
             if !meta.attributes.contains(a) && a != CREATED && a != UPDATED {
                 return Err(ServiceError::BadRequest(format!("unknown attribute '{a}'")));
             }
         }
-        Ok(Self { names: attributes.to_vec() })
+        Ok(Self { names: attributes.to_vec(), star: false })
+    }
+
+    /// For a `*` projection and a record with `fields` fields of which only `matched` are in
+    /// `names`: the projection that shows this record whole. A write adds its new attribute
+    /// names to the table after its records are visible, so a reader that took the names just
+    /// before would otherwise drop them (a finished job read without its message).
+    fn widened<'k>(&self, fields: usize, matched: usize, keys: impl Iterator<Item = &'k str>) -> Option<Projection> {
+        if !self.star || matched >= fields {
+            return None;
+        }
+        let mut names = self.names.clone();
+        names.extend(keys.filter(|k| !self.names.iter().any(|n| n == k)).map(str::to_string));
+        // The first three are the primary key and the timestamps; the rest stay alphabetical.
+        names[3.min(self.names.len())..].sort();
+        Some(Projection { names, star: false })
     }
 
     /// The projected record as JSON text, straight from a parsed record.
     fn json_from_value(&self, record: &Value) -> String {
         let mut out = Vec::with_capacity(64 * self.names.len());
+        let mut matched = 0;
         out.push(b'{');
         for (i, name) in self.names.iter().enumerate() {
             if i > 0 {
@@ -991,12 +1011,18 @@ impl Projection {
             out.extend_from_slice(b"\":");
             match record.get(name) {
                 Some(v) => {
+                    matched += 1;
                     let _ = serde_json::to_writer(&mut out, v);
                 }
                 None => out.extend_from_slice(b"null"),
             }
         }
         out.push(b'}');
+        if let Some(map) = record.as_object() {
+            if let Some(wider) = self.widened(map.len(), matched, map.keys().map(String::as_str)) {
+                return wider.json_from_value(record);
+            }
+        }
         String::from_utf8(out).unwrap_or_default()
     }
 
@@ -1009,6 +1035,7 @@ impl Projection {
             Err(_) => return Ok(self.json_from_value(&serde_json::from_slice(bytes).map_err(internal)?)),
         };
         let mut out = String::with_capacity(bytes.len() + 16 * self.names.len());
+        let mut matched = 0;
         out.push('{');
         for (i, name) in self.names.iter().enumerate() {
             if i > 0 {
@@ -1018,11 +1045,17 @@ impl Projection {
             out.push_str(name);
             out.push_str("\":");
             match fields.0.iter().find(|(k, _)| k == name) {
-                Some((_, v)) => out.push_str(v.get()),
+                Some((_, v)) => {
+                    matched += 1;
+                    out.push_str(v.get());
+                }
                 None => out.push_str("null"),
             }
         }
         out.push('}');
+        if let Some(wider) = self.widened(fields.0.len(), matched, fields.0.iter().map(|(k, _)| *k)) {
+            return wider.json_from_raw(bytes);
+        }
         Ok(out)
     }
 
@@ -1030,6 +1063,12 @@ impl Projection {
         let mut out = Map::with_capacity(self.names.len());
         for name in &self.names {
             out.insert(name.clone(), record.get(name).cloned().unwrap_or(Value::Null));
+        }
+        if let Some(map) = record.as_object() {
+            let matched = self.names.iter().filter(|n| map.contains_key(n.as_str())).count();
+            if let Some(wider) = self.widened(map.len(), matched, map.keys().map(String::as_str)) {
+                return wider.apply(record);
+            }
         }
         Value::Object(out)
     }
@@ -1196,7 +1235,7 @@ impl Cursor {
             table: String::new(),
             driver: Driver::FullScan,
             cond: None,
-            projection: Projection { names: Vec::new() },
+            projection: Projection { names: Vec::new(), star: false },
             sort: Vec::new(),
             to_skip: 0,
             left: Some(0),

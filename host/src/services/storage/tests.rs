@@ -338,3 +338,21 @@ fn get_json_answers_the_text_of_get() {
     assert!(matches!(s.get_json("dev", "dog", &ids, &["nope".into()]), Err(ServiceError::BadRequest(_))));
     assert!(matches!(s.get_json("dev", "cat", &ids, &["*".into()]), Err(ServiceError::NotFound(_))));
 }
+
+/// A `*` read takes the table's attribute names before it reads records; a write that commits
+/// in between (a job finishing with its first `message`) brings names the read did not know.
+/// Every path shows such a record whole, in the `*` order, rather than dropping fields.
+#[test]
+fn a_star_read_shows_attributes_added_after_it_took_the_names() {
+    let meta = TableMeta { primary_key: "id".into(), attributes: ["id", "status"].iter().map(|a| a.to_string()).collect() };
+    let star = Projection::new(&meta, &["*".into()]).expect("projection");
+    let text = r#"{"id":"j","status":"COMPLETE","message":"done","__createdtime__":1,"__updatedtime__":2,"end_datetime":3}"#;
+    let record: Value = serde_json::from_str(text).expect("record");
+    let whole = r#"{"id":"j","__createdtime__":1,"__updatedtime__":2,"end_datetime":3,"message":"done","status":"COMPLETE"}"#;
+    assert_eq!(star.json_from_raw(text.as_bytes()).expect("raw"), whole);
+    assert_eq!(star.json_from_value(&record), whole);
+    assert_eq!(serde_json::to_string(&star.apply(&record)).expect("text"), whole);
+    // A named projection stays as asked.
+    let named = Projection::new(&meta, &["status".into()]).expect("projection");
+    assert_eq!(named.json_from_raw(text.as_bytes()).expect("raw"), r#"{"status":"COMPLETE"}"#);
+}
