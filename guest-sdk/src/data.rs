@@ -243,6 +243,12 @@ impl Cursor {
         self.0.next_batch(max)?.into_iter().map(raw).collect()
     }
 
+    /// Up to `max` records as one text, each a compact JSON object followed by a newline;
+    /// empty at the end. One copy per page, for callers that pass records through as text.
+    pub fn next_page(&self, max: u32) -> Result<String, Error> {
+        self.0.next_page(max)
+    }
+
     /// Every remaining record.
     pub fn collect_all(&self) -> Result<Vec<Box<RawValue>>, Error> {
         let mut out = Vec::new();

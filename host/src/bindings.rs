@@ -18,6 +18,7 @@ wasmtime::component::bindgen!({
         // A cursor batch and a read by many keys can be long: bounded steps on a blocking
         // thread, so the call's time limit (which drops the call) stops them between steps.
         "opshost:host/storage.[method]cursor.next-batch": async,
+        "opshost:host/storage.[method]cursor.next-page": async,
         "opshost:host/storage.get": async,
         "opshost:host/storage.read-audit-log": async,
         "opshost:host/log.read": async,

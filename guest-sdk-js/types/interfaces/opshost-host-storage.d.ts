@@ -221,6 +221,12 @@ declare module 'opshost:host/storage@0.1.0' {
     * Raises `internal` if the store fails mid-way.
     */
     nextBatch(max: number): Array<string>;
+    /**
+    * The records `next-batch` would give, in one text: each compact JSON object followed
+    * by a newline (compact JSON has none inside); empty means the end. One string per page
+    * instead of one per record, for readers that copy records through (exports).
+    */
+    nextPage(max: number): string;
     [Symbol.dispose](): void;
   }
 }

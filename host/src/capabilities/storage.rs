@@ -235,6 +235,18 @@ impl HostCursor for CallState {
         result
     }
 
+    /// `next-batch`'s records, each followed by a newline, in one string: one copy across the
+    /// boundary per page instead of one guest allocation per record.
+    async fn next_page(&mut self, cursor: Resource<Cursor>, max: u32) -> Result<String, OpError> {
+        let rows = self.next_batch(cursor, max).await?;
+        let mut page = String::with_capacity(rows.iter().map(|r| r.len() + 1).sum());
+        for row in rows {
+            page.push_str(&row);
+            page.push('\n');
+        }
+        Ok(page)
+    }
+
     fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {
         self.table.delete(cursor)?;
         Ok(())

@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod backend;
 mod bulk_delete;
+mod raw_read;
 pub mod keys;
 pub mod query;
 mod tuning;
@@ -1262,15 +1263,16 @@ impl Cursor {
         }
         let mut out = Vec::new();
         let (projection, cond) = (&self.projection, self.cond.as_ref());
+        let mut named = Vec::new();
+        if let Some(c) = cond {
+            c.attributes(&mut named);
+        }
         let (batch, resume) = if let Some((cond, pk)) = self.covered() {
             self.storage.covered_step(&self.db, &self.table, &self.driver, cond, pk, self.resume.as_deref(), max, self.budget)?
         } else {
             self.storage.scan_step_with(&self.db, &self.table, &self.driver, self.resume.as_deref(), max, self.budget, |_, bytes| match cond {
                 None => projection.json_from_raw(bytes).map(Some),
-                Some(c) => {
-                    let r = serde_json::from_slice::<Value>(bytes).map_err(internal)?;
-                    Ok(c.matches(&r).then(|| projection.json_from_value(&r)))
-                }
+                Some(c) => raw_read::filtered_json(projection, c, &named, bytes),
             })?
         };
         self.done = resume.is_none();
