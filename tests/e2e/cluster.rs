@@ -199,6 +199,117 @@ fn concurrent_conflicting_writes_converge() {
     assert_eq!(k["round"], 39, "the last round of some writer wins: {k}");
 }
 
+/// Puts a change "made" on node `origin` (a node that does not exist: its name and its time
+/// are the test's choice) on the test's stream, as a real node would publish it.
+fn inject(nats: &Nats, origin: &str, table: &str, kind: Value) {
+    let mut change = json!({"origin": origin, "time": 1, "database": "dev", "table": table});
+    for (k, v) in kind.as_object().expect("object") {
+        change[k] = v.clone();
+    }
+    let subject = format!("{}.data.dev.{table}", nats.stream.to_lowercase());
+    let ack = opshost_tests::nats::publish(&nats.urls, &subject, change.to_string().as_bytes());
+    assert!(ack.contains("\"seq\""), "JetStream took the change: {ack}");
+}
+
+/// A version of `dev.<table>` record `id` at `time`, as replication carries it.
+fn put(id: &str, value: &str, time: u64) -> Value {
+    json!({"op": "put", "primary_key": "id", "records": [{"id": id, "value": value, "__createdtime__": time, "__updatedtime__": time}]})
+}
+
+/// Writes with the same `__updatedtime__` from two nodes converge on every node to the greater
+/// node name's version, whichever arrives first and whatever its bytes (HarperDB's rule; a
+/// "greater bytes" rule would pick the other one here). A delete leaves a tombstone: an older
+/// version arriving after it does not bring the record back on any node, the deleting one
+/// included. Equal timestamps are made deterministic by publishing the two nodes' changes
+/// directly on the stream.
+#[test]
+fn equal_timestamps_go_to_the_greater_node_name_and_deletes_stay_deleted() {
+    let nats = Nats::shared();
+    let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
+    ok_replicated(&nodes[0], json!({"operation": "create_table", "database": "dev", "table": "tie", "primary_key": "id"}));
+    for n in &nodes[1..] {
+        eventually("the table reaches every node", || has_table(n, "tie"), |t| *t);
+    }
+    let t = 1_700_000_000_000u64;
+    // k1: node_y's version first, then node_x's; k2 the other way round.
+    inject(&nats, "node_y", "tie", put("k1", "a_from_y", t));
+    inject(&nats, "node_x", "tie", put("k1", "z_from_x", t));
+    inject(&nats, "node_x", "tie", put("k2", "z_from_x", t));
+    inject(&nats, "node_y", "tie", put("k2", "a_from_y", t));
+    // k3 exists, is deleted on b, then an older version (after the one deleted, before the
+    // delete) arrives from another node.
+    inject(&nats, "node_x", "tie", put("k3", "before_delete", t));
+    for n in &nodes {
+        eventually("k3 reaches every node", || get(n, "tie", json!("k3")).is_some(), |t| *t);
+    }
+    ok_replicated(&nodes[1], json!({"operation": "delete", "database": "dev", "table": "tie", "ids": ["k3"]}));
+    for n in &nodes {
+        eventually("the delete reaches every node", || get(n, "tie", json!("k3")).is_none(), |t| *t);
+    }
+    inject(&nats, "node_y", "tie", put("k3", "stale_after_delete", t + 1));
+    // Each node applies the stream in order: once the marker is there, so is all before it.
+    inject(&nats, "node_x", "tie", put("marker", "m", t));
+    for n in &nodes {
+        eventually("the marker reaches every node", || get(n, "tie", json!("marker")).is_some(), |t| *t);
+    }
+    for n in &nodes {
+        let value = |id: &str| get(n, "tie", json!(id)).map(|r| r["value"].clone());
+        assert_eq!(value("k1"), Some(json!("a_from_y")), "k1 on {}", n.url());
+        assert_eq!(value("k2"), Some(json!("a_from_y")), "k2 on {}", n.url());
+        assert_eq!(value("k3"), None, "an older version after the delete stays out on {}", n.url());
+    }
+    let settled = [all(&nodes[0], "tie"), all(&nodes[1], "tie"), all(&nodes[2], "tie")];
+    assert!(settled[0] == settled[1] && settled[1] == settled[2], "the same bytes everywhere: {settled:?}");
+}
+
+/// Certificates replicate their public part: one added on a with its private key is listed on
+/// b and c without a private key name, and no node but a holds the key; removed on a, it goes
+/// everywhere. Each node keeps its own key-backed node certificate, although all three share
+/// its name (the host's).
+#[test]
+fn certificates_replicate_without_their_private_keys() {
+    let nats = Nats::shared();
+    let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
+    let dir = TempRoot::new();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "shared.key"]);
+    openssl(&["req", "-x509", "-key", "shared.key", "-subj", "/CN=shared.example", "-days", "30", "-out", "shared.pem"]);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("read");
+    let key = read("shared.key");
+    let own_before: Vec<Value> = nodes.iter().map(|n| certificate(n, "127.0.0.1").expect("a node certificate")).collect();
+    ok_replicated(&nodes[0], json!({"operation": "add_certificate", "name": "shared", "certificate": read("shared.pem"), "is_authority": false, "private_key": key}));
+    assert_eq!(certificate(&nodes[0], "shared").map(|c| c["private_key_name"].clone()), Some(json!("shared.pem")));
+    for n in &nodes[1..] {
+        let got = eventually("the certificate reaches every node", || certificate(n, "shared"), |c| c.is_some()).expect("listed");
+        assert_eq!(got["certificate"].as_str().map(str::trim), Some(read("shared.pem").trim()), "{got}");
+        assert_eq!(got["private_key_name"], Value::Null, "another node holds no key for it: {got}");
+        assert!(!n.root().join("keys").join("shared.pem").exists(), "the private key reached another node");
+    }
+    // The key never left a's key folder: no other file anywhere holds its text.
+    for n in &nodes[1..] {
+        for entry in std::fs::read_dir(n.root().join("keys")).expect("keys") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).unwrap_or_default();
+            assert!(!text.contains(key.trim()), "a's private key is on another node");
+        }
+    }
+    ok_replicated(&nodes[0], json!({"operation": "remove_certificate", "name": "shared"}));
+    for n in &nodes[1..] {
+        eventually("the removal reaches every node", || certificate(n, "shared"), |c| c.is_none());
+    }
+    // Every node still serves its own node certificate with its own key.
+    for (n, before) in nodes.iter().zip(own_before) {
+        assert_eq!(certificate(n, "127.0.0.1"), Some(before), "a node's own certificate is its own");
+    }
+}
+
+fn certificate(server: &Server, name: &str) -> Option<Value> {
+    let list = ok(server, json!({"operation": "list_certificates"}));
+    list.as_array().expect("array").iter().find(|c| c["name"] == name).cloned()
+}
+
 /// A node killed with SIGKILL while another keeps writing, restarted on its root, applies
 /// everything it missed from its durable consumer.
 #[test]

@@ -82,3 +82,41 @@ impl Drop for NatsCluster {
         }
     }
 }
+
+/// Publishes `payload` on `subject` through the first server of `urls` (the NATS text
+/// protocol over a plain socket) and returns JetStream's acknowledgement, e.g.
+/// `{"stream":"T1","seq":7}`: the cluster tests put changes "from" nodes that do not exist
+/// (chosen names and timestamps) on a stream.
+pub fn publish(urls: &str, subject: &str, payload: &[u8]) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let url = urls.split(',').next().expect("a NATS url");
+    let addr = url.trim().trim_start_matches("nats://");
+    let stream = TcpStream::connect(addr).expect("connecting to NATS");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("INFO");
+    assert!(line.starts_with("INFO"), "not a NATS server: {line}");
+    let mut out = Vec::new();
+    out.extend_from_slice(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\nSUB _INBOX.opshost_test 1\r\n");
+    out.extend_from_slice(format!("PUB {subject} _INBOX.opshost_test {}\r\n", payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    writer.write_all(&out).expect("publishing");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("reading from NATS");
+        if line.starts_with("PING") {
+            writer.write_all(b"PONG\r\n").expect("pong");
+        } else if line.starts_with("-ERR") {
+            panic!("NATS refused the publish: {line}");
+        } else if let Some(rest) = line.strip_prefix("MSG ") {
+            let len: usize = rest.split_whitespace().last().and_then(|n| n.parse().ok()).expect("MSG length");
+            let mut body = vec![0; len + 2];
+            reader.read_exact(&mut body).expect("MSG body");
+            body.truncate(len);
+            return String::from_utf8_lossy(&body).into_owned();
+        }
+    }
+}

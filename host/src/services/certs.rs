@@ -95,6 +95,11 @@ impl CertService {
         Ok(all)
     }
 
+    /// Forgets the cached list after replication changed `system.hdb_certificate`.
+    pub fn reload_replicated(&self) {
+        *self.cache.write() = None;
+    }
+
     /// Every certificate as `list_certificates` answers (HarperDB's JSON), cached.
     pub fn list_json(&self) -> Result<Arc<str>, ServiceError> {
         self.answer.get(&self.list()?)

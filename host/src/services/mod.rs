@@ -53,9 +53,13 @@ impl Services {
         objectstore::install_transport();
         let users = users::UserService::open(&settings.root, storage.clone())?;
         let weak = Arc::downgrade(&users);
+        let weak_certs = Arc::downgrade(&certs);
         let _ = cluster::SYSTEM_HOOK.set(Box::new(move |table| {
             if let (Some(users), "hdb_user" | "hdb_role") = (weak.upgrade(), table) {
                 users.reload_replicated();
+            }
+            if let (Some(certs), "hdb_certificate") = (weak_certs.upgrade(), table) {
+                certs.reload_replicated();
             }
         }));
         Ok(Arc::new(Services {

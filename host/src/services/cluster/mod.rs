@@ -247,7 +247,23 @@ impl Cluster {
                 }
             })
         };
-        self.tasks.lock().extend([publisher, watcher]);
+        // Tombstones and origins past the horizon go at start and then hourly.
+        let purger = {
+            let storage = self.storage.clone();
+            tokio::spawn(async move {
+                loop {
+                    let s = storage.clone();
+                    let before = now_ms().saturating_sub(crate::services::storage::backend::TOMBSTONE_HORIZON_MS);
+                    match tokio::task::spawn_blocking(move || s.purge_replication_marks(before)).await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!("clustering: purged {n} tombstones and origins older than the horizon"),
+                        Ok(Err(e)) => tracing::warn!("clustering: purging tombstones failed: {e}"),
+                        _ => {}
+                    }
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            })
+        };
+        self.tasks.lock().extend([publisher, watcher, purger]);
         loop {
             if let Err(e) = self.consume(&js, &settings).await {
                 tracing::warn!("clustering: consuming the stream failed, retrying: {e:#}");
@@ -314,13 +330,14 @@ impl Cluster {
             }
             let changes: Vec<Change> = batch
                 .iter()
-                .filter_map(|m| match serde_json::from_slice::<Change>(&m.payload) {
-                    Ok(change) => Some(change).filter(|c| c.origin != settings.node_name),
+                .flat_map(|m| match read_changes(&m.payload) {
+                    Ok(changes) => changes,
                     Err(e) => {
                         tracing::warn!("clustering: skipping an unreadable change: {e}");
-                        None
+                        Vec::new()
                     }
                 })
+                .filter(|c| c.origin != settings.node_name)
                 .collect();
             if !changes.is_empty() {
                 let me = self.clone();
@@ -351,15 +368,16 @@ impl Cluster {
     }
 
     /// Applies a run of remote changes in stream order, each put joined to the put before it
-    /// when both are for the same table (one merge: last writer wins inside it too). Each
-    /// change's origin, publish time and whether it was applied.
+    /// when both are for the same table (one merge: last writer wins inside it too, each
+    /// version with its origin). Each change's origin, publish time and whether it was applied.
     fn apply_all(&self, me: &str, changes: Vec<Change>) -> Vec<(String, u64, Result<bool, String>)> {
+        type Group = (String, String, String, Vec<(String, Value)>);
         let mut out = Vec::with_capacity(changes.len());
-        let mut group: Option<Kind> = None;
+        let mut group: Option<Group> = None;
         let mut members: Vec<(String, u64)> = Vec::new();
-        let flush = |group: &mut Option<Kind>, members: &mut Vec<(String, u64)>, out: &mut Vec<(String, u64, Result<bool, String>)>| {
-            if let Some(kind) = group.take() {
-                let result = self.apply_kind(kind).map(|()| true).map_err(|e| format!("{e:#}"));
+        let flush = |group: &mut Option<Group>, members: &mut Vec<(String, u64)>, out: &mut Vec<(String, u64, Result<bool, String>)>| {
+            if let Some((database, table, primary_key, versions)) = group.take() {
+                let result = self.apply_put(me, &database, &table, &primary_key, versions).map(|()| true).map_err(|e| format!("{e:#}"));
                 out.extend(members.drain(..).map(|(origin, time)| (origin, time, result.clone())));
             }
         };
@@ -368,20 +386,23 @@ impl Cluster {
                 out.push((change.origin, change.time, Ok(false)));
                 continue;
             }
-            if let (Some(Kind::Put { database: gd, table: gt, records: joined, .. }), Kind::Put { database, table, records, .. }) = (&mut group, &change.kind) {
-                if gd == database && gt == table {
-                    joined.extend(records.iter().cloned());
-                    members.push((change.origin, change.time));
-                    continue;
+            let Change { origin, time, kind, .. } = change;
+            match kind {
+                Kind::Put { database, table, primary_key, records } => {
+                    if !group.as_ref().is_some_and(|(d, t, _, _)| *d == database && *t == table) {
+                        flush(&mut group, &mut members, &mut out);
+                        group = Some((database, table, primary_key, Vec::new()));
+                    }
+                    if let Some((_, _, _, versions)) = group.as_mut() {
+                        versions.extend(records.into_iter().map(|r| (origin.clone(), r)));
+                    }
+                    members.push((origin, time));
                 }
-            }
-            flush(&mut group, &mut members, &mut out);
-            if matches!(change.kind, Kind::Put { .. }) {
-                members.push((change.origin, change.time));
-                group = Some(change.kind);
-            } else {
-                let result = self.apply_kind(change.kind).map(|()| true).map_err(|e| format!("{e:#}"));
-                out.push((change.origin, change.time, result));
+                other => {
+                    flush(&mut group, &mut members, &mut out);
+                    let result = self.apply_kind(me, &origin, other).map(|()| true).map_err(|e| format!("{e:#}"));
+                    out.push((origin, time, result));
+                }
             }
         }
         flush(&mut group, &mut members, &mut out);
@@ -393,29 +414,48 @@ impl Cluster {
         !change.exclude.iter().any(|n| n == me) && self.subscribed(&change.origin, &change.kind)
     }
 
-    /// Applies one remote change through the storage trait.
-    fn apply_kind(&self, kind: Kind) -> Result<(), ServiceError> {
+    /// Merges remote record versions (creating the table when its creation was missed).
+    fn apply_put(&self, me: &str, database: &str, table: &str, primary_key: &str, versions: Vec<(String, Value)>) -> Result<(), ServiceError> {
         let s: &dyn StorageBackend = &*self.storage;
-        let ignore = |r: Result<(), ServiceError>| match r {
-            Err(ServiceError::Internal(e)) => Err(ServiceError::Internal(e)),
-            _ => Ok(()),
+        if s.describe_table(database, table).is_err() {
+            ignore_exists(s.create_table(database, table, primary_key))?;
+        }
+        let versions = if database == SYSTEM_DATABASE && table == store::CERTIFICATES {
+            versions.into_iter().filter(|(_, v)| !v.get("name").is_some_and(|n| self.holds_key(n))).collect()
+        } else {
+            versions
         };
+        s.merge_from(database, table, me, versions)?;
+        if database == SYSTEM_DATABASE {
+            self.system_changed(table);
+        }
+        Ok(())
+    }
+
+    /// Applies one remote change other than a put through the storage trait.
+    fn apply_kind(&self, me: &str, origin: &str, kind: Kind) -> Result<(), ServiceError> {
+        let s: &dyn StorageBackend = &*self.storage;
         match kind {
-            Kind::CreateDatabase { database } => ignore(s.create_database(&database))?,
-            Kind::DropDatabase { database } => ignore(s.drop_database(&database))?,
-            Kind::CreateTable { database, table, primary_key } => ignore(s.create_table(&database, &table, &primary_key))?,
-            Kind::DropTable { database, table } => ignore(s.drop_table(&database, &table))?,
+            Kind::CreateDatabase { database } => ignore_exists(s.create_database(&database))?,
+            Kind::DropDatabase { database } => {
+                ignore_exists(s.drop_database(&database))?;
+                self.storage.forget_marks(&database, None)?;
+            }
+            Kind::CreateTable { database, table, primary_key } => ignore_exists(s.create_table(&database, &table, &primary_key))?,
+            Kind::DropTable { database, table } => {
+                ignore_exists(s.drop_table(&database, &table))?;
+                self.storage.forget_marks(&database, Some(&table))?;
+            }
             Kind::Put { database, table, primary_key, records } => {
-                if s.describe_table(&database, &table).is_err() {
-                    ignore(s.create_table(&database, &table, &primary_key))?;
-                }
-                s.merge(&database, &table, records)?;
-                if database == SYSTEM_DATABASE {
-                    self.system_changed(&table);
-                }
+                self.apply_put(me, &database, &table, &primary_key, records.into_iter().map(|r| (origin.to_string(), r)).collect())?
             }
             Kind::Delete { database, table, ids, at } => {
-                match s.merge_deletes(&database, &table, ids, at) {
+                let ids = if database == SYSTEM_DATABASE && table == store::CERTIFICATES {
+                    ids.into_iter().filter(|n| !self.holds_key(n)).collect()
+                } else {
+                    ids
+                };
+                match s.merge_deletes_from(&database, &table, me, origin, ids, at) {
                     Err(ServiceError::NotFound(_)) => {}
                     other => {
                         other?;
@@ -429,7 +469,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// Hook for services that cache system tables (users, roles).
+    /// Whether this node holds certificate `name` with a private key of its own: such a
+    /// certificate (this node's identity) is not replaced or removed by another node's
+    /// certificate of the same name (the default node certificate is named after the host,
+    /// which nodes may share).
+    fn holds_key(&self, name: &Value) -> bool {
+        let local = self.storage.versions(SYSTEM_DATABASE, store::CERTIFICATES, std::slice::from_ref(name));
+        local.is_ok_and(|found| found.iter().any(|c| c.get("private_key_name").is_some_and(|k| !k.is_null())))
+    }
+
+    /// Hook for services that cache system tables (users, roles, certificates).
     fn system_changed(&self, table: &str) {
         if let Some(hook) = SYSTEM_HOOK.get() {
             hook(table);
@@ -590,6 +639,15 @@ fn unavailable(why: &str) -> ServiceError {
     ))
 }
 
+/// A replicated schema change that this node already has (or no longer has) is done: only
+/// internal failures count.
+fn ignore_exists(r: Result<(), ServiceError>) -> Result<(), ServiceError> {
+    match r {
+        Err(ServiceError::Internal(e)) => Err(ServiceError::Internal(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Called with a system table's name after a replicated change to it was applied (the user
 /// service drops its caches). Set once at start.
 pub static SYSTEM_HOOK: std::sync::OnceLock<Box<dyn Fn(&str) + Send + Sync>> = std::sync::OnceLock::new();
@@ -619,35 +677,71 @@ async fn ensure_stream(js: &jetstream::Context, settings: &ClusterSettings) -> a
     js.get_or_create_stream(config).await.map_err(|e| anyhow::anyhow!("creating stream {}: {e}", settings.stream))
 }
 
-/// Sends changes to JetStream, several in flight at once; each is retried (NATS reconnects
-/// to another server meanwhile) until JetStream acknowledges it.
+/// Batches of changes in flight to JetStream at once. While they are, new changes queue and
+/// leave together in the next batch: under load one JetStream round trip (and one replicated
+/// stream entry, one delivery and one ack per consumer) carries many changes.
+const PUBLISH_IN_FLIGHT: usize = 4;
+/// Most changes, and bytes, in one batch (NATS refuses payloads over 1 MiB by default).
+const PUBLISH_BATCH: usize = 256;
+const PUBLISH_BATCH_BYTES: usize = 512 << 10;
+
+/// Sends changes to JetStream, a few batches in flight at once; each batch is retried (NATS
+/// reconnects to another server meanwhile) until JetStream acknowledges it. A batch is one
+/// message: a JSON array of changes (a lone change travels as itself).
 async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
-    while let Some(out) = rx.recv().await {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PUBLISH_IN_FLIGHT));
+    let mut carried: Option<Outgoing> = None;
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let first = match carried.take() {
+            Some(out) => out,
+            None => match rx.recv().await {
+                Some(out) => out,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        let mut bytes = batch[0].payload.len();
+        while batch.len() < PUBLISH_BATCH {
+            match rx.try_recv() {
+                Ok(out) if bytes + out.payload.len() + 1 > PUBLISH_BATCH_BYTES => {
+                    carried = Some(out);
+                    break;
+                }
+                Ok(out) => {
+                    bytes += out.payload.len() + 1;
+                    batch.push(out);
+                }
+                Err(_) => break,
+            }
+        }
+        let (subject, payload) = joined(&mut batch);
+        let mut waiting: Vec<_> = batch.into_iter().filter_map(|o| o.done).collect();
         let js = js.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut delay = Duration::from_millis(50);
-            let mut answered = out.done;
             let started = std::time::Instant::now();
             loop {
                 let attempt = async {
-                    let ack = js.publish(out.subject.clone(), out.payload.clone().into()).await.map_err(|e| e.to_string())?;
+                    let ack = js.publish(subject.clone(), payload.clone().into()).await.map_err(|e| e.to_string())?;
                     ack.await.map(|_| ()).map_err(|e| e.to_string())
                 };
                 match attempt.await {
                     Ok(()) => {
-                        if let Some(done) = answered.take() {
+                        for done in waiting.drain(..) {
                             let _ = done.send(Ok(()));
                         }
                         return;
                     }
                     Err(e) => {
-                        // The waiting caller times out on its own (publishTimeout); past this
+                        // The waiting callers time out on their own (publishTimeout); past this
                         // the failure is logged louder, still retried.
                         if started.elapsed() > PUBLISH_RETRY_LOG {
-                            answered.take();
-                            tracing::error!("clustering: a change is still not on the stream after {PUBLISH_RETRY_LOG:?}, retrying: {e}");
+                            waiting.clear();
+                            tracing::error!("clustering: changes are still not on the stream after {PUBLISH_RETRY_LOG:?}, retrying: {e}");
                         } else {
-                            tracing::warn!("clustering: publishing a change failed, retrying: {e}");
+                            tracing::warn!("clustering: publishing changes failed, retrying: {e}");
                         }
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(2));
@@ -655,6 +749,40 @@ async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::Unbound
                 }
             }
         });
+    }
+}
+
+/// One message for a batch of outgoing changes: a lone change as it is, several as a JSON
+/// array, on their common subject (or the stream's `batch` subject when they differ).
+fn joined(batch: &mut [Outgoing]) -> (String, Vec<u8>) {
+    if let [one] = batch {
+        return (one.subject.clone(), std::mem::take(&mut one.payload));
+    }
+    let same = batch.iter().all(|o| o.subject == batch[0].subject);
+    let subject = if same {
+        batch[0].subject.clone()
+    } else {
+        let prefix = batch[0].subject.split('.').next().unwrap_or("opshost");
+        format!("{prefix}.batch")
+    };
+    let mut payload = Vec::with_capacity(batch.iter().map(|o| o.payload.len() + 1).sum::<usize>() + 1);
+    payload.push(b'[');
+    for (n, out) in batch.iter().enumerate() {
+        if n > 0 {
+            payload.push(b',');
+        }
+        payload.extend_from_slice(&out.payload);
+    }
+    payload.push(b']');
+    (subject, payload)
+}
+
+/// The changes in one message: an array (a batch) or a lone change.
+pub fn read_changes(payload: &[u8]) -> Result<Vec<Change>, serde_json::Error> {
+    if payload.first() == Some(&b'[') {
+        serde_json::from_slice(payload)
+    } else {
+        serde_json::from_slice(payload).map(|c| vec![c])
     }
 }
 
@@ -672,5 +800,28 @@ mod tests {
             "x",
         );
         assert_eq!((on.enabled, on.node_name.as_str(), on.servers.len(), on.replicas), (true, "a", 2, 3));
+    }
+
+    /// Queued changes leave as one message (an array) and are read back as they were; a lone
+    /// change keeps its own shape and subject.
+    #[test]
+    fn batched_changes_travel_as_one_message() {
+        let change = |table: &str, id: u64| Change {
+            origin: "a".into(),
+            time: id,
+            exclude: vec![],
+            kind: Kind::Delete { database: "dev".into(), table: table.into(), ids: vec![json!(id)], at: id },
+        };
+        let out = |c: &Change| Outgoing { subject: c.kind.subject("t1"), payload: serde_json::to_vec(c).expect("json"), done: None };
+        let sent = [change("dog", 1), change("dog", 2), change("cat", 3)];
+        let (subject, payload) = joined(&mut [out(&sent[0])]);
+        assert_eq!((subject.as_str(), read_changes(&payload).expect("one").len()), ("t1.data.dev.dog", 1));
+        let (subject, payload) = joined(&mut [out(&sent[0]), out(&sent[1])]);
+        assert_eq!(subject, "t1.data.dev.dog");
+        assert_eq!(read_changes(&payload).expect("two").iter().map(|c| c.time).collect::<Vec<_>>(), vec![1, 2]);
+        let mut all: Vec<Outgoing> = sent.iter().map(out).collect();
+        let (subject, payload) = joined(&mut all);
+        assert_eq!(subject, "t1.batch");
+        assert_eq!(read_changes(&payload).expect("three").iter().map(|c| c.time).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 }

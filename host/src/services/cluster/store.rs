@@ -11,9 +11,12 @@ use crate::services::ServiceError;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// System tables that replicate (users and roles); the others (jobs, node registrations,
-/// certificates with their node-local keys, ...) belong to their node.
-pub const REPLICATED_SYSTEM_TABLES: &[&str] = &["hdb_user", "hdb_role"];
+/// System tables that replicate (users, roles, certificates); the others (jobs, node
+/// registrations, ...) belong to their node.
+pub const REPLICATED_SYSTEM_TABLES: &[&str] = &["hdb_user", "hdb_role", CERTIFICATES];
+/// Certificates travel without `private_key_name` (a key file on the node that has it; keys
+/// themselves are never in records), so other nodes hold the public part only.
+pub const CERTIFICATES: &str = "hdb_certificate";
 
 pub struct ReplicatedStore {
     inner: Arc<Storage>,
@@ -53,6 +56,7 @@ impl StorageBackend for ReplicatedStore {
     }
     fn drop_database(&self, db: &str) -> Result<(), ServiceError> {
         self.inner.drop_database(db)?;
+        self.inner.forget_marks(db, None)?;
         self.publish(Kind::DropDatabase { database: db.into() })
     }
     fn create_table(&self, db: &str, table: &str, primary_key: &str) -> Result<(), ServiceError> {
@@ -61,6 +65,7 @@ impl StorageBackend for ReplicatedStore {
     }
     fn drop_table(&self, db: &str, table: &str) -> Result<(), ServiceError> {
         self.inner.drop_table(db, table)?;
+        self.inner.forget_marks(db, Some(table))?;
         self.publish(Kind::DropTable { database: db.into(), table: table.into() })
     }
     fn list_databases(&self) -> Vec<(String, Vec<String>)> {
@@ -74,16 +79,29 @@ impl StorageBackend for ReplicatedStore {
         if !outcome.written.is_empty() && self.replicates(db, Some(table)) {
             // The versions as stored (a concurrent local write may already have replaced
             // one: then the newer version is published twice, which merging makes harmless).
-            let records = self.inner.versions(db, table, &outcome.written)?;
+            let mut records = self.inner.versions(db, table, &outcome.written)?;
+            if db == SYSTEM_DATABASE && table == CERTIFICATES {
+                for record in &mut records {
+                    record["private_key_name"] = Value::Null;
+                }
+            }
             let primary_key = self.inner.describe_table(db, table)?.primary_key;
             self.publish(Kind::Put { database: db.into(), table: table.into(), primary_key, records })?;
         }
         Ok(outcome)
     }
     fn delete(&self, db: &str, table: &str, ids: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
-        let at = super::now_ms();
+        if !self.replicates(db, Some(table)) {
+            return self.inner.delete(db, table, ids);
+        }
+        // The delete's time is at least that of every version it removes, so it removes them
+        // on every node too (a local update stamps at most a millisecond ahead of the clock).
+        let before = self.inner.versions(db, table, &ids)?;
+        let at = before.iter().filter_map(|r| r.get("__updatedtime__").and_then(Value::as_u64)).fold(super::now_ms(), u64::max);
         let outcome = self.inner.delete(db, table, ids)?;
-        if !outcome.written.is_empty() && self.replicates(db, Some(table)) {
+        if !outcome.written.is_empty() {
+            let me = self.cluster.node_name();
+            self.inner.mark_deleted(db, table, &me, outcome.written.clone(), at)?;
             self.publish(Kind::Delete { database: db.into(), table: table.into(), ids: outcome.written.clone(), at })?;
         }
         Ok(outcome)
@@ -94,11 +112,11 @@ impl StorageBackend for ReplicatedStore {
     fn start_search(self: Arc<Self>, db: &str, table: &str, query: Query) -> Result<Cursor, ServiceError> {
         self.inner.clone().start_search(db, table, query)
     }
-    fn merge(&self, db: &str, table: &str, records: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
-        self.inner.merge(db, table, records)
+    fn merge_from(&self, db: &str, table: &str, local: &str, versions: Vec<(String, Value)>) -> Result<WriteOutcome, ServiceError> {
+        self.inner.merge_from(db, table, local, versions)
     }
-    fn merge_deletes(&self, db: &str, table: &str, ids: Vec<Value>, time: u64) -> Result<WriteOutcome, ServiceError> {
-        self.inner.merge_deletes(db, table, ids, time)
+    fn merge_deletes_from(&self, db: &str, table: &str, local: &str, origin: &str, ids: Vec<Value>, time: u64) -> Result<WriteOutcome, ServiceError> {
+        self.inner.merge_deletes_from(db, table, local, origin, ids, time)
     }
     fn versions(&self, db: &str, table: &str, ids: &[Value]) -> Result<Vec<Value>, ServiceError> {
         self.inner.versions(db, table, ids)
