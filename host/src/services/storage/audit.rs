@@ -17,7 +17,7 @@
 
 use super::{internal, not_found_table, Storage, SYSTEM_DATABASE};
 use crate::services::ServiceError;
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -130,9 +130,7 @@ fn micros(ms: f64) -> u64 {
 }
 
 pub(super) fn descriptor() -> ColumnFamilyDescriptor {
-    let mut opts = Options::default();
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    ColumnFamilyDescriptor::new(CF, opts)
+    ColumnFamilyDescriptor::new(CF, super::tuning::audit_options())
 }
 
 /// One write's entry, filled record by record, committed into the write's batch.

@@ -3,15 +3,38 @@
 //! flush and compaction that insert leaves, and concurrent durable writes share WAL syncs.
 //!
 //! On a 2-core machine the request threads and RocksDB's background threads compete for the
-//! same cores; the background pools run at a lower CPU priority, so a compaction takes longer
+//! same cores; compactions run at a lower CPU priority, so a compaction takes longer
 //! but never delays an answer. Data files are synced in small steps while they are written
 //! (`bytes_per_sync`) so no single large fsync at the end of a flush or compaction holds the
 //! disk while a durable write waits for its WAL sync.
+//!
+//! Memory is bounded independently of how much is written (issue 16: a 1,000,000-row load grew
+//! the server by 362-419 MB when memtables could hold 512 MB): all column families' memtables
+//! share one budget, writers wait at it for a flush, and every table's blocks, index and filter
+//! blocks share one block cache.
 
-use rocksdb::{BlockBasedOptions, Env, Options};
+use rocksdb::{BlockBasedOptions, Cache, Env, Options, WriteBufferManager};
+use std::sync::Mutex;
 
 /// Background flush and compaction threads (RocksDB's own pools, not the request threads).
 const BACKGROUND_JOBS: i32 = 4;
+/// Memtables of all column families together. Past it a flush starts, and writers wait once
+/// the flushes fall behind, so a load of any size holds at most this much unwritten data.
+const MEMTABLE_BUDGET: usize = 16 << 20;
+/// One memtable. Small memtables are also faster to insert into, and flush in a fraction of a
+/// second, so a writer waiting at the budget waits briefly.
+const MEMTABLE: usize = 4 << 20;
+/// Data, index and filter blocks of every table (RocksDB's default is a separate cache per
+/// column family, and index and filter blocks outside any cache, growing with the data).
+const BLOCK_CACHE: usize = 8 << 20;
+
+/// The process's block cache, created once and shared by every column family (and every store
+/// a test process opens).
+fn block_cache() -> Cache {
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+    let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    guard.get_or_insert_with(|| Cache::new_lru_cache(BLOCK_CACHE)).clone()
+}
 
 /// Options for the whole database (the options keep their environment alive).
 pub(super) fn db_options() -> Options {
@@ -20,19 +43,20 @@ pub(super) fn db_options() -> Options {
     opts.create_missing_column_families(true);
     match Env::new() {
         Ok(mut env) => {
-            // Compactions (low pool) and flushes (high pool) yield the CPU to request threads.
+            // Compactions (low pool) yield the CPU to request threads. Flushes (high pool) do
+            // not: a writer at the memtable budget waits for one, and a flush at a lower
+            // priority than the waiting writer would wait for every busy request thread.
             env.set_background_threads(BACKGROUND_JOBS - 1);
             env.set_high_priority_background_threads(1);
             env.lower_thread_pool_cpu_priority();
-            env.lower_high_priority_thread_pool_cpu_priority();
             opts.set_env(&env);
         }
         Err(e) => tracing::warn!("RocksDB environment not tuned: {e}"),
     }
     opts.set_max_background_jobs(BACKGROUND_JOBS);
     opts.set_max_subcompactions(2);
-    // Memtables of all tables together stay under this; the fullest is flushed first.
-    opts.set_db_write_buffer_size(512 << 20);
+    // Memtables of all tables together stay under this (writers wait for a flush at it).
+    opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, true));
     // Concurrent writers form groups that share one WAL write and one fsync (RocksDB's write
     // thread: the group's leader syncs for all, and each writer returns only once the sync
     // covering its batch is done); pipelining lets the next group write its WAL while the
@@ -46,12 +70,9 @@ pub(super) fn db_options() -> Options {
 pub(super) fn table_options() -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // A bulk write or delete of 100,000 records fits one memtable, so it is flushed (and
-    // compacted) once, in the background, instead of several times while the burst runs.
-    // `db_write_buffer_size` caps the total across tables.
-    o.set_write_buffer_size(128 << 20);
-    // A full memtable is swapped for a fresh one while it flushes; with four, a burst of
-    // writes never waits for a flush to finish (RocksDB stalls writers at the limit).
+    o.set_write_buffer_size(MEMTABLE);
+    // A full memtable is swapped for a fresh one while it flushes, so a burst of writes waits
+    // only when flushes fall behind the shared budget (`MEMTABLE_BUDGET`).
     o.set_max_write_buffer_number(4);
     // Leave generous room before RocksDB slows or stops writers for level-0 files that
     // compaction has not caught up with (defaults 20 and 36).
@@ -59,10 +80,31 @@ pub(super) fn table_options() -> Options {
     o.set_level_zero_stop_writes_trigger(60);
     // A point read (search_by_hash, an insert's existence check) skips the files that cannot
     // hold its key, instead of searching each level-0 file a bulk load left behind.
-    // Index and filter blocks stay in the table readers' own memory (not the block cache,
-    // where a bulk scan or delete would evict them).
-    let mut table = BlockBasedOptions::default();
+    let mut table = block_table();
     table.set_bloom_filter(10.0, false);
     o.set_block_based_table_factory(&table);
     o
+}
+
+/// Options for the audit log's column family: the same memory bounds, no filter (it is read
+/// by ranges of time, never by point).
+pub(super) fn audit_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_write_buffer_size(MEMTABLE);
+    o.set_max_write_buffer_number(4);
+    o.set_block_based_table_factory(&block_table());
+    o
+}
+
+/// Blocks in the shared cache. Index and filter blocks are charged to it too, so they are
+/// bounded with the rest; they are kept at high priority (a bulk scan's data blocks evict
+/// them last) and pinned while their file is in level 0, where point reads look first.
+fn block_table() -> BlockBasedOptions {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&block_cache());
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table
 }
