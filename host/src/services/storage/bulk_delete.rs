@@ -12,6 +12,7 @@ use super::{index_key, internal, keys, RawFields, SortedOps, Storage, TableLocks
 use crate::services::ServiceError;
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// Fewer keys than this take the key-by-key path (a scan and all of the table's stripes are
 /// not worth it).
@@ -90,10 +91,13 @@ impl Storage {
         }
 
         let pk_name = meta_info.primary_key.as_str();
-        let mut batch = WriteBatch::default();
+        // The audit entry copies every record; tombstones and index keys are small.
+        let stored_bytes: usize = stored.iter().flatten().map(|b| b.len()).sum();
+        let mut batch = WriteBatch::with_capacity_bytes(stored_bytes + 64 * order.len());
         let (mut records, mut index) = (SortedOps::default(), SortedOps::default());
-        // Index entries of a run: (`attribute 0x00 value`, position in the run).
-        let mut entries: Vec<(Vec<u8>, u32)> = Vec::new();
+        // Index entries of a run by `attribute 0x00 value`: their positions in the run, which
+        // arrive in increasing (= primary-key) order, so grouping needs no sort.
+        let mut entries: HashMap<Vec<u8>, Positions> = HashMap::new();
         for run in &runs {
             let (first, last) = (&encoded[run[0]], &encoded[run[run.len() - 1]]);
             if run.len() >= MIN_RUN {
@@ -106,19 +110,16 @@ impl Storage {
             entries.clear();
             for (at, &i) in run.iter().enumerate() {
                 let bytes = stored[i].as_deref().unwrap_or_default();
-                index_prefixes(bytes, pk_name, |prefix| entries.push((prefix, at as u32)))?;
+                index_prefixes(bytes, pk_name, |prefix| entries.entry(prefix).or_default().push(at as u32))?;
             }
-            // By value, then by position in the run (= primary-key order).
-            entries.sort_unstable();
-            for group in entries.chunk_by(|a, b| a.0 == b.0) {
-                let prefix = &group[0].0;
-                if group.len() >= MIN_RUN {
-                    let from = [prefix.as_slice(), &encoded[run[group[0].1 as usize]]].concat();
-                    let to = [prefix.as_slice(), &successor(&encoded[run[group[group.len() - 1].1 as usize]])].concat();
+            for (prefix, group) in &entries {
+                if group.count >= MIN_RUN {
+                    let from = [prefix.as_slice(), &encoded[run[group.first() as usize]]].concat();
+                    let to = [prefix.as_slice(), &successor(&encoded[run[group.last as usize]])].concat();
                     batch.delete_range_cf(&icf, from, to);
                 } else {
-                    for (_, at) in group {
-                        index.delete([prefix.as_slice(), &encoded[run[*at as usize]]].concat());
+                    for &at in &group.few[..group.count] {
+                        index.delete([prefix.as_slice(), &encoded[run[at as usize]]].concat());
                     }
                 }
             }
@@ -147,6 +148,30 @@ impl Storage {
             self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
         }
         Ok(Some(outcome))
+    }
+}
+
+/// The positions in a run of the records sharing one index value: all of them while there
+/// are fewer than [`MIN_RUN`] (each is deleted by key), then only the count and the last (the
+/// group becomes one range from the first to the last).
+#[derive(Default)]
+struct Positions {
+    count: usize,
+    few: [u32; MIN_RUN],
+    last: u32,
+}
+
+impl Positions {
+    fn push(&mut self, at: u32) {
+        if self.count < MIN_RUN {
+            self.few[self.count] = at;
+        }
+        self.count += 1;
+        self.last = at;
+    }
+
+    fn first(&self) -> u32 {
+        self.few[0]
     }
 }
 

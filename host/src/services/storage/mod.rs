@@ -1030,12 +1030,16 @@ impl Projection {
     /// The projected record as JSON text, from the stored bytes without building a `Value`:
     /// the stored values are compact JSON already and are copied as they are.
     fn json_from_raw(&self, bytes: &[u8]) -> Result<String, ServiceError> {
-        let fields: RawFields<'_> = match serde_json::from_slice(bytes) {
-            Ok(f) => f,
+        match serde_json::from_slice::<RawFields<'_>>(bytes) {
+            Ok(fields) => Ok(self.json_from_fields(&fields, bytes.len())),
             // Keys with escapes cannot be borrowed; take the general path.
-            Err(_) => return Ok(self.json_from_value(&serde_json::from_slice(bytes).map_err(internal)?)),
-        };
-        let mut out = String::with_capacity(bytes.len() + 16 * self.names.len());
+            Err(_) => Ok(self.json_from_value(&serde_json::from_slice(bytes).map_err(internal)?)),
+        }
+    }
+
+    /// The projected record as JSON text, from its fields borrowed from `len` stored bytes.
+    fn json_from_fields(&self, fields: &RawFields<'_>, len: usize) -> String {
+        let mut out = String::with_capacity(len + 16 * self.names.len());
         let mut matched = 0;
         out.push('{');
         for (i, name) in self.names.iter().enumerate() {
@@ -1055,9 +1059,9 @@ impl Projection {
         }
         out.push('}');
         if let Some(wider) = self.widened(fields.0.len(), matched, fields.0.iter().map(|(k, _)| *k)) {
-            return wider.json_from_raw(bytes);
+            return wider.json_from_fields(fields, len);
         }
-        Ok(out)
+        out
     }
 
     fn apply(&self, record: &Value) -> Value {
