@@ -417,7 +417,7 @@ impl Cluster {
     /// Merges remote record versions (creating the table when its creation was missed).
     fn apply_put(&self, me: &str, database: &str, table: &str, primary_key: &str, versions: Vec<(String, Value)>) -> Result<(), ServiceError> {
         let s: &dyn StorageBackend = &*self.storage;
-        if s.describe_table(database, table).is_err() {
+        if self.storage.primary_key(database, table).is_err() {
             ignore_exists(s.create_table(database, table, primary_key))?;
         }
         let versions = if database == SYSTEM_DATABASE && table == store::CERTIFICATES {

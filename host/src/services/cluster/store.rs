@@ -85,7 +85,7 @@ impl StorageBackend for ReplicatedStore {
                     record["private_key_name"] = Value::Null;
                 }
             }
-            let primary_key = self.inner.describe_table(db, table)?.primary_key;
+            let primary_key = self.inner.primary_key(db, table)?;
             self.publish(Kind::Put { database: db.into(), table: table.into(), primary_key, records })?;
         }
         Ok(outcome)

@@ -237,6 +237,12 @@ pub fn wins(time: u64, origin: &str, bytes: Option<&[u8]>, old_time: u64, old_or
 }
 
 impl Storage {
+    /// A table's primary key from the catalog in memory (`describe_table` also reads its
+    /// counters, whose merge operands pile up under a write load: far too slow per write).
+    pub fn primary_key(&self, db: &str, table: &str) -> Result<String, ServiceError> {
+        Ok(self.table_meta(db, table)?.primary_key)
+    }
+
     /// The `replication` column family, made the first time it is needed.
     fn replication_cf(&self) -> Result<Arc<rocksdb::BoundColumnFamily<'_>>, ServiceError> {
         if let Some(cf) = self.db.cf_handle(REPLICATION_CF) {
