@@ -140,27 +140,35 @@ pub(super) struct Pending {
     operation: &'static str,
     user: String,
     hash_values: Vec<Value>,
-    records: Vec<Value>,
+    /// Records after, as their stored JSON text (copied, never parsed or re-encoded).
+    records: Vec<Box<serde_json::value::RawValue>>,
     originals: Vec<Value>,
     /// Records before, as their stored JSON text (bulk deletes: never parsed into values).
     raw_originals: Vec<Box<serde_json::value::RawValue>>,
 }
 
 impl Pending {
-    /// A record written: `record` as stored now (HarperDB 4.7 shows the whole record after the
-    /// change), `original` the stored record it replaced.
-    pub(super) fn written(&mut self, pk: &Value, record: Map<String, Value>, original: Option<Map<String, Value>>) {
+    /// A record written: `record` the JSON text stored now (HarperDB 4.7 shows the whole record
+    /// after the change), `original` the stored record it replaced.
+    pub(super) fn written(&mut self, pk: &Value, record: &[u8], original: Option<Map<String, Value>>) -> Result<(), ServiceError> {
+        let text = String::from_utf8(record.to_vec()).map_err(internal)?;
+        self.records.push(serde_json::value::RawValue::from_string(text).map_err(internal)?);
         self.hash_values.push(pk.clone());
-        self.records.push(Value::Object(record));
         if let Some(o) = original {
             self.originals.push(Value::Object(o));
         }
+        Ok(())
+    }
+
+    /// Bytes of the records this entry holds so far (to size the write batch up front).
+    pub(super) fn record_bytes(&self) -> usize {
+        self.records.iter().map(|r| r.get().len() + 1).sum()
     }
 
     /// A record deleted: HarperDB 4.7 shows `null` as its record after.
     pub(super) fn deleted(&mut self, pk: &Value, original: Map<String, Value>) {
         self.hash_values.push(pk.clone());
-        self.records.push(Value::Null);
+        self.records.push(null());
         self.originals.push(Value::Object(original));
     }
 
@@ -169,7 +177,7 @@ impl Pending {
     pub(super) fn deleted_raw(&mut self, pk: &Value, original: &[u8]) -> Result<(), ServiceError> {
         let text = String::from_utf8(original.to_vec()).map_err(internal)?;
         self.hash_values.push(pk.clone());
-        self.records.push(Value::Null);
+        self.records.push(null());
         self.raw_originals.push(serde_json::value::RawValue::from_string(text).map_err(internal)?);
         Ok(())
     }
@@ -182,17 +190,18 @@ impl Pending {
         let cf = storage.db.cf_handle(CF).ok_or_else(|| internal(anyhow::anyhow!("the audit column family is missing")))?;
         let meta = storage.meta().map_err(internal)?;
         let at = stamp();
-        let mut entry = Map::new();
-        entry.insert("operation".into(), self.operation.into());
-        entry.insert("user_name".into(), self.user.into());
-        entry.insert("timestamp".into(), (at as f64 / 1000.0).into());
-        entry.insert("hash_values".into(), Value::Array(self.hash_values));
-        entry.insert("records".into(), Value::Array(self.records));
-        // HarperDB's documented `original_records` (4.7 leaves them out): the records before.
-        if !self.originals.is_empty() || !self.raw_originals.is_empty() {
-            entry.insert("original_records".into(), Value::Array(self.originals));
-        }
-        let mut bytes = serde_json::to_vec(&entry).map_err(internal)?;
+        let entry = Entry {
+            operation: self.operation,
+            user_name: &self.user,
+            timestamp: Value::from(at as f64 / 1000.0),
+            hash_values: &self.hash_values,
+            records: &self.records,
+            // HarperDB's documented `original_records` (4.7 leaves them out): the records before.
+            original_records: (!self.originals.is_empty() || !self.raw_originals.is_empty()).then_some(&self.originals),
+        };
+        let size: usize = self.records.iter().map(|r| r.get().len() + 1).sum();
+        let mut bytes = Vec::with_capacity(size + 64 * self.hash_values.len() + 256);
+        serde_json::to_writer(&mut bytes, &entry).map_err(internal)?;
         if !self.raw_originals.is_empty() {
             // `original_records` is the entry's last key: its array's closing `]}` is replaced
             // by the raw records (after any parsed ones).
@@ -209,6 +218,23 @@ impl Pending {
         batch.put_cf(&cf, key(&self.db, &self.table, at), bytes);
         Ok(())
     }
+}
+
+/// A stored entry, its keys in this order (an entry's text is what `read_audit_log` answers).
+#[derive(serde::Serialize)]
+struct Entry<'a> {
+    operation: &'a str,
+    user_name: &'a str,
+    timestamp: Value,
+    hash_values: &'a [Value],
+    records: &'a [Box<serde_json::value::RawValue>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original_records: Option<&'a Vec<Value>>,
+}
+
+/// A deleted record's "after": `null`.
+fn null() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::NULL.to_owned()
 }
 
 /// How `read_audit_log` selects entries.

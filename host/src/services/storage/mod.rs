@@ -549,17 +549,20 @@ impl Storage {
                 }
             }
             self.reindex(&mut index, &pk_name, &key, old.as_ref(), Some(&new));
+            let stored = serde_json::to_vec(&new).map_err(internal)?;
             if let Some(a) = audit.as_mut() {
-                a.written(&pk, new.clone(), old);
+                a.written(&pk, &stored, old)?;
             }
-            records.put(key.clone(), serde_json::to_vec(&new).map_err(internal)?);
+            records.put(key.clone(), stored);
             pending.insert(key, Some(new));
             outcome.written.push(pk);
         }
         if outcome.written.is_empty() {
             return Ok(outcome);
         }
-        let mut batch = WriteBatch::default();
+        // Sized up front: growing a batch of megabytes copies it again and again.
+        let audit_bytes = audit.as_ref().map_or(0, |a| a.record_bytes() * 2 + 4096);
+        let mut batch = WriteBatch::with_capacity_bytes(records.bytes() + index.bytes() + audit_bytes + 4096);
         records.apply(&mut batch, &rcf);
         index.apply(&mut batch, &icf);
         for attr in &new_attributes {
@@ -921,6 +924,11 @@ impl SortedOps {
 
     fn delete(&mut self, key: Vec<u8>) {
         self.0.push((key, None));
+    }
+
+    /// About the bytes these operations take in a write batch.
+    fn bytes(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 12).sum()
     }
 
     fn apply(mut self, batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>) {
