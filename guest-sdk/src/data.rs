@@ -96,6 +96,12 @@ pub fn delete(database: &str, table: &str, ids: &[Value]) -> Result<Written, Err
     Ok(Written { written: keys(r.written), skipped: keys(r.skipped) })
 }
 
+/// Deletes records by primary keys given as JSON texts (as a search hands them out); returns
+/// how many were deleted. For bulk deletes: no key is parsed or re-serialised in the guest.
+pub fn delete_texts(database: &str, table: &str, ids: &[String]) -> Result<usize, Error> {
+    Ok(wit::delete(database, table, ids).map_err(not_found_is_bad_request)?.written.len())
+}
+
 /// HarperDB's delete message; it says "record" when exactly one was asked for.
 pub fn deleted_message(deleted: usize, asked: usize) -> String {
     let noun = if asked == 1 { "record" } else { "records" };

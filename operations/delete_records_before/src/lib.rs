@@ -44,16 +44,14 @@ impl Operation for DeleteRecordsBefore {
         .run(&t.database, &t.table)?;
         let (mut found, mut deleted) = (0usize, 0usize);
         loop {
-            let batch = cursor.next_batch(BATCH)?;
-            if batch.is_empty() {
+            // Keys go from the search to the delete as the host's JSON texts, unparsed.
+            let page = cursor.next_page(BATCH)?;
+            if page.is_empty() {
                 break;
             }
-            let ids = batch
-                .iter()
-                .map(|raw| key(raw.get(), &pk))
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = page.lines().map(|row| key_text(row, &pk)).collect::<Result<Vec<_>, _>>()?;
             found += ids.len();
-            deleted += data::delete(&t.database, &t.table, &ids)?.written.len();
+            deleted += data::delete_texts(&t.database, &t.table, &ids)?;
             jobs::progress(found as u64, info.record_count.max(found as u64));
         }
         let message = if found == 0 { "No records found to delete".to_string() } else { data::deleted_message(deleted, found) };
@@ -122,6 +120,23 @@ impl Target {
     }
 }
 
+/// The primary key of one `[pk]`-projected row as JSON text: sliced out of the host's
+/// `{"<pk>":<key>}`, parsed only if the row has another shape.
+fn key_text(row: &str, pk: &str) -> Result<String, Error> {
+    let sliced = row.strip_prefix("{\"").and_then(|r| r.strip_prefix(pk)).and_then(|r| r.strip_prefix("\":")).and_then(|r| r.strip_suffix('}'));
+    // One member holding a scalar: a number or literal has no `,` `"` or space in it, a
+    // string no `","` (which would end it and start another member).
+    let one_scalar = |t: &str| match t.as_bytes().first() {
+        Some(b'"') => !t.contains("\",\""),
+        Some(_) => !t.contains([',', '"', ' ', ':']),
+        None => false,
+    };
+    match sliced {
+        Some(text) if one_scalar(text) => Ok(text.to_string()),
+        _ => key(row, pk).map(|v| v.to_string()),
+    }
+}
+
 /// The primary key of one `[pk]`-projected row.
 fn key(row: &str, pk: &str) -> Result<Value, Error> {
     let mut row: Map<String, Value> =
@@ -157,5 +172,18 @@ mod tests {
     fn keys_come_from_the_projected_row() {
         assert_eq!(key(r#"{"id":"a"}"#, "id").ok(), Some(json!("a")));
         assert!(key(r#"{"x":1}"#, "id").is_err());
+        // Sliced from the host's shape, parsed otherwise; the same text either way.
+        for (row, want) in [
+            (r#"{"id":"a"}"#, r#""a""#),
+            (r#"{"id":12}"#, "12"),
+            (r#"{"id":-1.5e3}"#, "-1.5e3"),
+            (r#"{"id":"x"}"}"#, r#""x"}""#),
+            (r#"{"id": 7}"#, "7"),
+            (r#"{"idx":1,"id":2}"#, "2"),
+            (r#"{"id":"a","b":"c"}"#, r#""a""#),
+        ] {
+            assert_eq!(key_text(row, "id").ok().as_deref(), Some(want), "{row}");
+        }
+        assert!(key_text(r#"{"x":1}"#, "id").is_err());
     }
 }
