@@ -310,6 +310,33 @@ fn certificate(server: &Server, name: &str) -> Option<Value> {
     list.as_array().expect("array").iter().find(|c| c["name"] == name).cloned()
 }
 
+/// Jobs and system facts stay per node: `delete_records_before` run on a replicates its deletes,
+/// while its job is answered by `get_job` on a only (b has no such job), and
+/// `system_information` on each node describes that node's own process.
+#[test]
+fn jobs_and_system_information_answer_per_node() {
+    let nats = Nats::shared();
+    let (a, b) = (node(&nats, "node_a"), node(&nats, "node_b"));
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "old", "primary_key": "id"}));
+    eventually("the table reaches b", || has_table(&b, "old"), |t| *t);
+    ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "old", "records": [{"id": 1}, {"id": 2}]}));
+    eventually("the records reach b", || all(&b, "old").len(), |n| *n == 2);
+    let started = ok(&a, json!({"operation": "delete_records_before", "database": "dev", "table": "old", "date": "2999-01-01T00:00:00.000Z"}));
+    let id = started["job_id"].as_str().expect("job_id").to_string();
+    let job = eventually(
+        "the job finishes on a",
+        || ok(&a, json!({"operation": "get_job", "id": id})),
+        |jobs| jobs.as_array().is_some_and(|j| j.len() == 1 && j[0]["status"] != "IN_PROGRESS"),
+    );
+    assert_eq!(job[0]["status"], "COMPLETE", "{job}");
+    eventually("the deletes reach b", || all(&b, "old").len(), |n| *n == 0);
+    assert_eq!(ok(&b, json!({"operation": "get_job", "id": id})), json!([]), "b did not run a's job");
+    for n in [&a, &b] {
+        let info = ok(n, json!({"operation": "system_information", "attributes": ["harperdb_processes"]}));
+        assert_eq!(info["harperdb_processes"]["core"][0]["pid"].as_u64(), Some(u64::from(n.pid())), "{info}");
+    }
+}
+
 /// A node killed with SIGKILL while another keeps writing, restarted on its root, applies
 /// everything it missed from its durable consumer.
 #[test]
