@@ -508,12 +508,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServiceError> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(internal)?;
     }
-    super::config::write_atomically_mode(path, bytes, 0o600).map_err(internal)
+    super::fsutil::write_atomically_mode(path, bytes, 0o600).map_err(internal)
 }
 
 /// Puts the bytes at `<componentsRoot>/<name>.wasm` atomically (under a hidden temporary name the
 /// watcher ignores, then renamed over the old file).
 fn install(root: &Path, name: &str, bytes: &[u8]) -> Result<(), ServiceError> {
     std::fs::create_dir_all(root).map_err(internal)?;
-    super::config::write_atomically_mode(&root.join(format!("{name}.wasm")), bytes, 0o644).map_err(internal)
+    super::fsutil::write_atomically_mode(&root.join(format!("{name}.wasm")), bytes, 0o644).map_err(internal)
 }

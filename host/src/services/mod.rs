@@ -6,6 +6,7 @@ pub mod components;
 pub mod certs;
 pub mod config;
 pub mod files;
+pub mod fsutil;
 pub mod grants;
 pub mod imports;
 pub mod signing;

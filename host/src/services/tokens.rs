@@ -55,7 +55,7 @@ impl TokenService {
                 let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).context("encoding the token signing key")?.to_string();
                 std::fs::create_dir_all(root.join("keys"))?;
                 // 0600 from its first byte: a key chmod'ed after the rename is readable in between.
-                super::config::write_atomically_mode(&path, pem.as_bytes(), 0o600)?;
+                super::fsutil::write_atomically_mode(&path, pem.as_bytes(), 0o600)?;
                 pem
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
