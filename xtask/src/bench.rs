@@ -22,8 +22,6 @@
 
 use crate::paths;
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -239,9 +237,7 @@ fn iso(ms: u64) -> String {
 
 /// [`post`], answering the JSON body.
 fn post_json(port: u16, body: &str) -> Result<serde_json::Value> {
-    let response = post(port, body)?;
-    let (_, payload) = response.split_once("\r\n\r\n").context("no body")?;
-    Ok(serde_json::from_str(payload)?)
+    Ok(serde_json::from_str(&post(port, body)?)?)
 }
 
 fn cursor_walk() -> Result<()> {
@@ -253,22 +249,18 @@ fn cursor_walk() -> Result<()> {
     Ok(())
 }
 
-/// One authenticated POST, waiting for the whole answer; fails on a non-200.
+/// One authenticated POST, waiting for the whole answer; its body. Fails on a non-200.
 fn post(port: u16, body: &str) -> Result<String> {
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Basic {}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        base64(format!("{USER}:{PASS}").as_bytes()),
-        body.len()
-    );
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    if !response.starts_with("HTTP/1.1 200") {
-        bail!("request failed: {}", response.lines().last().unwrap_or_default());
+    let answer = ureq::post(&format!("http://127.0.0.1:{port}/"))
+        .set("Content-Type", "application/json")
+        .set("Authorization", &format!("Basic {}", base64(format!("{USER}:{PASS}").as_bytes())))
+        .send_string(body);
+    match answer {
+        Ok(response) if response.status() == 200 => Ok(response.into_string()?),
+        Ok(response) => bail!("request failed: {} {}", response.status(), response.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, response)) => bail!("request failed: {code} {}", response.into_string().unwrap_or_default()),
+        Err(e) => Err(e.into()),
     }
-    Ok(response)
 }
 
 /// wrk at concurrency 16 with a fixed body (or a Lua `request` function); the req/s line.

@@ -1073,6 +1073,8 @@ impl Outcome {
     }
 }
 
+/// A raw HTTP/1.1 client over a TcpStream, not an HTTP crate: the fuzzer must send malformed
+/// bytes (broken framing, bad headers, truncated bodies) that a well-behaved client refuses to write.
 struct Client {
     port: u16,
     conn: Option<TcpStream>,
