@@ -13,6 +13,9 @@ use anyhow::{bail, Context, Result};
 
 // JavaScript operations (componentize-js); a child module so it shares `Kind` and the
 // destination folders.
+// The part both share.
+#[path = "componentize.rs"]
+mod componentize;
 #[path = "js.rs"]
 pub mod js;
 // Python operations (componentize-py), the same way.
