@@ -133,29 +133,32 @@ fn the_js_example_is_refused_without_the_storage_grant() {
     assert!(reason.contains("opshost:host/storage") && reason.contains("not granted"), "reason: {reason}");
 }
 
-fn probe_version(server: &Server) -> Option<i64> {
-    let (status, body) = server.post(json!({"operation": "js_probe"}));
+/// The version a probe operation (`js_probe`, `py_probe`) answers, if it answers.
+fn probe_version(server: &Server, op: &str) -> Option<i64> {
+    let (status, body) = server.post(json!({"operation": op}));
     (status == 200).then(|| body["version"].as_i64()).flatten()
 }
 
-#[test]
-fn a_js_operation_is_hot_swapped_under_a_continuous_client_with_no_failed_request() {
-    let server = Arc::new(Server::builder().component(test_guest("js_probe_v1"), "js_probe.wasm").start());
-    assert_eq!(probe_version(&server), Some(1));
-    let file = server.root().join("components").join("js_probe.wasm");
-    let (v1, v2) = (read(&test_guest("js_probe_v1")), read(&test_guest("js_probe_v2")));
+/// The probe operation `op` (test guests `<op>_v1`, `<op>_v2`), swapped in place three times
+/// while a client calls it without pause: every answer a full 200.
+fn hot_swapped_under_a_continuous_client_with_no_failed_request(op: &str) {
+    let server = Arc::new(Server::builder().component(test_guest(&format!("{op}_v1")), &format!("{op}.wasm")).start());
+    wait_for(&server, &format!("{op} v1"), LOAD_WAIT, || (probe_version(&server, op) == Some(1)).then_some(()));
+    let file = server.root().join("components").join(format!("{op}.wasm"));
+    let (v1, v2) = (read(&test_guest(&format!("{op}_v1"))), read(&test_guest(&format!("{op}_v2"))));
+    let request = json!({"operation": op}).to_string();
 
     let stop = Arc::new(AtomicBool::new(false));
     let samples: Arc<Mutex<Vec<(u16, Option<i64>, Value)>>> = Arc::default();
     let client = {
-        let (stop, samples) = (stop.clone(), samples.clone());
+        let (stop, samples, request) = (stop.clone(), samples.clone(), request.clone());
         let url = server.url();
         std::thread::spawn(move || {
             let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
             let auth = basic(ADMIN.0, ADMIN.1);
             while !stop.load(Ordering::Relaxed) {
                 let req = agent.post(&url).set("Content-Type", "application/json").set("Authorization", &auth);
-                let (status, text) = match req.send_string(r#"{"operation":"js_probe"}"#) {
+                let (status, text) = match req.send_string(&request) {
                     Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
                     Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
                     Err(e) => (0, e.to_string()),
@@ -171,7 +174,7 @@ fn a_js_operation_is_hot_swapped_under_a_continuous_client_with_no_failed_reques
         let written = Instant::now();
         std::fs::write(&file, bytes).expect("write in place");
         let seen = samples.lock().expect("lock").len();
-        wait_for(&server, &format!("js_probe v{version} after the swap"), LOAD_WAIT, || {
+        wait_for(&server, &format!("{op} v{version} after the swap"), LOAD_WAIT, || {
             samples.lock().expect("lock")[seen..].iter().any(|s| s.1 == Some(version)).then_some(())
         });
         switch_times.push(written.elapsed());
@@ -180,12 +183,12 @@ fn a_js_operation_is_hot_swapped_under_a_continuous_client_with_no_failed_reques
     stop.store(true, Ordering::Relaxed);
     client.join().expect("client thread");
     let samples = samples.lock().expect("lock").clone();
-    println!("js_probe swaps (write -> first answer of the new version): {switch_times:?}; {} requests", samples.len());
+    println!("{op} swaps (write -> first answer of the new version): {switch_times:?}; {} requests", samples.len());
     let failed: Vec<_> = samples.iter().filter(|s| s.0 != 200 || s.1.is_none()).collect();
     assert!(failed.is_empty(), "{} failed requests out of {}, e.g. {:?}", failed.len(), samples.len(), failed.first());
     assert!(samples.len() > 20, "the client made progress: {}", samples.len());
     assert!(samples.iter().all(|s| s.2["user"] == ADMIN.0), "every answer is a full one");
-    let entry = entry_for(&server, "js_probe.wasm").expect("in the catalog");
+    let entry = entry_for(&server, &format!("{op}.wasm")).expect("in the catalog");
     assert_eq!((entry["status"].as_str(), entry["version"].as_str()), (Some("serving"), Some("0.2.0")), "{entry}");
 }
 
@@ -193,24 +196,26 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading {} (built by `cargo xtask build-guests`): {e}", path.display()))
 }
 
-#[test]
-fn a_js_operation_is_stopped_by_call_timeout_and_the_memory_limit() {
+/// The probe operation `op` (test guest `<op>_v1`) stopped by a 1 s callTimeout in an endless
+/// loop, and by callMemoryMB in an unbounded allocation; the next call answers normally.
+fn stopped_by_call_timeout_and_the_memory_limit(op: &str) {
+    let (guest, file) = (test_guest(&format!("{op}_v1")), format!("{op}.wasm"));
     let server = Arc::new(
         Server::builder()
             // The default callMemoryMB (128): another value changes the engine's configuration,
-            // so the precompiled 12 MB component would be compiled again at start.
+            // so the precompiled component (12-18 MB) would be compiled again at start.
             .env("OPERATIONSAPI_LIMITS_CALLTIMEOUT", "1000")
-            .component(test_guest("js_probe_v1"), "js_probe.wasm")
+            .component(guest.clone(), &file)
             .start(),
     );
-    assert_eq!(probe_version(&server), Some(1), "it serves within callMemoryMB");
+    wait_for(&server, &format!("{op} v1 within callMemoryMB"), LOAD_WAIT, || (probe_version(&server, op) == Some(1)).then_some(()));
 
     // An endless loop: stopped at the deadline, while a super_user's request answers meanwhile.
     let spinning = {
-        let server = server.clone();
+        let (server, op) = (server.clone(), op.to_string());
         std::thread::spawn(move || {
             let started = Instant::now();
-            let answer = server.post(json!({"operation": "js_probe", "spin": true}));
+            let answer = server.post(json!({"operation": op, "spin": true}));
             (answer, started.elapsed())
         })
     };
@@ -221,24 +226,36 @@ fn a_js_operation_is_stopped_by_call_timeout_and_the_memory_limit() {
     assert!(started.elapsed() < Duration::from_secs(5), "another request answered during the loop in {:?}", started.elapsed());
     let ((status, body), took) = spinning.join().expect("spinning client");
     assert_eq!(status, 500, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.starts_with("Operation 'js_probe' ran past its time limit")), "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.starts_with(&format!("Operation '{op}' ran past its time limit"))), "{body}");
     assert!(took < Duration::from_secs(15), "deadline of 1 s enforced, took {took:?}");
 
     // Unbounded allocation: growth past callMemoryMB is refused and the call ends. Unlike a Rust
     // guest, which traps, the JS engine turns the refused growth into its own "out of memory"
-    // exception, which the SDK answers as an internal error: a 500 either way. On a server with
-    // the default callTimeout: on a loaded machine the engine may take more than 1 s to fill
-    // 128 MiB, and then the deadline, not the memory limit, would end the call.
+    // exception (CPython raises MemoryError), which the SDK answers as an internal error: a 500
+    // either way. On a server with the default callTimeout: on a loaded machine the engine may
+    // take more than 1 s to fill 128 MiB, and then the deadline, not the memory limit, would end
+    // the call.
     drop(server);
-    let server = Server::builder().component(test_guest("js_probe_v1"), "js_probe.wasm").start();
+    let server = Server::builder().component(guest, &file).start();
+    wait_for(&server, &format!("{op} v1"), LOAD_WAIT, || (probe_version(&server, op) == Some(1)).then_some(()));
     let started = Instant::now();
-    let (status, body) = server.post(json!({"operation": "js_probe", "hog": true}));
+    let (status, body) = server.post(json!({"operation": op, "hog": true}));
     assert_eq!(status, 500, "{body}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("out of memory")), "{body}");
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
 
     // A fresh instance for the next call: it answers normally.
-    assert_eq!(probe_version(&server), Some(1));
+    assert_eq!(probe_version(&server, op), Some(1));
+}
+
+#[test]
+fn a_js_operation_is_hot_swapped_under_a_continuous_client_with_no_failed_request() {
+    hot_swapped_under_a_continuous_client_with_no_failed_request("js_probe");
+}
+
+#[test]
+fn a_js_operation_is_stopped_by_call_timeout_and_the_memory_limit() {
+    stopped_by_call_timeout_and_the_memory_limit("js_probe");
 }
 
 #[test]
@@ -335,99 +352,14 @@ fn the_python_example_is_refused_without_the_storage_grant() {
     assert_eq!((status, body), (400, json!({"error": "Operation 'py_aggregate' not found"})));
 }
 
-fn py_probe_version(server: &Server) -> Option<i64> {
-    let (status, body) = server.post(json!({"operation": "py_probe"}));
-    (status == 200).then(|| body["version"].as_i64()).flatten()
-}
-
 #[test]
 fn a_python_operation_is_hot_swapped_under_a_continuous_client_with_no_failed_request() {
-    let server = Arc::new(Server::builder().component(test_guest("py_probe_v1"), "py_probe.wasm").start());
-    wait_for(&server, "py_probe v1", LOAD_WAIT, || (py_probe_version(&server) == Some(1)).then_some(()));
-    let file = server.root().join("components").join("py_probe.wasm");
-    let (v1, v2) = (read(&test_guest("py_probe_v1")), read(&test_guest("py_probe_v2")));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples: Arc<Mutex<Vec<(u16, Option<i64>, Value)>>> = Arc::default();
-    let client = {
-        let (stop, samples) = (stop.clone(), samples.clone());
-        let url = server.url();
-        std::thread::spawn(move || {
-            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-            let auth = basic(ADMIN.0, ADMIN.1);
-            while !stop.load(Ordering::Relaxed) {
-                let req = agent.post(&url).set("Content-Type", "application/json").set("Authorization", &auth);
-                let (status, text) = match req.send_string(r#"{"operation":"py_probe"}"#) {
-                    Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
-                    Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
-                    Err(e) => (0, e.to_string()),
-                };
-                let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                samples.lock().expect("lock").push((status, body["version"].as_i64(), body));
-            }
-        })
-    };
-    let mut switch_times = Vec::new();
-    for (bytes, version) in [(&v2, 2), (&v1, 1), (&v2, 2)] {
-        std::thread::sleep(Duration::from_millis(300));
-        let written = Instant::now();
-        std::fs::write(&file, bytes).expect("write in place");
-        let seen = samples.lock().expect("lock").len();
-        wait_for(&server, &format!("py_probe v{version} after the swap"), LOAD_WAIT, || {
-            samples.lock().expect("lock")[seen..].iter().any(|s| s.1 == Some(version)).then_some(())
-        });
-        switch_times.push(written.elapsed());
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    client.join().expect("client thread");
-    let samples = samples.lock().expect("lock").clone();
-    println!("py_probe swaps (write -> first answer of the new version): {switch_times:?}; {} requests", samples.len());
-    let failed: Vec<_> = samples.iter().filter(|s| s.0 != 200 || s.1.is_none()).collect();
-    assert!(failed.is_empty(), "{} failed requests out of {}, e.g. {:?}", failed.len(), samples.len(), failed.first());
-    assert!(samples.len() > 20, "the client made progress: {}", samples.len());
-    assert!(samples.iter().all(|s| s.2["user"] == ADMIN.0), "every answer is a full one");
-    let entry = entry_for(&server, "py_probe.wasm").expect("in the catalog");
-    assert_eq!((entry["status"].as_str(), entry["version"].as_str()), (Some("serving"), Some("0.2.0")), "{entry}");
+    hot_swapped_under_a_continuous_client_with_no_failed_request("py_probe");
 }
 
 #[test]
 fn a_python_operation_is_stopped_by_call_timeout_and_the_memory_limit() {
-    // The default callMemoryMB (128): another value changes the engine's configuration, so the
-    // precompiled 18 MB component would be compiled again at start.
-    let server = Arc::new(Server::builder().env("OPERATIONSAPI_LIMITS_CALLTIMEOUT", "1000").component(test_guest("py_probe_v1"), "py_probe.wasm").start());
-    wait_for(&server, "py_probe v1", LOAD_WAIT, || (py_probe_version(&server) == Some(1)).then_some(()));
-
-    // An endless loop: stopped at the deadline, while another request answers meanwhile.
-    let spinning = {
-        let server = server.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let answer = server.post(json!({"operation": "py_probe", "spin": true}));
-            (answer, started.elapsed())
-        })
-    };
-    std::thread::sleep(Duration::from_millis(200));
-    let (status, _) = server.post(json!({"operation": "get_configuration"}));
-    assert_eq!(status, 200, "another request answers during the loop");
-    let ((status, body), took) = spinning.join().expect("spinning client");
-    assert_eq!(status, 500, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.starts_with("Operation 'py_probe' ran past its time limit")), "{body}");
-    assert!(took < Duration::from_secs(15), "deadline of 1 s enforced, took {took:?}");
-
-    // Unbounded allocation, on a server with the default callTimeout (so the memory limit, not
-    // the deadline, ends it on a loaded machine): growth past callMemoryMB is refused, CPython
-    // raises MemoryError, and the SDK answers "out of memory" as an internal error.
-    drop(server);
-    let server = Server::builder().component(test_guest("py_probe_v1"), "py_probe.wasm").start();
-    wait_for(&server, "py_probe v1", LOAD_WAIT, || (py_probe_version(&server) == Some(1)).then_some(()));
-    let started = Instant::now();
-    let (status, body) = server.post(json!({"operation": "py_probe", "hog": true}));
-    assert_eq!(status, 500, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("out of memory")), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
-    // A fresh instance for the next call: it answers normally.
-    assert_eq!(py_probe_version(&server), Some(1));
+    stopped_by_call_timeout_and_the_memory_limit("py_probe");
 }
 
 #[test]
