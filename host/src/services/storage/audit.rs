@@ -497,18 +497,12 @@ mod tests {
     use crate::services::storage::WriteMode;
     use serde_json::json;
 
-    struct Temp(std::path::PathBuf);
-    impl Drop for Temp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::services::storage::conformance::{temp_storage, Temp};
 
     fn store() -> (Temp, Storage) {
-        let dir = std::env::temp_dir().join(format!("opshost-audit-{}", uuid::Uuid::new_v4().simple()));
-        let s = Storage::open(&dir, false).expect("open");
+        let (temp, s) = temp_storage();
         s.create_table("dev", "dog", "id").expect("create");
-        (Temp(dir), s)
+        (temp, s)
     }
 
     #[test]

@@ -208,18 +208,12 @@ mod tests {
     use rocksdb::IteratorMode;
     use serde_json::{json, Value};
 
-    struct Temp(std::path::PathBuf);
-    impl Drop for Temp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use super::super::conformance::{temp_storage, Temp};
 
     fn open() -> (Temp, Storage) {
-        let dir = std::env::temp_dir().join(format!("opshost-bulkdel-{}", uuid::Uuid::new_v4().simple()));
-        let storage = Storage::open(&dir, false).expect("open");
+        let (temp, storage) = temp_storage();
         storage.create_table("p", "t", "id").expect("table");
-        (Temp(dir), storage)
+        (temp, storage)
     }
 
     /// Every key and value of the table's records and index, and its record count.

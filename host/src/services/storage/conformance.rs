@@ -50,17 +50,26 @@ macro_rules! conformance_tests {
 }
 pub(crate) use conformance_tests;
 
-struct Temp(std::path::PathBuf);
+/// Removes a test's temporary folder when dropped.
+pub struct Temp(pub std::path::PathBuf);
 impl Drop for Temp {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-/// A RocksDB store in a fresh temporary folder, and the guard that removes the folder.
+/// A RocksDB store in a fresh temporary folder, and the guard that removes the folder (every
+/// storage unit test opens its store here).
+pub fn temp_storage() -> (Temp, Storage) {
+    let dir = std::env::temp_dir().join(format!("opshost-storage-test-{}", uuid::Uuid::new_v4().simple()));
+    let storage = Storage::open(&dir, false).expect("open");
+    (Temp(dir), storage)
+}
+
+/// [`temp_storage`] shared, with the guard type-erased (for [`Fixture`]).
 pub fn temp_rocks() -> (Arc<Storage>, Box<dyn std::any::Any>) {
-    let dir = std::env::temp_dir().join(format!("opshost-conformance-{}", uuid::Uuid::new_v4().simple()));
-    (Arc::new(Storage::open(&dir, false).expect("open")), Box::new(Temp(dir)))
+    let (temp, storage) = temp_storage();
+    (Arc::new(storage), Box::new(temp))
 }
 
 /// A RocksDB store in a fresh temporary folder.

@@ -4,17 +4,11 @@ use super::query::{Cmp, Cond, Query};
 use super::*;
 use serde_json::json;
 
-struct Temp(std::path::PathBuf);
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use super::conformance::{temp_storage, Temp};
 
 fn open() -> (Temp, Arc<Storage>) {
-    let dir = std::env::temp_dir().join(format!("opshost-storage-{}", uuid::Uuid::new_v4().simple()));
-    let storage = Arc::new(Storage::open(&dir, false).expect("open"));
-    (Temp(dir), storage)
+    let (temp, storage) = temp_storage();
+    (temp, Arc::new(storage))
 }
 
 fn all(cursor: &mut Cursor) -> Vec<Value> {
