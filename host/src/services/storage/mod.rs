@@ -1074,11 +1074,13 @@ impl Projection {
 
     fn apply(&self, record: &Value) -> Value {
         let mut out = Map::with_capacity(self.names.len());
+        let mut matched = 0;
         for name in &self.names {
-            out.insert(name.clone(), record.get(name).cloned().unwrap_or(Value::Null));
+            let value = record.get(name);
+            matched += usize::from(value.is_some());
+            out.insert(name.clone(), value.cloned().unwrap_or(Value::Null));
         }
         if let Some(map) = record.as_object() {
-            let matched = self.names.iter().filter(|n| map.contains_key(n.as_str())).count();
             if let Some(wider) = self.widened(map.len(), matched, map.keys().map(String::as_str)) {
                 return wider.apply(record);
             }
