@@ -98,10 +98,9 @@ impl StorageBackend for ReplicatedStore {
         // on every node too (a local update stamps at most a millisecond ahead of the clock).
         let before = self.inner.versions(db, table, &ids)?;
         let at = before.iter().filter_map(|r| r.get("__updatedtime__").and_then(Value::as_u64)).fold(super::now_ms(), u64::max);
-        let outcome = self.inner.delete(db, table, ids)?;
+        // Its tombstones are written in the same batch as the delete.
+        let outcome = self.inner.delete_marked(db, table, ids, &self.cluster.node_name(), at)?;
         if !outcome.written.is_empty() {
-            let me = self.cluster.node_name();
-            self.inner.mark_deleted(db, table, &me, outcome.written.clone(), at)?;
             self.publish(Kind::Delete { database: db.into(), table: table.into(), ids: outcome.written.clone(), at })?;
         }
         Ok(outcome)

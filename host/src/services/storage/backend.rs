@@ -112,7 +112,7 @@ impl StorageBackend for Storage {
         self.merge_versions(db, table, local, versions)
     }
     fn merge_deletes_from(&self, db: &str, table: &str, local: &str, origin: &str, ids: Vec<Value>, time: u64) -> Result<WriteOutcome, ServiceError> {
-        self.delete_versions(db, table, local, Some(origin), ids, time)
+        self.delete_versions(db, table, local, origin, ids, time)
     }
     fn versions(&self, db: &str, table: &str, ids: &[Value]) -> Result<Vec<Value>, ServiceError> {
         self.table_meta(db, table)?;
@@ -142,6 +142,12 @@ static CREATE_CF: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 fn updated_time(record: &Map<String, Value>) -> u64 {
     record.get(UPDATED).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Who made a local delete and when: its tombstones go into the delete's own write batch.
+pub struct DeleteMark<'a> {
+    pub origin: &'a str,
+    pub time: u64,
 }
 
 /// What the `replication` column family says about one key.
@@ -361,17 +367,15 @@ impl Storage {
         Ok(outcome)
     }
 
-    /// [`StorageBackend::merge_deletes_from`] over RocksDB. With `origin` `None` (this node's
-    /// own delete, already made by `delete`) only the tombstones of keys without a record are
-    /// written: a record there now was written after the delete.
-    fn delete_versions(&self, db: &str, table: &str, local: &str, origin: Option<&str>, ids: Vec<Value>, time: u64) -> Result<WriteOutcome, ServiceError> {
+    /// [`StorageBackend::merge_deletes_from`] over RocksDB: a record goes when the delete wins
+    /// over its version; every key keeps the winning tombstone.
+    fn delete_versions(&self, db: &str, table: &str, local: &str, by: &str, ids: Vec<Value>, time: u64) -> Result<WriteOutcome, ServiceError> {
         let locks = self.locks(db, table);
         let _schema = locks.schema.read();
         let meta_info = self.table_meta(db, table)?;
         let (rcf, icf) = self.cfs(db, table)?;
         let mcf = self.replication_cf()?;
         let meta = self.meta().map_err(internal)?;
-        let by = origin.unwrap_or(local);
         let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
         let _stripes = locks.lock_keys(keys.iter());
         let (mut records, mut index, mut marked) = (SortedOps::default(), SortedOps::default(), SortedOps::default());
@@ -387,7 +391,7 @@ impl Storage {
                 continue;
             }
             match Current::read(old.map_err(internal)?.map(|b| b.to_vec()), mark, local)? {
-                Current::Record(old) if origin.is_some() && wins(time, by, None, updated_time(&old.map), &old.origin, Some(&old.bytes)) => {
+                Current::Record(old) if wins(time, by, None, updated_time(&old.map), &old.origin, Some(&old.bytes)) => {
                     self.reindex(&mut index, &meta_info.primary_key, &key, Some(&old.map), None);
                     records.delete(key.clone());
                     marked.put(mark_key(db, table, &key), tombstone());
@@ -415,10 +419,24 @@ impl Storage {
         Ok(outcome)
     }
 
-    /// Leaves tombstones for this node's own deletes (made at `time` by `local`), so that an
-    /// older version from another node arriving later does not bring the records back.
-    pub fn mark_deleted(&self, db: &str, table: &str, local: &str, ids: Vec<Value>, time: u64) -> Result<(), ServiceError> {
-        self.delete_versions(db, table, local, None, ids, time).map(|_| ())
+    /// This node's own delete of a replicated table: deletes like [`Storage::delete`] and, in
+    /// the same write batch, leaves a tombstone (made at `time` by `local`) for each record it
+    /// deleted, so an older version from another node arriving later does not bring it back
+    /// (and a crash keeps both or neither).
+    pub fn delete_marked(&self, db: &str, table: &str, ids: Vec<Value>, local: &str, time: u64) -> Result<WriteOutcome, ServiceError> {
+        self.delete_with(db, table, ids, Some(&DeleteMark { origin: local, time }))
+    }
+
+    /// Puts into a delete's `batch` the tombstones of the records it deletes (`deleted`), when
+    /// the delete is marked.
+    pub(super) fn put_tombstones(&self, batch: &mut WriteBatch, db: &str, table: &str, deleted: &[Value], mark: Option<&DeleteMark>) -> Result<(), ServiceError> {
+        let Some(mark) = mark else { return Ok(()) };
+        let cf = self.replication_cf()?;
+        let value = Mark { tombstone: true, time: mark.time, origin: mark.origin.to_string() }.encode();
+        for id in deleted {
+            batch.put_cf(&cf, mark_key(db, table, &keys::encoded(id)), &value);
+        }
+        Ok(())
     }
 
     /// Forgets the marks of a dropped table (or of a whole database, `table` `None`).
@@ -540,8 +558,8 @@ mod tests {
         assert_eq!(name_of(&s), Some(json!("after")));
         assert_eq!(s.describe_table("dev", "dog").expect("d").record_count, 1);
         // This node's own delete leaves a tombstone too.
-        s.delete("dev", "dog", vec![json!(1)]).expect("local delete");
-        s.mark_deleted("dev", "dog", "me", vec![json!(1)], 400).expect("mark");
+        let out = s.delete_marked("dev", "dog", vec![json!(1), json!(9)], "me", 400).expect("local delete");
+        assert_eq!((out.written, out.skipped), (vec![json!(1)], vec![json!(9)]));
         s.merge_from("dev", "dog", "me", vec![("node_z".into(), v("stale", 350))]).expect("stale");
         assert_eq!(name_of(&s), None);
         // Past the horizon the tombstones go (and then the old version could come back).
@@ -552,5 +570,27 @@ mod tests {
         s.forget_marks("dev", Some("dog")).expect("forget");
         let cf = s.replication_cf().expect("cf");
         assert_eq!(s.db.iterator_cf(&cf, rocksdb::IteratorMode::Start).count(), 0);
+    }
+
+    /// A marked local delete leaves one tombstone per deleted record (none for a key it did
+    /// not find), whether it deletes key by key or by ranges (many neighbours), so stale
+    /// versions stay out on both paths.
+    #[test]
+    fn a_marked_delete_leaves_tombstones_on_both_paths() {
+        for n in [3u64, 200] {
+            let (s, _keep) = temp_rocks();
+            s.create_table("dev", "dog", "id").expect("table");
+            let rows = (0..n).map(|i| json!({"id": i, "name": format!("dog {i}"), "__createdtime__": 100, "__updatedtime__": 100}));
+            s.merge_from("dev", "dog", "me", rows.map(|r| ("node_a".to_string(), r)).collect()).expect("load");
+            let ids: Vec<Value> = (0..=n).map(|i| json!(i)).collect();
+            let out = s.delete_marked("dev", "dog", ids, "me", 500).expect("delete");
+            assert_eq!((out.written.len() as u64, out.skipped, s.describe_table("dev", "dog").expect("d").record_count), (n, vec![json!(n)], 0));
+            let cf = s.replication_cf().expect("cf");
+            let marks: Vec<Mark> = s.db.iterator_cf(&cf, rocksdb::IteratorMode::Start).filter_map(|e| Mark::decode(&e.expect("mark").1)).collect();
+            assert_eq!(marks.len() as u64, n, "{n} keys: one tombstone per deleted record");
+            assert!(marks.iter().all(|m| *m == Mark { tombstone: true, time: 500, origin: "me".into() }), "{marks:?}");
+            let stale: Vec<(String, Value)> = (0..n).map(|i| ("node_z".to_string(), json!({"id": i, "__createdtime__": 100, "__updatedtime__": 400}))).collect();
+            assert!(s.merge_from("dev", "dog", "me", stale).expect("stale").written.is_empty(), "{n} keys: stale versions stay out");
+        }
     }
 }

@@ -42,6 +42,7 @@ impl Storage {
         meta_info: &TableMeta,
         locks: &TableLocks,
         ids: &[Value],
+        mark: Option<&super::backend::DeleteMark>,
     ) -> Result<Option<WriteOutcome>, ServiceError> {
         if ids.len() < MIN_KEYS {
             return Ok(None);
@@ -142,6 +143,7 @@ impl Storage {
         }
         if !outcome.written.is_empty() {
             batch.merge_cf(&meta, format!("count/{db}/{table}"), (-(outcome.written.len() as i64)).to_le_bytes());
+            self.put_tombstones(&mut batch, db, table, &outcome.written, mark)?;
             if let Some(a) = audit {
                 a.commit(self, &mut batch)?;
             }

@@ -586,13 +586,18 @@ impl Storage {
 
     /// Deletes by primary key; keys that do not exist are reported as skipped.
     pub fn delete(&self, db: &str, table: &str, ids: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
+        self.delete_with(db, table, ids, None)
+    }
+
+    /// [`Storage::delete`], with a replicated delete's tombstones (`mark`) in its batch.
+    fn delete_with(&self, db: &str, table: &str, ids: Vec<Value>, mark: Option<&backend::DeleteMark>) -> Result<WriteOutcome, ServiceError> {
         let locks = self.locks(db, table);
         let _schema = locks.schema.read();
         let meta_info = self.table_meta(db, table)?;
         let (rcf, icf) = self.cfs(db, table)?;
         let meta = self.meta().map_err(internal)?;
         // Many neighbouring keys go by range deletes (bulk_delete.rs).
-        if let Some(outcome) = self.delete_dense(db, table, &meta_info, &locks, &ids)? {
+        if let Some(outcome) = self.delete_dense(db, table, &meta_info, &locks, &ids, mark)? {
             return Ok(outcome);
         }
         let keys: Vec<Vec<u8>> = ids.iter().map(keys::encoded).collect();
@@ -624,6 +629,7 @@ impl Storage {
             records.apply(&mut batch, &rcf);
             index.apply(&mut batch, &icf);
             batch.merge_cf(&meta, format!("count/{db}/{table}"), (-(outcome.written.len() as i64)).to_le_bytes());
+            self.put_tombstones(&mut batch, db, table, &outcome.written, mark)?;
             if let Some(a) = audit {
                 a.commit(self, &mut batch)?;
             }
