@@ -188,13 +188,32 @@ impl Read for Source {
     }
 }
 
+/// How a row is named in an error. Kept as numbers: the text is formatted only for the one row
+/// an error names, not for each of a million rows.
+#[derive(Clone, Copy, Debug)]
+pub enum RowLabel {
+    /// `CSV row 7 (line 9)`.
+    Csv { row: u64, line: u64 },
+    /// `JSON record 7`.
+    Json(u64),
+}
+
+impl std::fmt::Display for RowLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowLabel::Csv { row, line } => write!(f, "CSV row {row} (line {line})"),
+            RowLabel::Json(n) => write!(f, "JSON record {n}"),
+        }
+    }
+}
+
 /// Writes rows in batches, reporting progress, and pins a refused batch down to its first bad
 /// row.
 pub struct Writer {
     target: Target,
     batch: Vec<String>,
-    /// How each row of the batch is named in an error (`row 7 (line 9)`).
-    labels: Vec<String>,
+    /// How each row of the batch is named in an error.
+    labels: Vec<RowLabel>,
     loaded: Loaded,
     total_hint: u64,
 }
@@ -205,9 +224,9 @@ impl Writer {
     }
 
     /// Adds one row (a JSON object's text); `label` names it in an error.
-    pub fn push(&mut self, row: String, label: impl FnOnce() -> String) -> Result<(), Error> {
+    pub fn push(&mut self, row: String, label: RowLabel) -> Result<(), Error> {
         self.batch.push(row);
-        self.labels.push(label());
+        self.labels.push(label);
         self.loaded.rows += 1;
         if self.batch.len() >= BATCH {
             self.flush()?;
@@ -284,13 +303,13 @@ pub fn load_csv(input: impl Read, target: Target) -> Result<Loaded, Error> {
     let mut out = String::new();
     while let Some(line) = csv.next_record(&mut fields)? {
         row += 1;
-        let label = move || format!("CSV row {row} (line {line})");
+        let label = RowLabel::Csv { row, line };
         out.clear();
         out.push('{');
         let mut first = true;
         // Fields past the header are dropped and missing ones left out (papaparse's header mode).
         for (key, field) in keys.iter().zip(fields.iter()) {
-            let text = std::str::from_utf8(field).map_err(|_| bad(format!("{}: not valid UTF-8", label())))?;
+            let text = std::str::from_utf8(field).map_err(|_| bad(format!("{label}: not valid UTF-8")))?;
             if !first {
                 out.push(',');
             }
@@ -328,7 +347,7 @@ pub fn load_json(input: impl Read, target: Target) -> Result<Loaded, Error> {
                     *self.failed = Some(bad(format!("JSON record {n}: not an object")));
                     return Err(serde::de::Error::custom("stopped"));
                 }
-                if let Err(e) = self.writer.push(text.to_string(), move || format!("JSON record {n}")) {
+                if let Err(e) = self.writer.push(text.to_string(), RowLabel::Json(n)) {
                     *self.failed = Some(e);
                     return Err(serde::de::Error::custom("stopped"));
                 }
@@ -589,6 +608,12 @@ impl<R: Read> CsvReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_labels_read_as_the_error_texts() {
+        assert_eq!(RowLabel::Csv { row: 15001, line: 15002 }.to_string(), "CSV row 15001 (line 15002)");
+        assert_eq!(RowLabel::Json(2).to_string(), "JSON record 2");
+    }
 
     fn records(text: &str) -> Vec<(u64, Vec<String>)> {
         let mut r = CsvReader::new(text.as_bytes());
