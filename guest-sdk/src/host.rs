@@ -255,9 +255,10 @@ pub mod components {
         parse_json(&wit::components::file(name, version)?, "component file")
     }
 
-    /// Stops serving a deployed component and deletes its versions.
-    pub fn drop_component(name: &str) -> Result<serde_json::Value, Error> {
-        parse_json(&wit::components::drop(name)?, "drop answer")
+    /// Stops serving a deployed component and deletes its versions (`replicated`: on every
+    /// node of the cluster).
+    pub fn drop_component(name: &str, replicated: bool) -> Result<serde_json::Value, Error> {
+        parse_json(&wit::components::drop(name, replicated)?, "drop answer")
     }
 
     /// Serves a kept version again (default: the one before the serving one).

@@ -4,7 +4,7 @@
 //! NATS server killed mid-load loses no acknowledged write, and subscriptions filter per table.
 
 use opshost_tests::nats::NatsCluster;
-use opshost_tests::{basic, ok, post_raw, Server, ServerBuilder, TempRoot, ADMIN};
+use opshost_tests::{basic, encode_base64, ok, post_raw, test_guest, Server, ServerBuilder, TempRoot, ADMIN};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -334,6 +334,51 @@ fn jobs_and_system_information_answer_per_node() {
     for n in [&a, &b] {
         let info = ok(n, json!({"operation": "system_information", "attributes": ["harperdb_processes"]}));
         assert_eq!(info["harperdb_processes"]["core"][0]["pid"].as_u64(), Some(u64::from(n.pid())), "{info}");
+    }
+}
+
+/// `test_hello` on `server`: the version it answers, or `None` when nothing serves it.
+fn hello(server: &Server) -> Option<Value> {
+    let (status, body) = server.post(json!({"operation": "test_hello"}));
+    (status == 200).then(|| body["version"].clone())
+}
+
+/// A component deployed on a with `replicated: true` serves on b and c too, the bytes through
+/// JetStream's object store; each node checks it as a local deploy would, so d, which requires
+/// signatures, refuses the unsigned component and serves nothing. A deploy without
+/// `replicated` stays on a; a replicated drop stops it everywhere.
+#[test]
+fn components_deployed_with_replicated_serve_on_every_node() {
+    let nats = Nats::shared();
+    let (a, b, c) = (node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c"));
+    let d = node_builder(&nats.urls, &nats.stream, "node_d").env("OPERATIONSAPI_COMPONENTS_REQUIRESIGNED", "true").start();
+    let payload = |guest: &str| encode_base64(&std::fs::read(test_guest(guest)).expect("test guest built"));
+    let deploy = json!({"operation": "deploy_component", "name": "test_hello", "payload": payload("hello_v1"), "replicated": true});
+    let answer = ok_replicated(&a, deploy);
+    assert_eq!(hello(&a), Some(json!(1)), "{answer}");
+    for n in [&b, &c] {
+        eventually("the replicated component serves on every node", || hello(n), |v| *v == Some(json!(1)));
+        let listed = ok(n, json!({"operation": "get_components"}));
+        let entry = listed.as_array().and_then(|l| l.iter().find(|e| e["name"] == "test_hello").cloned()).expect("listed");
+        assert_eq!((entry["deployed_by"].as_str(), entry["status"].as_str()), (Some("admin"), Some("serving")), "{listed}");
+        assert_eq!(entry["hash"], answer["hash"], "the same bytes: {listed}");
+    }
+    // d applies the stream in order: once the marker table is there, the deploy was judged.
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "marker1", "primary_key": "id"}));
+    eventually("the marker reaches d", || has_table(&d, "marker1"), |t| *t);
+    assert_eq!(hello(&d), None, "d requires signatures and refused the unsigned component");
+    assert!(d.log_contains("'signature' is required", CONVERGE), "d says why: {}", d.log());
+    // Without `replicated` a deploy stays on its node.
+    ok_replicated(&a, json!({"operation": "deploy_component", "name": "test_hello", "payload": payload("hello_v2")}));
+    assert_eq!(hello(&a), Some(json!(2)));
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "marker2", "primary_key": "id"}));
+    for n in [&b, &c] {
+        eventually("the marker reaches b and c", || has_table(n, "marker2"), |t| *t);
+        assert_eq!(hello(n), Some(json!(1)), "an unreplicated deploy stayed on a");
+    }
+    ok_replicated(&a, json!({"operation": "drop_component", "name": "test_hello", "replicated": true}));
+    for n in [&a, &b, &c] {
+        eventually("the replicated drop reaches every node", || hello(n), |v| v.is_none());
     }
 }
 

@@ -16,9 +16,10 @@ declare module 'opshost:host/components@0.1.0' {
    */
   export function file(name: string, version: bigint | undefined): string;
   /**
-   * Stops serving a deployed component and deletes its versions (the events stay).
+   * Stops serving a deployed component and deletes its versions (the events stay); with
+   * `replicated`, on every node of the cluster.
    */
-  export function drop(name: string): string;
+  export function drop(name: string, replicated: boolean): string;
   /**
    * Serves a kept version again (default: the one before the serving one).
    */
@@ -48,5 +49,10 @@ declare module 'opshost:host/components@0.1.0' {
      * A detached Ed25519 signature (base64) over the component and `grants`.
      */
     signature?: string,
+    /**
+     * Also deploy it on every node of the cluster (each runs the same checks); ignored
+     * when clustering is off.
+     */
+    replicated: boolean,
   }
 }

@@ -26,6 +26,7 @@ impl Host for CallState {
             grants: request.grants,
             signature: request.signature,
             user: self.caller.username.clone(),
+            replicated: request.replicated,
         };
         Ok(self.services.components.deploy(request).await?.to_string())
     }
@@ -40,10 +41,10 @@ impl Host for CallState {
         Ok(self.services.components.file(&name, version)?.to_string())
     }
 
-    async fn drop(&mut self, name: String) -> Result<String, OpError> {
+    async fn drop(&mut self, name: String, replicated: bool) -> Result<String, OpError> {
         self.components_allowed()?;
         let user = self.caller.username.clone();
-        Ok(self.services.components.remove(&name, &user).await?.to_string())
+        Ok(self.services.components.remove(&name, &user, replicated).await?.to_string())
     }
 
     async fn rollback(&mut self, name: String, version: Option<u64>) -> Result<String, OpError> {

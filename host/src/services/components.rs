@@ -106,6 +106,8 @@ pub struct ComponentService {
     deployer: OnceLock<Weak<dyn Deployer>>,
     /// One change (deploy, drop, rollback) at a time: each reads, checks and writes versions.
     changes: tokio::sync::Mutex<()>,
+    /// Carries `replicated` deploys and drops to the other nodes (set once at start).
+    cluster: OnceLock<Arc<super::cluster::Cluster>>,
 }
 
 /// What `deploy_component` asks for.
@@ -115,6 +117,8 @@ pub struct DeployRequest {
     pub grants: Option<Vec<String>>,
     pub signature: Option<String>,
     pub user: String,
+    /// Also on every node of the cluster (services/cluster/components.rs).
+    pub replicated: bool,
 }
 
 fn bad(message: impl Into<String>) -> ServiceError {
@@ -150,12 +154,17 @@ impl ComponentService {
         }
         let store = root.join("component-store");
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&store).with_context(|| format!("creating {}", store.display()))?;
-        Ok(Arc::new(Self { storage, store, deployer: OnceLock::new(), changes: tokio::sync::Mutex::new(()) }))
+        Ok(Arc::new(Self { storage, store, deployer: OnceLock::new(), changes: tokio::sync::Mutex::new(()), cluster: OnceLock::new() }))
     }
 
     /// Hands in the loader (once, at start-up).
     pub fn set_deployer(&self, deployer: Weak<dyn Deployer>) {
         let _ = self.deployer.set(deployer);
+    }
+
+    /// Hands in the cluster that carries `replicated` changes (once, at start-up).
+    pub fn set_cluster(&self, cluster: Arc<super::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     fn deployer(&self) -> Result<Arc<dyn Deployer>, ServiceError> {
@@ -242,6 +251,7 @@ impl ComponentService {
         let (keep, _) = deployer.limits();
         let this = self.blocking_parts();
         let written = record.clone();
+        let replica = request.replicated.then(|| bytes.clone());
         tokio::task::spawn_blocking(move || -> Result<(), ServiceError> {
             write_private(&store_file, &bytes)?;
             this.activate(&written, &existing, keep)?;
@@ -251,7 +261,11 @@ impl ComponentService {
         .map_err(internal)??;
         self.event("deploy", &record.name, version, &hash, &request.user).await?;
         deployer.clone().reload().await;
-        self.answer("Successfully deployed", &deployer, &record, names)
+        let answer = self.answer("Successfully deployed", &deployer, &record, names)?;
+        if let (Some(bytes), Some(cluster)) = (replica, self.cluster.get()) {
+            cluster.publish_component_deploy(&record.name, bytes, &hash, record.grants.clone(), record.signature.clone(), &request.user).await?;
+        }
+        Ok(answer)
     }
 
     /// Serves a kept version again.
@@ -298,7 +312,7 @@ impl ComponentService {
     }
 
     /// Stops serving a deployed component and deletes its kept versions.
-    pub async fn remove(&self, name: &str, user: &str) -> Result<Value, ServiceError> {
+    pub async fn remove(&self, name: &str, user: &str, replicated: bool) -> Result<Value, ServiceError> {
         check_name(name)?;
         let deployer = self.deployer()?;
         let _change = self.changes.lock().await;
@@ -323,6 +337,9 @@ impl ComponentService {
         .map_err(internal)??;
         self.event("drop", name, active.version, &active.hash, user).await?;
         deployer.clone().reload().await;
+        if let (true, Some(cluster)) = (replicated, self.cluster.get()) {
+            cluster.publish_component_drop(name, user).await?;
+        }
         Ok(json!({ "message": format!("Successfully dropped: {name}"), "name": name, "version": active.version }))
     }
 

@@ -63,12 +63,15 @@ impl Services {
                 certs.reload_replicated();
             }
         }));
+        let components = components::ComponentService::open(&settings.root, storage.clone())?;
+        components.set_cluster(cluster.clone());
+        cluster.set_components(Arc::downgrade(&components));
         Ok(Arc::new(Services {
             config,
             sysinfo: sysinfo::SysinfoService::start(),
             jobs: jobs::JobService::open(storage.clone(), settings.max_concurrent_jobs)?,
             catalog: Default::default(),
-            components: components::ComponentService::open(&settings.root, storage.clone())?,
+            components,
             users,
             tokens: Arc::new(tokens::TokenService::open(&settings.root)?),
             token_lifetimes: arc_swap::ArcSwap::from_pointee((settings.operation_token_timeout, settings.refresh_token_timeout)),

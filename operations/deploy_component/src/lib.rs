@@ -4,8 +4,9 @@
 //! `describe` in a sandbox, and under `requireSigned` its signature; any failure changes nothing.
 //!
 //! Request: `{"operation": "deploy_component", "name": "my_op", "payload": "<base64 .wasm>",
-//! "grants": ["storage"], "signature": "<base64 Ed25519>"}` (`grants` and `signature` optional;
-//! `replicated` is accepted and ignored until clustering exists) → `{"message": "Successfully
+//! "grants": ["storage"], "signature": "<base64 Ed25519>", "replicated": true}` (`grants`,
+//! `signature` and `replicated` optional; `replicated`: every node of the cluster deploys it
+//! too, each with the same checks) → `{"message": "Successfully
 //! deployed: my_op version 2", "name": "my_op", "version": 2, "hash": "...", "size": 151234,
 //! "operations": ["my_op"], "grants": ["storage"]}`. Capabilities: `components`.
 
@@ -22,7 +23,6 @@ pub struct Request {
     #[serde(default)]
     signature: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     replicated: Option<bool>,
 }
 
@@ -37,6 +37,7 @@ impl Operation for DeployComponent {
             payload: req.payload,
             grants: req.grants,
             signature: req.signature,
+            replicated: req.replicated.unwrap_or(false),
         })
     }
 }

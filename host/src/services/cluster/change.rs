@@ -31,6 +31,11 @@ pub enum Kind {
     Put { database: String, table: String, primary_key: String, records: Vec<Value> },
     /// Deletes made at `at`: a version written after it survives.
     Delete { database: String, table: String, ids: Vec<Value>, at: u64 },
+    /// A `replicated` deploy: the bytes wait in the stream's object store under their SHA-256
+    /// (`hash`); each node checks them as a local deploy would (components.rs).
+    DeployComponent { name: String, hash: String, grants: Option<Vec<String>>, signature: Option<String>, user: String },
+    /// A `replicated` drop.
+    DropComponent { name: String, user: String },
 }
 
 impl Kind {
@@ -42,6 +47,8 @@ impl Kind {
             | Kind::DropTable { database, table }
             | Kind::Put { database, table, .. }
             | Kind::Delete { database, table, .. } => (database, Some(table)),
+            // Node-wide like users and roles: never filtered by table subscriptions.
+            Kind::DeployComponent { .. } | Kind::DropComponent { .. } => (crate::services::storage::SYSTEM_DATABASE, Some("hdb_component")),
         }
     }
 
@@ -51,6 +58,7 @@ impl Kind {
     pub fn subject(&self, prefix: &str) -> String {
         match self {
             Kind::Put { database, table, .. } | Kind::Delete { database, table, .. } => format!("{prefix}.data.{database}.{table}"),
+            Kind::DeployComponent { .. } | Kind::DropComponent { .. } => format!("{prefix}.component"),
             _ => format!("{prefix}.schema"),
         }
     }

@@ -11,6 +11,7 @@
 //! server), `nats.stream` (nodes on one stream form one cluster), `user`/`password`, `tls.certificateAuthority`.
 
 pub mod change;
+pub mod components;
 pub mod store;
 
 use crate::services::storage::{Storage, StorageBackend, WriteMode, SYSTEM_DATABASE};
@@ -146,6 +147,10 @@ pub struct Cluster {
     /// Whether the publisher runs (then a write waits for its change's acknowledgement).
     running: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// JetStream once connected (the component bytes' object store uses it).
+    js: Mutex<Option<jetstream::Context>>,
+    /// Applies other nodes' component deploys and drops (components.rs).
+    components: std::sync::OnceLock<std::sync::Weak<crate::services::components::ComponentService>>,
 }
 
 impl Cluster {
@@ -171,6 +176,8 @@ impl Cluster {
             pending: Mutex::new(Some(rx)),
             running: Default::default(),
             tasks: Mutex::new(Vec::new()),
+            js: Mutex::new(None),
+            components: std::sync::OnceLock::new(),
         }))
     }
 
@@ -236,6 +243,7 @@ impl Cluster {
             }
         };
         let js = jetstream::new(client.clone());
+        *self.js.lock() = Some(js.clone());
         let publisher = tokio::spawn(publish_loop(js.clone(), rx));
         let watcher = {
             let me = self.clone();
@@ -340,9 +348,19 @@ impl Cluster {
                 .filter(|c| c.origin != settings.node_name)
                 .collect();
             if !changes.is_empty() {
-                let me = self.clone();
-                let name = settings.node_name.clone();
-                let results = tokio::task::spawn_blocking(move || me.apply_all(&name, changes)).await?;
+                // Component changes are applied in their place in the stream, between runs of
+                // the others (a deploy awaits the loader; the rest is blocking RocksDB work).
+                let mut results = Vec::with_capacity(changes.len());
+                let mut run = Vec::new();
+                for change in changes {
+                    if matches!(change.kind, Kind::DeployComponent { .. } | Kind::DropComponent { .. }) {
+                        results.extend(self.apply_run(&settings.node_name, std::mem::take(&mut run)).await?);
+                        results.push(self.apply_component(js, change).await);
+                    } else {
+                        run.push(change);
+                    }
+                }
+                results.extend(self.apply_run(&settings.node_name, run).await?);
                 let mut status = self.status.lock();
                 for (origin, sent, applied) in results {
                     match applied {
@@ -365,6 +383,15 @@ impl Cluster {
                 return Err(e);
             }
         }
+    }
+
+    /// [`Cluster::apply_all`] on a blocking thread.
+    async fn apply_run(self: &Arc<Self>, me: &str, changes: Vec<Change>) -> anyhow::Result<Vec<(String, u64, Result<bool, String>)>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (this, me) = (self.clone(), me.to_string());
+        Ok(tokio::task::spawn_blocking(move || this.apply_all(&me, changes)).await?)
     }
 
     /// Applies a run of remote changes in stream order, each put joined to the put before it
@@ -465,6 +492,8 @@ impl Cluster {
                     self.system_changed(&table);
                 }
             }
+            // Applied by the consumer between runs (components.rs), never here.
+            Kind::DeployComponent { .. } | Kind::DropComponent { .. } => {}
         }
         Ok(())
     }

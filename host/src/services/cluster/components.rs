@@ -1,0 +1,140 @@
+//! Components across the cluster (`deploy_component` / `drop_component` with `replicated:
+//! true`). A deploy first puts the component's bytes in the stream's JetStream object store
+//! (bucket `<stream>_components`, object named by the bytes' SHA-256; NATS refuses messages
+//! over 1 MiB, components reach 64 MB), then publishes a `deploy_component` change. Every other
+//! node fetches the bytes, checks their hash, and deploys them through its own
+//! [`ComponentService`]: the same checks as a local deploy (grants bound to the hash, the
+//! signature under that node's `requireSigned` and trusted keys, compile, names, `describe`),
+//! so a node that refuses the component keeps what it served. A drop travels as a change.
+//! Version numbers and audit events are each node's own.
+
+use super::change::{Change, Kind};
+use super::Cluster;
+use crate::services::components::{ComponentService, DeployRequest};
+use crate::services::ServiceError;
+use async_nats::jetstream;
+use base64::Engine as _;
+use std::sync::{Arc, Weak};
+use tokio::io::AsyncReadExt as _;
+
+/// How long the bucket keeps a component's bytes: the tombstone horizon, past which a node
+/// that was away is re-seeded anyway.
+const KEEP: std::time::Duration = std::time::Duration::from_millis(crate::services::storage::backend::TOMBSTONE_HORIZON_MS);
+
+impl Cluster {
+    /// Hands in the component service that applies other nodes' deploys (once, at start).
+    pub fn set_components(&self, components: Weak<ComponentService>) {
+        let _ = self.components.set(components);
+    }
+
+    /// After a local `replicated` deploy: the bytes into the object store, then the change on
+    /// the stream. A no-op when clustering is off (HarperDB answers a lone node the same).
+    pub async fn publish_component_deploy(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: Vec<u8>,
+        hash: &str,
+        grants: Option<Vec<String>>,
+        signature: Option<String>,
+        user: &str,
+    ) -> Result<(), ServiceError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let js = self.js.lock().clone().ok_or_else(|| not_replicated("not connected to NATS yet"))?;
+        let store = self.object_store(&js).await.map_err(|e| not_replicated(&format!("{e:#}")))?;
+        // The same bytes are the same object: a repeat (or another node's deploy of them)
+        // replaces it with itself.
+        if store.info(hash).await.is_err() {
+            store.put(hash, &mut bytes.as_slice()).await.map_err(|e| not_replicated(&format!("storing the component in JetStream: {e}")))?;
+        }
+        let kind = Kind::DeployComponent { name: name.into(), hash: hash.into(), grants, signature, user: user.into() };
+        self.publish_blocking(kind).await
+    }
+
+    /// After a local `replicated` drop.
+    pub async fn publish_component_drop(self: &Arc<Self>, name: &str, user: &str) -> Result<(), ServiceError> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        self.publish_blocking(Kind::DropComponent { name: name.into(), user: user.into() }).await
+    }
+
+    /// [`Cluster::publish`] (which waits for JetStream's acknowledgement) off the async workers.
+    async fn publish_blocking(self: &Arc<Self>, kind: Kind) -> Result<(), ServiceError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.publish(kind)).await.map_err(|e| ServiceError::Internal(e.into()))?
+    }
+
+    async fn object_store(&self, js: &jetstream::Context) -> anyhow::Result<jetstream::object_store::ObjectStore> {
+        let settings = self.settings.read().clone();
+        let bucket = format!("{}_components", settings.stream);
+        if let Ok(store) = js.get_object_store(&bucket).await {
+            return Ok(store);
+        }
+        let config = jetstream::object_store::Config {
+            bucket: bucket.clone(),
+            num_replicas: settings.replicas,
+            max_age: KEEP,
+            ..Default::default()
+        };
+        match js.create_object_store(config).await {
+            Ok(store) => Ok(store),
+            // Another node made it meanwhile.
+            Err(e) => js.get_object_store(&bucket).await.map_err(|_| anyhow::anyhow!("creating object store {bucket}: {e}")),
+        }
+    }
+
+    /// Applies another node's component change: whether it changed anything here, or why not.
+    pub(super) async fn apply_component(&self, js: &jetstream::Context, change: Change) -> (String, u64, Result<bool, String>) {
+        let (origin, time) = (change.origin.clone(), change.time);
+        let me = self.node_name();
+        if !self.wanted(&me, &change) {
+            return (origin, time, Ok(false));
+        }
+        let result = match self.components.get().and_then(Weak::upgrade) {
+            None => Err("the component service is gone (shutting down)".to_string()),
+            Some(components) => self.apply_component_kind(js, &components, change.kind).await,
+        };
+        if let Err(e) = &result {
+            tracing::error!("clustering: a component change from {origin} was not applied here: {e}");
+        }
+        (origin, time, result)
+    }
+
+    async fn apply_component_kind(&self, js: &jetstream::Context, components: &ComponentService, kind: Kind) -> Result<bool, String> {
+        match kind {
+            Kind::DeployComponent { name, hash, grants, signature, user } => {
+                // Delivered again (a restart before the ack): it already serves.
+                let deployed = components.deployed().map_err(|e| e.to_string())?;
+                if deployed.get(&name).is_some_and(|d| d.hash == hash) {
+                    return Ok(false);
+                }
+                let store = self.object_store(js).await.map_err(|e| format!("{e:#}"))?;
+                let mut object = store.get(&hash).await.map_err(|e| format!("fetching component {name} ({hash}) from JetStream: {e}"))?;
+                let mut bytes = Vec::new();
+                object.read_to_end(&mut bytes).await.map_err(|e| format!("reading component {name} from JetStream: {e}"))?;
+                let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                if got != hash {
+                    return Err(format!("component {name}: the stored bytes hash to {got}, not {hash}"));
+                }
+                let payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                let request = DeployRequest { name, payload, grants, signature, user, replicated: false };
+                components.deploy(request).await.map(|_| true).map_err(|e| e.to_string())
+            }
+            Kind::DropComponent { name, user } => match components.remove(&name, &user, false).await {
+                Ok(_) => Ok(true),
+                Err(ServiceError::NotFound(_)) => Ok(false),
+                Err(e) => Err(e.to_string()),
+            },
+            other => Err(format!("not a component change: {:?}", other.target())),
+        }
+    }
+}
+
+/// The 503 of a deploy made here whose replication could not start.
+fn not_replicated(why: &str) -> ServiceError {
+    ServiceError::Unavailable(format!(
+        "clustering: deployed on this node but not replicated ({why}); deploy it again with 'replicated' to retry"
+    ))
+}
