@@ -1,7 +1,7 @@
 //! `certs` capability: the certificate store, through the certificate service. Private keys
 //! go in (add) but never come out.
 
-use super::CallState;
+use super::{blocking, CallState};
 use crate::bindings::opshost::host::certs::{Certificate, Details, Host};
 use crate::bindings::OpError;
 
@@ -48,20 +48,13 @@ impl Host for CallState {
         // Writes key files and a record, each with fsync: on a blocking thread, so a slow disk
         // does not stall one of the async workers every other request shares.
         let certs = self.services.certs.clone();
-        blocking(move || certs.add(&name, &certificate, is_authority, private_key.as_deref())).await
+        blocking("certificate store", move || certs.add(&name, &certificate, is_authority, private_key.as_deref())).await.map(drop)
     }
 
     async fn remove(&mut self, name: String) -> Result<(), OpError> {
         self.check("certs")?;
         let certs = self.services.certs.clone();
-        blocking(move || certs.remove(&name)).await
+        blocking("certificate store", move || certs.remove(&name)).await.map(drop)
     }
 }
 
-/// Runs a certificate store write on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, crate::services::ServiceError> + Send + 'static,
-) -> Result<(), OpError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| OpError::Internal(format!("certificate store: {e}")))??;
-    Ok(())
-}

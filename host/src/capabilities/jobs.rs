@@ -1,7 +1,7 @@
 //! `jobs` capability: progress of the running job, and reading jobs the caller may see
 //! (super_user: every job; others: their own).
 
-use super::CallState;
+use super::{blocking, CallState};
 use crate::bindings::opshost::host::jobs::{Host, Job, JobStatus};
 use crate::bindings::OpError;
 use crate::services::jobs::{self, Status};
@@ -51,9 +51,7 @@ impl Host for CallState {
         self.check("jobs")?;
         // It reads the whole job table: on a blocking thread, not on one of the async workers.
         let service = self.services.jobs.clone();
-        let jobs = tokio::task::spawn_blocking(move || service.search_by_start(from, to))
-            .await
-            .map_err(|e| OpError::Internal(format!("reading the jobs: {e}")))??;
+        let jobs = blocking("job search", move || service.search_by_start(from, to)).await?;
         Ok(jobs.into_iter().filter(|j| self.visible(j)).map(to_wit).collect())
     }
 }

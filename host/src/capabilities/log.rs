@@ -1,6 +1,6 @@
 //! `log` capability: an operation's log lines, tagged with its name and the request id.
 
-use super::CallState;
+use super::{blocking, CallState};
 use crate::bindings::opshost::host::log::{Host, Level, LogQuery};
 use crate::bindings::OpError;
 use crate::services::logs;
@@ -47,12 +47,7 @@ impl Host for CallState {
             descending: query.descending,
             filter: query.filter,
         };
-        match tokio::task::spawn_blocking(move || logs::read_log(&root, &query)).await {
-            Ok(entries) => Ok(serde_json::Value::Array(entries?).to_string()),
-            Err(e) => {
-                tracing::error!("log read task failed: {e}");
-                Err(OpError::Internal("log read task failed".into()))
-            }
-        }
+        let entries = blocking("log read", move || logs::read_log(&root, &query)).await?;
+        Ok(serde_json::Value::Array(entries).to_string())
     }
 }

@@ -23,6 +23,22 @@ use std::time::Duration;
 use crate::services::{ServiceError, Services};
 use std::sync::Arc;
 
+/// Runs a blocking service call (RocksDB, file reads, password hashing) on tokio's blocking
+/// pool, off the async workers. A task that panicked is logged naming `what` and answers a 500
+/// without details; the service's own error maps onto `op-error` as usual.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, crate::bindings::OpError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => {
+            tracing::error!("{what} task failed: {e}");
+            Err(crate::bindings::OpError::Internal(format!("{what} task failed")))
+        }
+    }
+}
+
 /// The data of one call's `Store`: who is calling, what the operation may use, and its limits.
 pub struct CallState {
     pub(crate) services: Arc<Services>,

@@ -1,7 +1,7 @@
 //! `storage` capability: databases, tables, records and searches, through the storage
 //! service. Converts between WIT records (JSON text values) and the service's types.
 
-use super::CallState;
+use super::{blocking, CallState};
 use crate::bindings::opshost::host::storage::{
     Comparator, Condition, Host, HostCursor, Logic, Node, Query, TableInfo, WriteMode, WriteResult,
 };
@@ -30,46 +30,34 @@ fn outcome(o: WriteOutcome) -> WriteResult {
 /// The most ids a `get` reads on the async worker itself; more go to the blocking pool.
 const INLINE_GET_IDS: usize = 16;
 
-/// Runs a blocking storage call off the async worker.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::services::ServiceError> + Send + 'static,
-) -> Result<T, OpError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(OpError::from),
-        Err(e) => {
-            tracing::error!("storage task failed: {e}");
-            Err(OpError::Internal("storage task failed".into()))
-        }
-    }
-}
 
 impl Host for CallState {
     async fn create_database(&mut self, database: String) -> Result<(), OpError> {
         self.check("storage")?;
         reserved(&database)?;
         let s = self.services.storage.clone();
-        blocking(move || s.create_database(&database)).await
+        blocking("storage", move || s.create_database(&database)).await
     }
 
     async fn drop_database(&mut self, database: String) -> Result<(), OpError> {
         self.check("storage")?;
         reserved(&database)?;
         let s = self.services.storage.clone();
-        blocking(move || s.drop_database(&database)).await
+        blocking("storage", move || s.drop_database(&database)).await
     }
 
     async fn create_table(&mut self, database: String, table: String, primary_key: String) -> Result<(), OpError> {
         self.check("storage")?;
         reserved(&database)?;
         let s = self.services.storage.clone();
-        blocking(move || s.create_table(&database, &table, &primary_key)).await
+        blocking("storage", move || s.create_table(&database, &table, &primary_key)).await
     }
 
     async fn drop_table(&mut self, database: String, table: String) -> Result<(), OpError> {
         self.check("storage")?;
         reserved(&database)?;
         let s = self.services.storage.clone();
-        blocking(move || s.drop_table(&database, &table)).await
+        blocking("storage", move || s.drop_table(&database, &table)).await
     }
 
     fn list_databases(&mut self) -> Result<Vec<(String, Vec<String>)>, OpError> {
@@ -130,7 +118,7 @@ impl Host for CallState {
         };
         let s = self.services.storage.clone();
         let user = self.caller.username.clone();
-        blocking(move || audit::as_user(&user, || s.write(&database, &table, mode, records))).await.map(outcome)
+        blocking("storage", move || audit::as_user(&user, || s.write(&database, &table, mode, records))).await.map(outcome)
     }
 
     async fn delete(&mut self, database: String, table: String, ids: Vec<String>) -> Result<WriteResult, OpError> {
@@ -140,7 +128,7 @@ impl Host for CallState {
         self.permit(&database, &table, &["delete"])?;
         let s = self.services.storage.clone();
         let user = self.caller.username.clone();
-        blocking(move || audit::as_user(&user, || s.delete(&database, &table, ids))).await.map(outcome)
+        blocking("storage", move || audit::as_user(&user, || s.delete(&database, &table, ids))).await.map(outcome)
     }
 
     async fn get(&mut self, database: String, table: String, ids: Vec<String>, attributes: Vec<String>) -> Result<Vec<String>, OpError> {
@@ -155,7 +143,7 @@ impl Host for CallState {
             // pool (a thread wake-up and two context switches) cost more than the read.
             return s.get_json(&database, &table, &ids, &attributes).map_err(OpError::from);
         }
-        blocking(move || s.get_json(&database, &table, &ids, &attributes)).await
+        blocking("storage", move || s.get_json(&database, &table, &ids, &attributes)).await
     }
 
     fn search(&mut self, database: String, table: String, query: Query) -> Result<Resource<Cursor>, OpError> {
@@ -174,14 +162,14 @@ impl Host for CallState {
         let search = audit::SearchType::parse(&search_type)?;
         let values = jsons(&search_values, "a search value")?;
         let s = self.services.storage.clone().local();
-        blocking(move || s.read_audit_log(&database, &table, search, &values).map(|v| v.to_string())).await
+        blocking("storage", move || s.read_audit_log(&database, &table, search, &values).map(|v| v.to_string())).await
     }
 
     async fn delete_audit_log_before(&mut self, database: String, table: String, timestamp: f64) -> Result<u64, OpError> {
         self.check("storage")?;
         self.audit_reader()?;
         let s = self.services.storage.clone().local();
-        blocking(move || s.delete_audit_before(&database, &table, timestamp)).await
+        blocking("storage", move || s.delete_audit_before(&database, &table, timestamp)).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! `users` capability: users, roles and tokens through the user and token services. Password
 //! hashing and checking run off the async workers.
 
-use super::CallState;
+use super::{blocking, CallState};
 use crate::bindings::opshost::host::users::{Host, NewUser, Tokens, UserChange};
 use crate::bindings::OpError;
 use crate::services::tokens::Kind;
@@ -13,12 +13,6 @@ fn permission_json(text: &str) -> Result<Value, OpError> {
     serde_json::from_str(text).map_err(|_| OpError::BadRequest("'permission' must be a JSON object".into()))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static) -> Result<T, OpError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(OpError::from),
-        Err(_) => Err(OpError::Internal("user task failed".into())),
-    }
-}
 
 impl CallState {
     /// Keeps a role validation's problem list for HarperDB's structured 400 body.
@@ -67,13 +61,13 @@ impl Host for CallState {
     async fn add_user(&mut self, user: NewUser) -> Result<(), OpError> {
         self.check("users")?;
         let users = self.services.users.clone();
-        blocking(move || users.add_user(&user.username, &user.password, &user.role, user.active)).await
+        blocking("user", move || users.add_user(&user.username, &user.password, &user.role, user.active)).await
     }
 
     async fn alter_user(&mut self, change: UserChange) -> Result<(), OpError> {
         self.check("users")?;
         let users = self.services.users.clone();
-        blocking(move || users.alter_user(&change.username, change.password.as_deref(), change.role.as_deref(), change.active)).await
+        blocking("user", move || users.alter_user(&change.username, change.password.as_deref(), change.role.as_deref(), change.active)).await
     }
 
     fn drop_user(&mut self, username: String) -> Result<(), OpError> {
