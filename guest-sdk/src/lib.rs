@@ -18,13 +18,8 @@
 
 pub mod data;
 mod decode;
-pub mod export;
 mod host;
 pub mod jobs;
-pub mod load;
-pub mod search;
-#[cfg(feature = "sql")]
-pub mod sql;
 pub mod users;
 
 pub use decode::{decode_error, decode_request, Empty};

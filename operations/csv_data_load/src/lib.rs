@@ -9,7 +9,7 @@
 //! Open to every role with the table permission the action needs. Capabilities: `storage`,
 //! `jobs`.
 
-use opshost_guest::load::{self, Target};
+use opshost_harper::load::{self, Target};
 use opshost_guest::prelude::*;
 use serde_json::Map;
 

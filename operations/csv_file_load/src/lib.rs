@@ -12,7 +12,7 @@
 //! Open to every role with the table permission the action needs. Capabilities: `storage`,
 //! `jobs`, `sources`.
 
-use opshost_guest::load::{self, Source, Target};
+use opshost_harper::load::{self, Source, Target};
 use opshost_guest::prelude::*;
 use serde_json::Map;
 

@@ -11,7 +11,7 @@
 //! "<id>"}`; the job's message is `successfully loaded <n> of <n> records`. Capabilities:
 //! `storage`, `jobs`, `sources`.
 
-use opshost_guest::load::{self, Source, Target};
+use opshost_harper::load::{self, Source, Target};
 use opshost_guest::prelude::*;
 use serde_json::Map;
 

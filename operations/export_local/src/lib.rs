@@ -12,9 +12,10 @@
 //! locally.", "path": "/data/exports/dogs.json"}`. Without `filename` the file is named after
 //! the job's start time in epoch ms. Capabilities: `storage`, `jobs`, `filesystem`.
 
-use opshost_guest::export::{self, Format, LocalFile};
+use opshost_harper::export::{self, Format, LocalFile};
 use opshost_guest::prelude::*;
-use opshost_guest::{jobs, search};
+use opshost_guest::jobs;
+use opshost_harper::search;
 use serde_json::Map;
 
 pub struct ExportLocal;

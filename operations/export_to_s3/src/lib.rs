@@ -15,9 +15,10 @@
 //! S3.", "location": "s3://b/dogs.csv"}` (`endpoint` is opshost's addition, for S3-compatible
 //! stores). Capabilities: `storage`, `jobs`, `objectstore`.
 
-use opshost_guest::export::{self, Format, S3Object, S3Target};
+use opshost_harper::export::{self, Format, S3Object, S3Target};
 use opshost_guest::prelude::*;
-use opshost_guest::{jobs, search};
+use opshost_guest::jobs;
+use opshost_harper::search;
 use serde_json::Map;
 
 pub struct ExportToS3;

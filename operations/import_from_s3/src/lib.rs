@@ -14,8 +14,8 @@
 //! <n> of <n> records` (`endpoint` is opshost's addition, for S3-compatible stores).
 //! Capabilities: `storage`, `jobs`, `sources`.
 
-use opshost_guest::export;
-use opshost_guest::load::{self, S3Target, Source, Target};
+use opshost_harper::export;
+use opshost_harper::load::{self, S3Target, Source, Target};
 use opshost_guest::prelude::*;
 use serde_json::Map;
 

@@ -8,7 +8,7 @@
 //! {"operator": "or", "conditions": [...]}]}`. Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
-use opshost_guest::search::ByConditions;
+use opshost_harper::search::ByConditions;
 use serde_json::value::RawValue;
 
 pub struct SearchByConditions;
@@ -30,7 +30,8 @@ opshost_guest::export_operation!(SearchByConditions);
 #[cfg(test)]
 mod tests {
     use opshost_guest::data::Cond;
-    use opshost_guest::{decode_request, search::ByConditions, Error};
+    use opshost_guest::{decode_request, Error};
+    use opshost_harper::search::ByConditions;
 
     fn req(body: &str) -> ByConditions {
         decode_request(body).expect("valid")

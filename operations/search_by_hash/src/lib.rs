@@ -6,7 +6,7 @@
 //! Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
-use opshost_guest::search::ByHash;
+use opshost_harper::search::ByHash;
 use serde_json::value::RawValue;
 
 pub struct SearchByHash;
@@ -28,7 +28,8 @@ opshost_guest::export_operation!(SearchByHash);
 
 #[cfg(test)]
 mod tests {
-    use opshost_guest::{decode_request, search::ByHash, Error};
+    use opshost_guest::{decode_request, Error};
+    use opshost_harper::search::ByHash;
 
     #[test]
     fn accepts_ids_and_names_mistyped_fields() {

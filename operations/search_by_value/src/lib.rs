@@ -7,7 +7,7 @@
 //! Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
-use opshost_guest::search::ByValue;
+use opshost_harper::search::ByValue;
 use serde_json::value::RawValue;
 
 pub struct SearchByValue;
@@ -28,7 +28,8 @@ opshost_guest::export_operation!(SearchByValue);
 
 #[cfg(test)]
 mod tests {
-    use opshost_guest::{decode_request, search::ByValue, Error};
+    use opshost_guest::{decode_request, Error};
+    use opshost_harper::search::ByValue;
 
     #[test]
     fn accepts_the_old_field_names_and_names_missing_ones() {

@@ -1,13 +1,13 @@
 //! `sql`: HarperDB's SQL operation. SELECT (WHERE, ORDER BY, LIMIT/OFFSET, aliases, COUNT/SUM/
 //! AVG/MIN/MAX with GROUP BY, DISTINCT), INSERT ... VALUES, UPDATE ... SET and DELETE on one table.
-//! Parsing, planning and execution live in the SDK (`opshost_guest::sql`, feature `sql`), which
+//! Parsing, planning and execution live in opshost-harper (`opshost_harper::sql`, feature `sql`), which
 //! exports share; WHERE becomes a condition tree the host plans onto its indexes.
 //!
 //! Request: `{"operation": "sql", "sql": "SELECT COUNT(*) AS c FROM dev.dog"}` → `[{"c": 6}]`.
 //! Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
-use opshost_guest::sql;
+use opshost_harper::sql;
 use serde_json::Map;
 
 pub struct Sql;

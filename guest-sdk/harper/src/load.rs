@@ -7,13 +7,13 @@
 //! rows before the bad one are written and the job fails naming the bad row. Everything before
 //! it stays stored (as in HarperDB, whose earlier chunks stay too), nothing after it is written.
 
-use crate::bindings::opshost::host::sources;
-use crate::data::{self, WriteMode};
-use crate::Error;
+use opshost_guest::bindings::opshost::host::sources;
+use opshost_guest::data::{self, WriteMode};
+use opshost_guest::Error;
 use serde_json::{Map, Value};
 use std::io::Read;
 
-pub use crate::bindings::opshost::host::objectstore::S3Target;
+pub use opshost_guest::bindings::opshost::host::objectstore::S3Target;
 
 /// Rows per storage write: large enough that the per-write cost (one fsync) is amortised,
 /// small enough that a batch stays a few megabytes.
@@ -67,7 +67,7 @@ impl Target {
     /// a role without the permission is refused before any job exists, with HarperDB's 403
     /// and its `unauthorized_access` entry.
     fn check_permission(&self) -> Result<(), Error> {
-        match crate::bindings::opshost::host::storage::write(&self.database, &self.table, self.mode, &[]) {
+        match opshost_guest::bindings::opshost::host::storage::write(&self.database, &self.table, self.mode, &[]) {
             Ok(_) => Ok(()),
             // A missing table is the request's fault (checked with HarperDB's text next).
             Err(Error::NotFound(_)) => Ok(()),
@@ -258,7 +258,7 @@ impl Writer {
                 Err(other) => return Err(other),
             }
         }
-        crate::jobs::progress(self.loaded.rows, self.total_hint.max(self.loaded.rows));
+        opshost_guest::jobs::progress(self.loaded.rows, self.total_hint.max(self.loaded.rows));
         self.batch = rows;
         self.batch.clear();
         self.labels = labels;
@@ -268,7 +268,7 @@ impl Writer {
 
     fn write(&mut self, rows: &[String]) -> Result<(), Error> {
         // Straight to the host: the rows are JSON texts already.
-        let out = crate::bindings::opshost::host::storage::write(&self.target.database, &self.target.table, self.target.mode, rows)?;
+        let out = opshost_guest::bindings::opshost::host::storage::write(&self.target.database, &self.target.table, self.target.mode, rows)?;
         self.loaded.written += out.written.len() as u64;
         self.loaded.skipped += out.skipped.len() as u64;
         Ok(())
@@ -439,8 +439,8 @@ fn iso_instant(text: &str) -> Option<String> {
     if !zoned {
         return None;
     }
-    let ms = crate::jobs::parse_iso8601(text)?;
-    u64::try_from(ms).ok().map(crate::jobs::iso8601)
+    let ms = opshost_guest::jobs::parse_iso8601(text)?;
+    u64::try_from(ms).ok().map(opshost_guest::jobs::iso8601)
 }
 
 /// One record's fields, their buffers reused from record to record.

@@ -7,9 +7,9 @@ mod eval;
 mod parse;
 pub mod plan;
 
-use crate::data::{self, Cursor, Search, WriteMode};
+use opshost_guest::data::{self, Cursor, Search, WriteMode};
 use crate::search::{RowSource, Rows};
-use crate::Error;
+use opshost_guest::Error;
 pub use plan::{invalid_sql, Aggregator, Filter, Plan, Select};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};

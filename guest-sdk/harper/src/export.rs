@@ -4,9 +4,9 @@
 //! Rows are pulled from a [`Rows`] source in batches and written in ~1 MiB chunks, so memory
 //! stays flat whatever the table's size.
 
-use crate::bindings::opshost::host::{filesystem, objectstore};
+use opshost_guest::bindings::opshost::host::{filesystem, objectstore};
 use crate::search::Rows;
-use crate::{jobs, Error};
+use opshost_guest::{jobs, Error};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};

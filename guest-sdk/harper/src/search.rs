@@ -1,10 +1,10 @@
 //! HarperDB's search requests (`search_by_value`, `search_by_hash`/`search_by_id`,
 //! `search_by_conditions`, and `sql` SELECT with the `sql` feature) as typed structs, and
 //! [`Rows`], a streaming source of their result rows (raw JSON) that exports read in batches.
-//! Backed by the `storage` interface through [`crate::data`].
+//! Backed by the `storage` interface through [`opshost_guest::data`].
 
-use crate::data::{self, wildcard, Comparator, Cond, Cursor, Search};
-use crate::Error;
+use opshost_guest::data::{self, wildcard, Comparator, Cond, Cursor, Search};
+use opshost_guest::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -215,7 +215,7 @@ pub fn validate_operation(op: &Value) -> Result<(), Error> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(op: &Value) -> Result<T, Error> {
-    crate::decode_request(&op.to_string())
+    opshost_guest::decode_request(&op.to_string())
 }
 
 /// Anything that hands out result rows in batches; an empty batch means the end.
