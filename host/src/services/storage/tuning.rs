@@ -72,7 +72,14 @@ pub(super) fn db_options() -> Options {
 /// Options for a table's column families (records and index).
 pub(super) fn table_options() -> Options {
     let mut o = Options::default();
-    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Levels 0 and 1 uncompressed: they hold what was just written, which flushes and the first
+    // compaction rewrite at once (LZ4 was 5.5% of a bulk insert's CPU) and reads find first.
+    // Deeper levels, where the bulk of a large table ends up, stay LZ4. Measured on fresh roots,
+    // 3 interleaved pairs: 100k bulk insert 1.02 -> 0.98 s, delete_records_before 0.36 -> 0.34 s.
+    {
+        use rocksdb::DBCompressionType::{Lz4, None as Plain};
+        o.set_compression_per_level(&[Plain, Plain, Lz4, Lz4, Lz4, Lz4, Lz4]);
+    }
     o.set_write_buffer_size(MEMTABLE);
     // A full memtable is swapped for a fresh one while it flushes, so a burst of writes waits
     // only when flushes fall behind the shared budget (`MEMTABLE_BUDGET`).
