@@ -406,6 +406,39 @@ fn a_node_killed_with_kill_9_catches_up_after_restart() {
     eventually("b catches up after its restart", || all(&b, "log"), |rows| *rows == on_a);
 }
 
+/// A stream that keeps only 20 changes: node c, killed, misses far more than that (inserts,
+/// an update and a delete of records it had), so its place in the stream is discarded; after
+/// its restart it merges a snapshot from a, then follows the stream again.
+#[test]
+fn a_node_whose_stream_position_was_discarded_catches_up_by_snapshot() {
+    let nats = Nats::shared();
+    let small = |name: &str| node_builder(&nats.urls, &nats.stream, name).env("CLUSTERING_NATS_MAXMSGS", "20");
+    let a = small("node_a").start();
+    let c = small("node_c").start();
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "log", "primary_key": "id"}));
+    eventually("the table reaches c", || has_table(&c, "log"), |t| *t);
+    for i in 0..10 {
+        ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i, "v": "first"}]}));
+    }
+    eventually("c applies the first writes", || all(&c, "log").len(), |n| *n == 10);
+    let root: TempRoot = c.crash();
+    ok_replicated(&a, json!({"operation": "delete", "database": "dev", "table": "log", "ids": [0, 1, 2]}));
+    ok_replicated(&a, json!({"operation": "update", "database": "dev", "table": "log", "records": [{"id": 5, "v": "updated"}]}));
+    for i in 10..100 {
+        ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i, "v": "while c was down"}]}));
+    }
+    let c = small("node_c").root(root).start();
+    let on_a = all(&a, "log");
+    assert_eq!(on_a.len(), 97);
+    eventually("c catches up by snapshot", || all(&c, "log"), |rows| *rows == on_a);
+    let status = ok(&c, json!({"operation": "cluster_status"}));
+    assert!(status["catch_up"]["snapshots_merged"].as_u64().is_some_and(|n| n >= 1), "c merged a snapshot: {status}");
+    assert_eq!(status["catch_up"]["needed"], json!(false), "{status}");
+    // And follows the stream again afterwards.
+    ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": 1000}]}));
+    eventually("c follows the stream after the snapshot", || get(&c, "log", json!(1000)).is_some(), |found| *found);
+}
+
 /// Writes keep coming while one of the three NATS servers is killed: every write answered 200
 /// reaches the other node (JetStream acknowledged it on a quorum before the answer).
 #[test]

@@ -66,7 +66,7 @@ impl Cluster {
         tokio::task::spawn_blocking(move || me.publish(kind)).await.map_err(|e| ServiceError::Internal(e.into()))?
     }
 
-    async fn object_store(&self, js: &jetstream::Context) -> anyhow::Result<jetstream::object_store::ObjectStore> {
+    pub(super) async fn object_store(&self, js: &jetstream::Context) -> anyhow::Result<jetstream::object_store::ObjectStore> {
         let settings = self.settings.read().clone();
         let bucket = format!("{}_components", settings.stream);
         if let Ok(store) = js.get_object_store(&bucket).await {

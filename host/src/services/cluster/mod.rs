@@ -12,6 +12,7 @@
 
 pub mod change;
 pub mod components;
+pub mod snapshot;
 pub mod store;
 
 use crate::services::storage::{Storage, StorageBackend, WriteMode, SYSTEM_DATABASE};
@@ -57,6 +58,10 @@ pub struct ClusterSettings {
     pub ca: Option<PathBuf>,
     /// How long a write waits for JetStream's acknowledgement before answering 503.
     pub publish_timeout: Duration,
+    /// The stream's message limit (`clustering.nats.maxMsgs`, made with the stream; -1: none):
+    /// past it the oldest changes go, and a node that had not applied them catches up by
+    /// snapshot.
+    pub max_msgs: i64,
 }
 
 impl ClusterSettings {
@@ -88,6 +93,7 @@ impl ClusterSettings {
             publish_timeout: Duration::from_millis(
                 get("clustering.publishTimeout").and_then(Value::as_u64).unwrap_or(PUBLISH_WAIT_DEFAULT_MS).clamp(10, 600_000),
             ),
+            max_msgs: get("clustering.nats.maxMsgs").and_then(Value::as_i64).filter(|n| *n > 0).unwrap_or(-1),
         }
     }
 }
@@ -126,6 +132,10 @@ struct Status {
     last_lag_ms: Option<u64>,
     /// Remote nodes seen on the stream, with the time of their last change.
     seen: BTreeMap<String, u64>,
+    /// Why this node is catching up by snapshot, while it is (snapshot.rs).
+    catch_up: Option<String>,
+    snapshots: u64,
+    last_snapshot: Option<Value>,
 }
 
 /// A change waiting for JetStream, and who waits for the answer.
@@ -166,6 +176,7 @@ impl Cluster {
             .filter_map(|v| serde_json::from_value::<NodeEntry>(v).ok())
             .map(|n| (n.name.clone(), n))
             .collect();
+        Self::ensure_position_table(&storage)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Arc::new(Self {
             settings: RwLock::new(settings),
@@ -271,7 +282,8 @@ impl Cluster {
                 }
             })
         };
-        self.tasks.lock().extend([publisher, watcher, purger]);
+        let snapshots = tokio::spawn(self.clone().serve_snapshots(js.clone(), settings.clone()));
+        self.tasks.lock().extend([publisher, watcher, purger, snapshots]);
         loop {
             if let Err(e) = self.consume(&js, &settings).await {
                 tracing::warn!("clustering: consuming the stream failed, retrying: {e:#}");
@@ -302,13 +314,27 @@ impl Cluster {
             )
             .await
             .map_err(|e| anyhow::anyhow!("creating consumer {durable}: {e}"))?;
+        // Changes discarded by the stream's limits before this node applied them come by
+        // snapshot (snapshot.rs) before the stream goes on.
+        let mut applied = self.stored_position(&settings.stream);
+        let first = stream.get_info().await.map_err(|e| anyhow::anyhow!("reading stream {}: {e}", settings.stream))?.state.first_sequence;
+        if snapshot::missed(applied, first) {
+            self.catch_up(js, settings, applied, first).await?;
+            applied = first.saturating_sub(1);
+        }
         let mut messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("consuming: {e}"))?;
         self.status.lock().last_error = None;
         let mut last_info = std::time::Instant::now() - Duration::from_secs(10);
+        let mut stored = applied;
         loop {
             if last_info.elapsed() > Duration::from_secs(1) {
                 if let Ok(info) = consumer.info().await {
                     self.status.lock().pending = info.num_pending + info.num_ack_pending as u64;
+                }
+                if stored != applied {
+                    let (me, stream_name) = (self.clone(), settings.stream.clone());
+                    tokio::task::spawn_blocking(move || me.store_position(&stream_name, applied)).await?;
+                    stored = applied;
                 }
                 last_info = std::time::Instant::now();
             }
@@ -336,6 +362,13 @@ impl Cluster {
                     None => break,
                 }
             }
+            // A delivered sequence past the next one: the stream discarded changes meanwhile.
+            let newest = batch.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).max().unwrap_or(applied);
+            let lowest = batch.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).filter(|s| *s > applied).min();
+            if let Some(lowest) = lowest.filter(|l| snapshot::missed(applied, *l)) {
+                self.catch_up(js, settings, applied, lowest).await?;
+            }
+            applied = applied.max(newest);
             let changes: Vec<Change> = batch
                 .iter()
                 .flat_map(|m| match read_changes(&m.payload) {
@@ -643,6 +676,7 @@ impl Cluster {
             "applied_changes": status.applied,
             "lag_ms": status.last_lag_ms,
             "last_error": status.last_error,
+            "catch_up": {"needed": status.catch_up.is_some(), "state": status.catch_up, "snapshots_merged": status.snapshots, "last_snapshot": status.last_snapshot},
             "connections": connections,
         })
     }
@@ -701,6 +735,7 @@ async fn ensure_stream(js: &jetstream::Context, settings: &ClusterSettings) -> a
         subjects: vec![format!("{}.>", settings.stream.to_lowercase())],
         num_replicas: settings.replicas,
         storage: jetstream::stream::StorageType::File,
+        max_messages: settings.max_msgs,
         ..Default::default()
     };
     js.get_or_create_stream(config).await.map_err(|e| anyhow::anyhow!("creating stream {}: {e}", settings.stream))

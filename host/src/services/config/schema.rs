@@ -51,6 +51,7 @@ pub(super) const SCHEMA: &[(&str, Kind)] = &[
     ("clustering.nats.servers", Kind::String),
     ("clustering.nats.replicas", Kind::Count),
     ("clustering.nats.stream", Kind::String),
+    ("clustering.nats.maxMsgs", Kind::Count),
     ("clustering.user", Kind::String),
     ("clustering.password", Kind::String),
     ("clustering.tls.certificateAuthority", Kind::String),

@@ -144,6 +144,15 @@ fn updated_time(record: &Map<String, Value>) -> u64 {
     record.get(UPDATED).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// One table in a catch-up snapshot ([`Storage::replication_snapshot`]).
+pub struct TableSnapshot {
+    pub primary_key: String,
+    /// Each record with the node that wrote its version.
+    pub records: Vec<(String, Value)>,
+    /// Each tombstone: the deleting node, the delete's time, the primary key.
+    pub tombstones: Vec<(String, u64, Value)>,
+}
+
 /// Who made a local delete and when: its tombstones go into the delete's own write batch.
 pub struct DeleteMark<'a> {
     pub origin: &'a str,
@@ -449,6 +458,42 @@ impl Storage {
         self.db.write_opt(batch, &self.write_options()).map_err(internal)
     }
 
+    /// A table as replication sees it, for a node catching up by snapshot: every record with
+    /// the node that wrote its version (`local`, this node's name, when no mark names another),
+    /// and every tombstone as (node, time, primary key). Held in memory whole.
+    pub fn replication_snapshot(self: &Arc<Self>, db: &str, table: &str, local: &str) -> Result<TableSnapshot, ServiceError> {
+        let primary_key = self.primary_key(db, table)?;
+        let mut marks = std::collections::HashMap::new();
+        let mut tombstones = Vec::new();
+        if let Some(cf) = self.db.cf_handle(REPLICATION_CF) {
+            let from = mark_prefix(db, Some(table));
+            let to = keys::prefix_end(&from);
+            let mut read = rocksdb::ReadOptions::default();
+            read.set_iterate_upper_bound(to);
+            for item in self.db.iterator_cf_opt(&cf, read, rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward)) {
+                let (key, value) = item.map_err(internal)?;
+                let (Some(mark), Some(id)) = (Mark::decode(&value), key.get(from.len()..)) else { continue };
+                if mark.tombstone {
+                    if let Some((pk, _)) = keys::decode(id) {
+                        tombstones.push((mark.origin, mark.time, pk));
+                    }
+                } else {
+                    marks.insert(id.to_vec(), mark);
+                }
+            }
+        }
+        let mut records = Vec::new();
+        let all = Query { attributes: vec!["*".into()], ..Default::default() };
+        for record in <dyn StorageBackend>::search(&(self.clone() as Arc<dyn StorageBackend>), db, table, all)?.collect_all()? {
+            let origin = match (record.get(&primary_key), record.as_object()) {
+                (Some(pk), Some(map)) => marks.get(&keys::encoded(pk)).filter(|m| m.time == updated_time(map)).map(|m| m.origin.clone()),
+                _ => None,
+            };
+            records.push((origin.unwrap_or_else(|| local.to_string()), record));
+        }
+        Ok(TableSnapshot { primary_key, records, tombstones })
+    }
+
     /// Removes tombstones and origins older than `before` (ms); returns how many went.
     pub fn purge_replication_marks(&self, before: u64) -> Result<usize, ServiceError> {
         let Some(cf) = self.db.cf_handle(REPLICATION_CF) else { return Ok(0) };
@@ -592,5 +637,26 @@ mod tests {
             let stale: Vec<(String, Value)> = (0..n).map(|i| ("node_z".to_string(), json!({"id": i, "__createdtime__": 100, "__updatedtime__": 400}))).collect();
             assert!(s.merge_from("dev", "dog", "me", stale).expect("stale").written.is_empty(), "{n} keys: stale versions stay out");
         }
+    }
+
+    /// A snapshot names each record's writer (another node's by its mark, a local write as
+    /// this node's) and carries the table's tombstones, all of them only from that table.
+    #[test]
+    fn a_replication_snapshot_has_origins_and_tombstones() {
+        let (s, _keep) = temp_rocks();
+        s.create_table("dev", "dog", "id").expect("table");
+        s.create_table("dev", "cat", "id").expect("table");
+        s.merge_from("dev", "dog", "me", vec![("node_a".into(), v("remote", 300))]).expect("remote");
+        s.write("dev", "dog", WriteMode::Insert, vec![json!({"id": "local"})]).expect("local");
+        s.merge_from("dev", "dog", "me", vec![("node_a".into(), json!({"id": 7, "__createdtime__": 1, "__updatedtime__": 1}))]).expect("seven");
+        s.merge_deletes_from("dev", "dog", "me", "node_b", vec![json!(7)], 900).expect("delete");
+        s.delete_marked("dev", "cat", vec![json!(1)], "me", 901).expect("other table");
+        let snap = s.replication_snapshot("dev", "dog", "me").expect("snapshot");
+        assert_eq!(snap.primary_key, "id");
+        let mut origins: Vec<(String, Value)> = snap.records.iter().map(|(o, r)| (o.clone(), r["id"].clone())).collect();
+        origins.sort_by_key(|(o, _)| o.clone());
+        assert_eq!(origins, vec![("me".to_string(), json!("local")), ("node_a".to_string(), json!(1))]);
+        assert!(snap.records.iter().all(|(_, r)| r.get(UPDATED).is_some()), "versions keep their times");
+        assert_eq!(snap.tombstones, vec![("node_b".to_string(), 900, json!(7))]);
     }
 }
