@@ -1,54 +1,13 @@
-//! Typed access to the `storage` interface for data operations, and the logic several of
-//! them share (request defaults, describe shapes, search-condition trees, result collection).
+//! Typed access to the `storage` interface: databases, tables, writes, deletes, reads, the
+//! audit log and searches (condition trees flattened into WIT's node list, cursors). HarperDB's
+//! request shapes on top of it live in `opshost-harper`.
 
 use crate::bindings::opshost::host::storage as wit;
 use crate::Error;
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 pub use wit::{Comparator, TableInfo, WriteMode};
-
-/// HarperDB's default database when a request names none.
-pub fn default_database() -> String {
-    "data".to_string()
-}
-
-/// A request naming one table: `database` (or `schema`, default `data`) and `table`.
-#[derive(Debug, serde::Deserialize)]
-pub struct TableRequest {
-    #[serde(alias = "schema", default = "default_database")]
-    pub database: String,
-    pub table: String,
-}
-
-/// The body of `insert`, `update` and `upsert`. Records stay raw JSON text: the host
-/// validates and stores them, so decoding them into values here would only cost time.
-#[derive(Debug, serde::Deserialize)]
-pub struct RecordsRequest {
-    #[serde(alias = "schema", default = "default_database")]
-    pub database: String,
-    pub table: String,
-    pub records: Vec<Box<RawValue>>,
-}
-
-/// Runs a write operation and answers in HarperDB's shape for its mode:
-/// `inserted_hashes` + `skipped_hashes`, `update_hashes` + `skipped_hashes`, or
-/// `upserted_hashes` alone.
-pub fn write_records(mode: WriteMode, req: &RecordsRequest) -> Result<Value, Error> {
-    let out = write(&req.database, &req.table, mode, &req.records)?;
-    let (verb, key) = match mode {
-        WriteMode::Insert => ("inserted", "inserted_hashes"),
-        WriteMode::Update => ("updated", "update_hashes"),
-        WriteMode::Upsert => ("upserted", "upserted_hashes"),
-    };
-    let mut body = Map::new();
-    body.insert("message".into(), json!(format!("{verb} {} of {} records", out.written.len(), req.records.len())));
-    body.insert(key.into(), Value::Array(out.written));
-    if mode != WriteMode::Upsert {
-        body.insert("skipped_hashes".into(), Value::Array(out.skipped));
-    }
-    Ok(Value::Object(body))
-}
 
 /// What a write or delete did, keys as JSON values.
 pub struct Written {
@@ -102,12 +61,6 @@ pub fn delete_texts(database: &str, table: &str, ids: &[String]) -> Result<usize
     Ok(wit::delete(database, table, ids).map_err(not_found_is_bad_request)?.written.len())
 }
 
-/// HarperDB's delete message; it says "record" when exactly one was asked for.
-pub fn deleted_message(deleted: usize, asked: usize) -> String {
-    let noun = if asked == 1 { "record" } else { "records" };
-    format!("{deleted} of {asked} {noun} successfully deleted")
-}
-
 fn not_found_is_bad_request(e: Error) -> Error {
     match e {
         Error::NotFound(m) => Error::BadRequest(m),
@@ -146,45 +99,6 @@ pub fn table_info(database: &str, table: &str) -> Result<TableInfo, Error> {
 /// table or database is the request's fault, so it answers 400 with the same text.
 pub fn check_table(database: &str, table: &str) -> Result<TableInfo, Error> {
     wit::describe_table(database, table).map_err(not_found_is_bad_request)
-}
-
-/// HarperDB's `describe_table` shape for one table.
-pub fn describe(database: &str, table: &str) -> Result<Value, Error> {
-    let info = wit::describe_table(database, table)?;
-    let mut attributes: Vec<Value> = info
-        .attributes
-        .iter()
-        .map(|a| {
-            if *a == info.primary_key {
-                json!({ "attribute": a, "is_primary_key": true })
-            } else {
-                json!({ "attribute": a, "indexed": true })
-            }
-        })
-        .collect();
-    // A role whose attribute permissions allow none sees none (HarperDB shows `[]`), not even
-    // the timestamps.
-    if !attributes.is_empty() {
-        for t in ["__createdtime__", "__updatedtime__"] {
-            attributes.push(json!({ "attribute": t, "indexed": true }));
-        }
-    }
-    let mut out = Map::new();
-    out.insert("schema".into(), json!(info.database));
-    out.insert("name".into(), json!(info.table));
-    out.insert("hash_attribute".into(), json!(info.primary_key));
-    out.insert("audit".into(), json!(info.audit));
-    out.insert("schema_defined".into(), json!(false));
-    out.insert("attributes".into(), Value::Array(attributes));
-    out.insert("db_size".into(), json!(info.table_size));
-    out.insert("sources".into(), json!([]));
-    out.insert("record_count".into(), json!(info.record_count));
-    out.insert("table_size".into(), json!(info.table_size));
-    out.insert("db_audit_size".into(), json!(info.audit_size));
-    if let Some(last) = info.last_updated {
-        out.insert("last_updated_record".into(), json!(last));
-    }
-    Ok(Value::Object(out))
 }
 
 /// A search condition tree, flattened into WIT's node list by [`Search::run`].
@@ -285,39 +199,10 @@ impl Search {
     }
 }
 
-/// HarperDB's `*` wildcards in a search_by_value: `abc*`, `*abc`, `*abc*`, `*`.
-pub fn wildcard(attribute: &str, value: &Value) -> Cond {
-    let Some(text) = value.as_str() else { return Cond::leaf(attribute, Comparator::Equals, value.clone()) };
-    if text == "*" {
-        return Cond::leaf(attribute, Comparator::Exists, Value::Null);
-    }
-    let (starts, ends) = (text.starts_with('*'), text.ends_with('*') && text.len() > 1);
-    let inner = text.trim_start_matches('*').trim_end_matches('*').to_string();
-    let comparator = match (starts, ends) {
-        (true, true) => Comparator::Contains,
-        (true, false) => Comparator::EndsWith,
-        (false, true) => Comparator::StartsWith,
-        (false, false) => Comparator::Equals,
-    };
-    Cond::leaf(attribute, comparator, Value::String(if comparator == Comparator::Equals { text.to_string() } else { inner }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards_map_to_comparators() {
-        let c = |v: &str| match wildcard("a", &json!(v)) {
-            Cond::Leaf { comparator, value, .. } => (comparator, value),
-            _ => panic!("leaf"),
-        };
-        assert_eq!(c("ab*"), (Comparator::StartsWith, json!("ab")));
-        assert_eq!(c("*ab"), (Comparator::EndsWith, json!("ab")));
-        assert_eq!(c("*ab*"), (Comparator::Contains, json!("ab")));
-        assert_eq!(c("ab"), (Comparator::Equals, json!("ab")));
-        assert_eq!(c("*").0, Comparator::Exists);
-    }
+    use serde_json::json;
 
     #[test]
     fn trees_flatten_with_children_by_index() {

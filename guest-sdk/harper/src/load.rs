@@ -8,7 +8,7 @@
 //! it stays stored (as in HarperDB, whose earlier chunks stay too), nothing after it is written.
 
 use opshost_guest::bindings::opshost::host::sources;
-use opshost_guest::data::{self, WriteMode};
+use crate::data::{self, WriteMode};
 use opshost_guest::Error;
 use serde_json::{Map, Value};
 use std::io::Read;
@@ -258,7 +258,7 @@ impl Writer {
                 Err(other) => return Err(other),
             }
         }
-        opshost_guest::jobs::progress(self.loaded.rows, self.total_hint.max(self.loaded.rows));
+        crate::jobs::progress(self.loaded.rows, self.total_hint.max(self.loaded.rows));
         self.batch = rows;
         self.batch.clear();
         self.labels = labels;
@@ -439,8 +439,8 @@ fn iso_instant(text: &str) -> Option<String> {
     if !zoned {
         return None;
     }
-    let ms = opshost_guest::jobs::parse_iso8601(text)?;
-    u64::try_from(ms).ok().map(opshost_guest::jobs::iso8601)
+    let ms = crate::jobs::parse_iso8601(text)?;
+    u64::try_from(ms).ok().map(crate::jobs::iso8601)
 }
 
 /// One record's fields, their buffers reused from record to record.

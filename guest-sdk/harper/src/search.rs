@@ -1,9 +1,9 @@
 //! HarperDB's search requests (`search_by_value`, `search_by_hash`/`search_by_id`,
 //! `search_by_conditions`, and `sql` SELECT with the `sql` feature) as typed structs, and
 //! [`Rows`], a streaming source of their result rows (raw JSON) that exports read in batches.
-//! Backed by the `storage` interface through [`opshost_guest::data`].
+//! Backed by the `storage` interface through [`crate::data`].
 
-use opshost_guest::data::{self, wildcard, Comparator, Cond, Cursor, Search};
+use crate::data::{self, wildcard, Comparator, Cond, Cursor, Search};
 use opshost_guest::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -4,6 +4,7 @@
 //! "primary_key": "id"}` (`schema` and `hash_attribute` also accepted). Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 
 pub struct CreateTable;
 

@@ -5,6 +5,7 @@
 //! (`hash_values` also accepted). Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 
 pub struct Delete;
 

@@ -7,6 +7,7 @@
 //! `result.deleted`, the number of entries removed. Capabilities: `storage`, `jobs`.
 
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 use serde_json::Map;
 
 pub struct DeleteAuditLogsBefore;

@@ -9,9 +9,10 @@
 //! `5 of 5 records successfully deleted` or `No records found to delete`.
 //! Capabilities: `storage`, `jobs`.
 
-use opshost_guest::data::{Comparator, Cond, Search};
-use opshost_guest::jobs;
+use opshost_harper::data::{Comparator, Cond, Search};
+use opshost_harper::jobs;
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 use serde_json::Map;
 
 pub struct DeleteRecordsBefore;

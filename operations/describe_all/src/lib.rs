@@ -3,6 +3,7 @@
 //! Request: `{"operation": "describe_all"}`. Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 use serde_json::Map;
 
 pub struct DescribeAll;

@@ -3,6 +3,7 @@
 //! Request: `{"operation": "describe_database", "database": "dev"}`. Capabilities: `storage`.
 
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 use serde_json::Map;
 
 pub struct DescribeDatabase;

@@ -3,8 +3,9 @@
 //! Request: `{"operation": "describe_table", "database": "dev", "table": "dog"}`.
 //! Capabilities: `storage`.
 
-use opshost_guest::data::TableRequest;
+use opshost_harper::data::TableRequest;
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 
 pub struct DescribeTable;
 

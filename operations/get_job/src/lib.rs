@@ -7,7 +7,7 @@
 //! "created_datetime", "user"}]` (in progress: `id, type, start_datetime, created_datetime,
 //! status, user, progress`). Capabilities: `jobs`.
 
-use opshost_guest::jobs;
+use opshost_harper::jobs;
 use opshost_guest::prelude::*;
 
 pub struct GetJob;

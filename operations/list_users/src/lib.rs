@@ -4,6 +4,7 @@
 //! Request: `{"operation": "list_users"}`. Capabilities: `users`.
 
 use opshost_guest::prelude::*;
+use opshost_harper::users;
 
 pub struct ListUsers;
 

@@ -8,6 +8,7 @@
 //! user name or primary key. Capability: `storage` (the host reads and shapes the log).
 
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 use serde_json::value::RawValue;
 use serde_json::Map;
 

@@ -5,7 +5,7 @@
 //! "filter": "text"}` (all optional) → `[{"timestamp", "thread", "level", "tags",
 //! "message"}]`. Capability: `log` (the host reads the file).
 
-use opshost_guest::jobs::parse_iso8601;
+use opshost_harper::jobs::parse_iso8601;
 use opshost_guest::log::{read, LogQuery};
 use opshost_guest::prelude::*;
 use serde_json::value::RawValue;

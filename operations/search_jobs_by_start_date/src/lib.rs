@@ -6,7 +6,7 @@
 //! Request: `{"operation": "search_jobs_by_start_date", "from_date": "2026-11-26",
 //! "to_date": "2026-11-28T00:00:00.000Z"}`. Capabilities: `jobs`.
 
-use opshost_guest::jobs;
+use opshost_harper::jobs;
 use opshost_guest::prelude::*;
 
 pub struct SearchJobsByStartDate;

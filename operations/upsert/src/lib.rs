@@ -4,8 +4,9 @@
 //! Capabilities: `storage`. The request shape and the answer are shared with the other
 //! writes in the SDK (`data::write_records`).
 
-use opshost_guest::data::{RecordsRequest, WriteMode};
+use opshost_harper::data::{RecordsRequest, WriteMode};
 use opshost_guest::prelude::*;
+use opshost_harper::data;
 
 pub struct Upsert;
 

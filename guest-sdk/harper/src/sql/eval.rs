@@ -2,7 +2,7 @@
 //! LIKE patterns under OR/NOT), with the host's comparator semantics from `opshost_conditions`.
 
 use super::plan::{push, Pred};
-use opshost_guest::data::{Comparator, Cond};
+use crate::data::{Comparator, Cond};
 use opshost_conditions::Cmp;
 use serde_json::Value;
 use std::cmp::Ordering;

@@ -7,7 +7,7 @@ mod eval;
 mod parse;
 pub mod plan;
 
-use opshost_guest::data::{self, Cursor, Search, WriteMode};
+use crate::data::{self, Cursor, Search, WriteMode};
 use crate::search::{RowSource, Rows};
 use opshost_guest::Error;
 pub use plan::{invalid_sql, Aggregator, Filter, Plan, Select};

@@ -2,7 +2,7 @@
 //! host-plannable `Cond` and a guest-side residual.
 
 use super::plan::{Column, Filter, Func, Plan, Pred, Select, Unsupported, R};
-use opshost_guest::data::{default_database, Comparator, Cond};
+use crate::data::{default_database, Comparator, Cond};
 use serde_json::{Map, Number, Value};
 use sqlparser::ast::{
     BinaryOperator as Op, Distinct, DuplicateTreatment, Expr, FromTable, FunctionArg, FunctionArgExpr,

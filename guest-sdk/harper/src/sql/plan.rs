@@ -2,7 +2,7 @@
 //! runs (the host-plannable part of WHERE as a `data::Cond`, the rest as a guest-side predicate,
 //! checked by `eval.rs`; grouped selects are built by `aggregate.rs`).
 
-use opshost_guest::data::Cond;
+use crate::data::Cond;
 use serde_json::{Map, Value};
 
 pub use super::aggregate::Aggregator;
