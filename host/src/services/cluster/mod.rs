@@ -304,7 +304,8 @@ impl Cluster {
                 &durable,
                 jetstream::consumer::pull::Config {
                     durable_name: Some(durable.clone()),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    // One ack per applied batch (its last message acknowledges all before it).
+                    ack_policy: jetstream::consumer::AckPolicy::All,
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
                     // A change delivered to a node that then died is redelivered after this
                     // (applying twice is harmless: merges are idempotent).
@@ -322,6 +323,8 @@ impl Cluster {
             self.catch_up(js, settings, applied, first).await?;
             applied = first.saturating_sub(1);
         }
+        // A consumer made before acks per batch keeps its explicit policy: every message acked.
+        let ack_all = consumer.cached_info().config.ack_policy == jetstream::consumer::AckPolicy::All;
         let mut messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("consuming: {e}"))?;
         self.status.lock().last_error = None;
         let mut last_info = std::time::Instant::now() - Duration::from_secs(10);
@@ -409,7 +412,14 @@ impl Cluster {
                 }
             }
             // Acknowledged once applied (and synced): a crash before this re-delivers them.
-            for message in &batch {
+            // With AckPolicy::All the batch's highest sequence acknowledges the whole batch
+            // (and anything before it, all applied by then: delivery is in stream order).
+            let to_ack: Vec<&jetstream::Message> = if ack_all {
+                batch.iter().max_by_key(|m| m.info().map(|i| i.stream_sequence).unwrap_or(0)).into_iter().collect()
+            } else {
+                batch.iter().collect()
+            };
+            for message in to_ack {
                 message.ack().await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
             }
             if let Some(e) = failure {
