@@ -40,6 +40,13 @@ pub mod bindings {
 pub use bindings::opshost::host::types::CallContext as Context;
 pub use bindings::opshost::host::types::OpError as Error;
 
+impl Error {
+    /// A 400 with HarperDB's text, the error most request checks raise.
+    pub fn bad_request(text: impl Into<String>) -> Self {
+        Error::BadRequest(text.into())
+    }
+}
+
 /// Everything an operation crate usually needs.
 pub mod prelude {
     pub use crate::{catalog, certs, cluster, components, config, control, data, log, packages, sysinfo, users};

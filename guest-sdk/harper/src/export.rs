@@ -29,10 +29,10 @@ impl Format {
     /// The request's `format`, with HarperDB's texts: `format missing`, `format invalid. ...`.
     pub fn from_request(format: Option<&Value>) -> Result<Format, Error> {
         match format {
-            None | Some(Value::Null) => Err(bad("format missing")),
+            None | Some(Value::Null) => Err(Error::bad_request("format missing")),
             Some(Value::String(s)) if s == "json" => Ok(Format::Json),
             Some(Value::String(s)) if s == "csv" => Ok(Format::Csv),
-            Some(_) => Err(bad("format invalid. must be one of the following values: json, csv")),
+            Some(_) => Err(Error::bad_request("format invalid. must be one of the following values: json, csv")),
         }
     }
 
@@ -57,10 +57,10 @@ impl Format {
 /// [`crate::search::validate_operation`]).
 pub fn search_operation(request: &Map<String, Value>) -> Result<&Value, Error> {
     match request.get("search_operation") {
-        None | Some(Value::Null) => Err(bad("'search_operation' is required")),
+        None | Some(Value::Null) => Err(Error::bad_request("'search_operation' is required")),
         Some(op @ Value::Object(_)) => Ok(op),
         // HarperDB's text for a search_operation that is not an object.
-        Some(_) => Err(bad("There was an error when trying to choose an operation path")),
+        Some(_) => Err(Error::bad_request("There was an error when trying to choose an operation path")),
     }
 }
 
@@ -71,7 +71,7 @@ pub fn text_field<'a>(object: &'a Map<String, Value>, name: &str, path: &str) ->
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(bad(format!("'{path}' must be a string"))),
+        Some(_) => Err(Error::bad_request(format!("'{path}' must be a string"))),
     }
 }
 
@@ -395,10 +395,6 @@ impl<'de> serde::Deserialize<'de> for RawRow<'de> {
         }
         d.deserialize_map(V)
     }
-}
-
-fn bad(text: impl Into<String>) -> Error {
-    Error::BadRequest(text.into())
 }
 
 #[cfg(test)]

@@ -21,10 +21,6 @@ pub const BATCH: usize = 10_000;
 /// Bytes asked from the host per read.
 const CHUNK: u32 = 1 << 20;
 
-fn bad(text: impl Into<String>) -> Error {
-    Error::BadRequest(text.into())
-}
-
 /// Where rows go and how: `database` (or `schema`, default `data`), `table`, `action`.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -41,19 +37,19 @@ impl Target {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(_) => Err(bad(format!("'{key}' must be a string"))),
+                Some(_) => Err(Error::bad_request(format!("'{key}' must be a string"))),
             }
         };
         let database = match text("database")? {
             Some(d) => d,
             None => text("schema")?.unwrap_or_else(data::default_database),
         };
-        let table = text("table")?.filter(|t| !t.is_empty()).ok_or_else(|| bad("Table can't be blank"))?;
+        let table = text("table")?.filter(|t| !t.is_empty()).ok_or_else(|| Error::bad_request("Table can't be blank"))?;
         let mode = match text("action")?.as_deref() {
             None | Some("insert") => WriteMode::Insert,
             Some("update") => WriteMode::Update,
             Some("upsert") => WriteMode::Upsert,
-            Some(_) => return Err(bad("Action is required and must be either insert, update, or upsert")),
+            Some(_) => return Err(Error::bad_request("Action is required and must be either insert, update, or upsert")),
         };
         let target = Target { database, table, mode };
         // The permission first: a role that may not write the table is refused (403) whether
@@ -79,10 +75,10 @@ impl Target {
 /// A required string field (`data`, `file_path`, `csv_url`): HarperDB's ` is required`.
 pub fn required_text<'a>(req: &'a Map<String, Value>, key: &str, label: &str) -> Result<&'a str, Error> {
     match req.get(key) {
-        None | Some(Value::Null) => Err(bad(format!("{label} is required"))),
-        Some(Value::String(s)) if s.is_empty() => Err(bad(format!("{label} is required"))),
+        None | Some(Value::Null) => Err(Error::bad_request(format!("{label} is required"))),
+        Some(Value::String(s)) if s.is_empty() => Err(Error::bad_request(format!("{label} is required"))),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(bad(format!("'{key}' must be a string"))),
+        Some(_) => Err(Error::bad_request(format!("'{key}' must be a string"))),
     }
 }
 
@@ -244,7 +240,7 @@ impl Writer {
             match self.write(&rows[lo..hi]) {
                 Ok(()) => break,
                 Err(Error::BadRequest(reason)) if hi - lo == 1 => {
-                    return Err(bad(format!("{}: {reason}", labels[lo])));
+                    return Err(Error::bad_request(format!("{}: {reason}", labels[lo])));
                 }
                 Err(Error::BadRequest(_)) => {
                     let mid = lo + (hi - lo) / 2;
@@ -293,7 +289,7 @@ pub fn load_csv(input: impl Read, target: Target) -> Result<Loaded, Error> {
     let mut header: Vec<String> = Vec::with_capacity(fields.len());
     for (i, f) in fields.iter().enumerate() {
         let f = if i == 0 { f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f) } else { f };
-        let name = std::str::from_utf8(f).map_err(|_| bad("the CSV header is not valid UTF-8"))?;
+        let name = std::str::from_utf8(f).map_err(|_| Error::bad_request("the CSV header is not valid UTF-8"))?;
         header.push(name.trim().to_string());
     }
     // Header names as JSON string texts, encoded once.
@@ -309,7 +305,7 @@ pub fn load_csv(input: impl Read, target: Target) -> Result<Loaded, Error> {
         let mut first = true;
         // Fields past the header are dropped and missing ones left out (papaparse's header mode).
         for (key, field) in keys.iter().zip(fields.iter()) {
-            let text = std::str::from_utf8(field).map_err(|_| bad(format!("{label}: not valid UTF-8")))?;
+            let text = std::str::from_utf8(field).map_err(|_| Error::bad_request(format!("{label}: not valid UTF-8")))?;
             if !first {
                 out.push(',');
             }
@@ -344,7 +340,7 @@ pub fn load_json(input: impl Read, target: Target) -> Result<Loaded, Error> {
                 n += 1;
                 let text = raw.get();
                 if !text.starts_with('{') {
-                    *self.failed = Some(bad(format!("JSON record {n}: not an object")));
+                    *self.failed = Some(Error::bad_request(format!("JSON record {n}: not an object")));
                     return Err(serde::de::Error::custom("stopped"));
                 }
                 if let Err(e) = self.writer.push(text.to_string(), RowLabel::Json(n)) {
@@ -365,7 +361,7 @@ pub fn load_json(input: impl Read, target: Target) -> Result<Loaded, Error> {
         if e.is_io() {
             return Err(from_io(e.into()));
         }
-        return Err(bad(format!("the JSON input is not an array of records: {e}")));
+        return Err(Error::bad_request(format!("the JSON input is not an array of records: {e}")));
     }
     writer.finish()
 }
@@ -543,7 +539,7 @@ impl<R: Read> CsvReader<R> {
             loop {
                 let Some(b) = self.byte()? else {
                     if state == State::Quoted {
-                        return Err(bad(format!("CSV record starting on line {start}: a quoted field is not closed")));
+                        return Err(Error::bad_request(format!("CSV record starting on line {start}: a quoted field is not closed")));
                     }
                     if !any {
                         return Ok(None);

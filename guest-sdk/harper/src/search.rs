@@ -155,7 +155,7 @@ impl Request {
                 Request::ByConditions(req)
             }
             "sql" => sql_request(op)?,
-            _ => return Err(bad(UNKNOWN_OPERATION)),
+            _ => return Err(Error::bad_request(UNKNOWN_OPERATION)),
         };
         Ok(req)
     }
@@ -318,41 +318,37 @@ impl Rows {
     }
 }
 
-fn bad(text: impl Into<String>) -> Error {
-    Error::BadRequest(text.into())
-}
-
 /// A group of conditions joined by `operator` (`and` by default).
 pub fn group(operator: Option<&str>, conditions: &[Value]) -> Result<Cond, Error> {
     let children = conditions.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
     match operator.unwrap_or("and") {
         "and" | "AND" => Ok(Cond::And(children)),
-        "or" | "OR" if children.len() < 2 => Err(bad("An \"or\" operator requires at least two conditions")),
+        "or" | "OR" if children.len() < 2 => Err(Error::bad_request("An \"or\" operator requires at least two conditions")),
         "or" | "OR" => Ok(Cond::Or(children)),
-        other => Err(bad(format!("'operator' must be 'and' or 'or', got '{other}'"))),
+        other => Err(Error::bad_request(format!("'operator' must be 'and' or 'or', got '{other}'"))),
     }
 }
 
 /// One condition: a leaf (`attribute`/`search_attribute`, `comparator`/`search_type`,
 /// `value`/`search_value`) or a nested group (`operator` + `conditions`).
 pub fn condition(c: &Value) -> Result<Cond, Error> {
-    let Some(obj) = c.as_object() else { return Err(bad("each condition must be an object")) };
+    let Some(obj) = c.as_object() else { return Err(Error::bad_request("each condition must be an object")) };
     if let Some(nested) = obj.get("conditions") {
-        let list = nested.as_array().ok_or_else(|| bad("'conditions' must be an array"))?;
+        let list = nested.as_array().ok_or_else(|| Error::bad_request("'conditions' must be an array"))?;
         return group(obj.get("operator").and_then(Value::as_str), list);
     }
     let field = |a: &str, b: &str| obj.get(a).or_else(|| obj.get(b));
     let attribute = match field("attribute", "search_attribute") {
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(bad("'attribute' must be a string")),
-        None => return Err(bad("'attribute' is required")),
+        Some(_) => return Err(Error::bad_request("'attribute' must be a string")),
+        None => return Err(Error::bad_request("'attribute' is required")),
     };
     let comparator = match field("comparator", "search_type") {
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(bad("'comparator' must be a string")),
-        None => return Err(bad("'comparator' is required")),
+        Some(_) => return Err(Error::bad_request("'comparator' must be a string")),
+        None => return Err(Error::bad_request("'comparator' is required")),
     };
-    let value = field("value", "search_value").cloned().ok_or_else(|| bad("'value' is required"))?;
+    let value = field("value", "search_value").cloned().ok_or_else(|| Error::bad_request("'value' is required"))?;
     let cmp = match comparator {
         "equals" => Comparator::Equals,
         "not_equal" => Comparator::NotEqual,
@@ -364,10 +360,10 @@ pub fn condition(c: &Value) -> Result<Cond, Error> {
         "less_than" => Comparator::LessThan,
         "less_than_equal" => Comparator::LessThanEqual,
         "between" => {
-            let pair = value.as_array().filter(|a| a.len() == 2).ok_or_else(|| bad("'between' needs 'value' as an array of two values"))?;
+            let pair = value.as_array().filter(|a| a.len() == 2).ok_or_else(|| Error::bad_request("'between' needs 'value' as an array of two values"))?;
             return Ok(Cond::Leaf { attribute, comparator: Comparator::Between, value: pair[0].clone(), upper: Some(pair[1].clone()) });
         }
-        other => return Err(bad(format!("Unknown query comparator \"{other}\""))),
+        other => return Err(Error::bad_request(format!("Unknown query comparator \"{other}\""))),
     };
     Ok(Cond::leaf(attribute, cmp, value))
 }
@@ -377,7 +373,7 @@ pub fn sort_keys(sort: Option<&Value>) -> Result<Vec<(String, bool)>, Error> {
     let mut keys = Vec::new();
     let mut next = sort;
     while let Some(s) = next.filter(|s| !s.is_null()) {
-        let attribute = s.get("attribute").and_then(Value::as_str).ok_or_else(|| bad("'sort.attribute' is required"))?;
+        let attribute = s.get("attribute").and_then(Value::as_str).ok_or_else(|| Error::bad_request("'sort.attribute' is required"))?;
         keys.push((attribute.to_string(), s.get("descending").and_then(Value::as_bool).unwrap_or(false)));
         next = s.get("next");
     }

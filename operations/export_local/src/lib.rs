@@ -54,15 +54,11 @@ impl Operation for ExportLocal {
 
 opshost_guest::export_operation!(ExportLocal);
 
-fn bad(text: impl Into<String>) -> Error {
-    Error::BadRequest(text.into())
-}
-
 fn path(req: &Map<String, Value>) -> Result<&str, Error> {
     match req.get("path") {
-        None | Some(Value::Null) => Err(bad("path is missing.")),
+        None | Some(Value::Null) => Err(Error::bad_request("path is missing.")),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(bad("'path' must be a string")),
+        Some(_) => Err(Error::bad_request("'path' must be a string")),
     }
 }
 
@@ -74,11 +70,11 @@ fn filename(req: &Map<String, Value>) -> Result<Option<String>, Error> {
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(_) => return Err(bad("'filename' must be a string")),
+        Some(_) => return Err(Error::bad_request("'filename' must be a string")),
     };
     if name.contains(['/', '\\']) || name.contains("..") || name.chars().any(char::is_control) {
         // The host's text for the same rule (filesystem.create checks it again).
-        return Err(bad(format!("filename '{name}' must be a plain file name (no '/', '\\' or '..')")));
+        return Err(Error::bad_request(format!("filename '{name}' must be a plain file name (no '/', '\\' or '..')")));
     }
     Ok(Some(name))
 }

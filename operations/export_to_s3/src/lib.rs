@@ -53,22 +53,18 @@ impl Operation for ExportToS3 {
 
 opshost_guest::export_operation!(ExportToS3);
 
-fn bad(text: impl Into<String>) -> Error {
-    Error::BadRequest(text.into())
-}
-
 /// The `s3` object's fields in HarperDB's order and words, then the format; the object key
 /// gets the format's extension.
 fn target(req: &Map<String, Value>) -> Result<(Format, S3Target), Error> {
     let s3 = match req.get("s3") {
-        None | Some(Value::Null) => return Err(bad("S3 object is missing.")),
+        None | Some(Value::Null) => return Err(Error::bad_request("S3 object is missing.")),
         Some(Value::Object(s3)) => s3,
-        Some(_) => return Err(bad("'s3' must be an object")),
+        Some(_) => return Err(Error::bad_request("'s3' must be an object")),
     };
     let field = |name: &str| -> Result<String, Error> {
         export::text_field(s3, name, &format!("s3.{name}"))?
             .map(str::to_string)
-            .ok_or_else(|| bad(format!("{name} is missing.")))
+            .ok_or_else(|| Error::bad_request(format!("{name} is missing.")))
     };
     let access_key_id = field("aws_access_key_id")?;
     let secret_access_key = field("aws_secret_access_key")?;
@@ -87,7 +83,7 @@ fn target(req: &Map<String, Value>) -> Result<(Format, S3Target), Error> {
 fn check_names(t: &S3Target) -> Result<(), Error> {
     let region_ok = !t.region.is_empty() && t.region.len() <= 64 && t.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !region_ok {
-        return Err(bad(format!("s3.region '{}' must be a region name such as 'us-east-1' (a-z, 0-9 and '-')", t.region)));
+        return Err(Error::bad_request(format!("s3.region '{}' must be a region name such as 'us-east-1' (a-z, 0-9 and '-')", t.region)));
     }
     let b = t.bucket.as_bytes();
     let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
@@ -98,7 +94,7 @@ fn check_names(t: &S3Target) -> Result<(), Error> {
         && !t.bucket.contains("..")
         && t.bucket.parse::<core::net::Ipv4Addr>().is_err();
     if !bucket_ok {
-        return Err(bad(format!(
+        return Err(Error::bad_request(format!(
             "s3.bucket '{}' is not a valid bucket name (3-63 characters: a-z, 0-9, '.' and '-', starting and ending with a letter or digit)",
             t.bucket
         )));

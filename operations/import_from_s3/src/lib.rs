@@ -53,19 +53,15 @@ impl Operation for ImportFromS3 {
 
 opshost_guest::export_operation!(ImportFromS3);
 
-fn bad(text: impl Into<String>) -> Error {
-    Error::BadRequest(text.into())
-}
-
 /// The `s3` object's fields (the texts `export_to_s3` uses), and the format from the key.
 fn target(req: &Map<String, Value>) -> Result<(Kind, S3Target), Error> {
     let s3 = match req.get("s3") {
-        None | Some(Value::Null) => return Err(bad("S3 object is missing.")),
+        None | Some(Value::Null) => return Err(Error::bad_request("S3 object is missing.")),
         Some(Value::Object(s3)) => s3,
-        Some(_) => return Err(bad("'s3' must be an object")),
+        Some(_) => return Err(Error::bad_request("'s3' must be an object")),
     };
     let field = |name: &str| -> Result<String, Error> {
-        export::text_field(s3, name, &format!("s3.{name}"))?.map(str::to_string).ok_or_else(|| bad(format!("{name} is missing.")))
+        export::text_field(s3, name, &format!("s3.{name}"))?.map(str::to_string).ok_or_else(|| Error::bad_request(format!("{name} is missing.")))
     };
     let access_key_id = field("aws_access_key_id")?;
     let secret_access_key = field("aws_secret_access_key")?;
@@ -79,7 +75,7 @@ fn target(req: &Map<String, Value>) -> Result<(Kind, S3Target), Error> {
     } else if lower.ends_with(".json") {
         Kind::Json
     } else {
-        return Err(bad(format!("s3.key '{key}' must have a valid file extension: '.csv' or '.json'")));
+        return Err(Error::bad_request(format!("s3.key '{key}' must have a valid file extension: '.csv' or '.json'")));
     };
     Ok((kind, S3Target { access_key_id, secret_access_key, region, bucket, key, endpoint }))
 }

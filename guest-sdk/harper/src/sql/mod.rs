@@ -28,22 +28,22 @@ pub enum Response {
 /// The `sql` field of a request, with HarperDB's texts when it is missing or not a string.
 pub fn statement(request: &Map<String, Value>) -> Result<&str, Error> {
     match request.get("sql") {
-        None | Some(Value::Null) => Err(bad("The 'sql' parameter is missing from the request body")),
+        None | Some(Value::Null) => Err(Error::bad_request("The 'sql' parameter is missing from the request body")),
         Some(Value::String(s)) => Ok(s.as_str()),
-        Some(_) => Err(bad("We had trouble parsing your request. Please ensure your SQL is valid. Try adding backticks to reserved words and schema table references.")),
+        Some(_) => Err(Error::bad_request("We had trouble parsing your request. Please ensure your SQL is valid. Try adding backticks to reserved words and schema table references.")),
     }
 }
 
 /// Parses one statement; anything unparsable or unsupported is HarperDB's "Invalid SQL" 400.
 pub fn parse(sql: &str) -> Result<Plan, Error> {
-    plan::parse(sql).map_err(|_| bad(invalid_sql(sql)))
+    plan::parse(sql).map_err(|_| Error::bad_request(invalid_sql(sql)))
 }
 
 /// Parses a statement that must be a SELECT (exports); other statements are refused.
 pub fn parse_select(sql: &str) -> Result<Select, Error> {
     match parse(sql)? {
         Plan::Select(s) => Ok(s),
-        _ => Err(bad(format!("Only a SELECT statement can be exported: {sql}"))),
+        _ => Err(Error::bad_request(format!("Only a SELECT statement can be exported: {sql}"))),
     }
 }
 
@@ -201,10 +201,6 @@ impl RowSource for SelectRows {
 /// No match, no write: the host is not called with an empty batch.
 fn nothing() -> data::Written {
     data::Written { written: Vec::new(), skipped: Vec::new() }
-}
-
-fn bad(text: impl Into<String>) -> Error {
-    Error::BadRequest(text.into())
 }
 
 fn parse_row(raw: &RawValue) -> Result<Value, Error> {
