@@ -22,7 +22,10 @@ const PLACES: [(&str, &str); 2] = [
 ];
 
 /// Crate names that would clash with the standard library, the prelude or the workspace's own crates.
-const RESERVED: [&str; 10] = ["std", "core", "alloc", "test", "proc_macro", "xtask", "tests", "host", "opshost", "opshost_guest"];
+const RESERVED: [&str; 12] = [
+    "std", "core", "alloc", "test", "proc_macro", "xtask", "tests", "host", "opshost", "opshost_guest", "opshost_harper",
+    "opshost_conditions",
+];
 
 pub fn new_operation(args: &[String]) -> Result<()> {
     let (lang, args) = take_lang(args)?;
