@@ -388,18 +388,23 @@ fn scratch_root(name: &str) -> Result<std::path::PathBuf> {
     Ok(root)
 }
 
-fn spawn_server(root: &Path, port: u16) -> Result<Child> {
-    Command::new(paths::dist().join("opshost"))
-        .arg("run")
+/// The dist server on `root` and `port` with the benches' admin user, quiet; each bench adds
+/// its own environment (clustering, allocator settings) before spawning it.
+fn server_command(root: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(paths::dist().join("opshost"));
+    cmd.arg("run")
         .env("ROOTPATH", root)
         .env("HDB_ADMIN_USERNAME", USER)
         .env("HDB_ADMIN_PASSWORD", PASS)
         .env("OPERATIONSAPI_NETWORK_PORT", port.to_string())
         .env("LOGGING_LEVEL", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting opshost")
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn spawn_server(root: &Path, port: u16) -> Result<Child> {
+    server_command(root, port).spawn().context("starting opshost")
 }
 
 /// Polls with a real authenticated `get_configuration` until it answers 200.

@@ -4,8 +4,7 @@
 //! load of 1,000 single-record inserts per second; then single-record insert throughput (wrk
 //! at concurrency 16) on A against a node with clustering off.
 
-use super::{free_port, post, stop, wait_ready, wrk, PASS, USER};
-use crate::paths;
+use super::{free_port, post, server_command, stop, wait_ready, wrk};
 use anyhow::{bail, Context, Result};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -176,15 +175,7 @@ fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<String> {
 
 fn spawn_node(root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Child> {
     std::fs::create_dir_all(root)?;
-    let mut cmd = Command::new(paths::dist().join("opshost"));
-    cmd.arg("run")
-        .env("ROOTPATH", root)
-        .env("HDB_ADMIN_USERNAME", USER)
-        .env("HDB_ADMIN_PASSWORD", PASS)
-        .env("OPERATIONSAPI_NETWORK_PORT", port.to_string())
-        .env("LOGGING_LEVEL", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = server_command(root, port);
     if let Some((urls, name)) = cluster {
         cmd.env("CLUSTERING_ENABLED", "true")
             .env("CLUSTERING_NODENAME", name)

@@ -14,11 +14,11 @@
 //! of environment variables for the server, `OPSHOST_BENCH_LOAD_VARIANTS` as
 //! `name:K=V,K=V;name2:` (default: the server as shipped).
 
-use super::{free_port, paths, post, rss_kib, run_job, scratch_root, spawn_server, stop, wait_ready, PASS, PEAK, USER};
+use super::{free_port, post, rss_kib, run_job, scratch_root, server_command, spawn_server, stop, wait_ready, PEAK};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 pub fn run() -> Result<()> {
@@ -160,15 +160,7 @@ fn spawn_with(root: &Path, port: u16, vars: &[(String, String)]) -> Result<Child
     if vars.is_empty() {
         return spawn_server(root, port);
     }
-    let mut cmd = Command::new(paths::dist().join("opshost"));
-    cmd.arg("run")
-        .env("ROOTPATH", root)
-        .env("HDB_ADMIN_USERNAME", USER)
-        .env("HDB_ADMIN_PASSWORD", PASS)
-        .env("OPERATIONSAPI_NETWORK_PORT", port.to_string())
-        .env("LOGGING_LEVEL", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = server_command(root, port);
     for (k, v) in vars {
         cmd.env(k, v);
     }
