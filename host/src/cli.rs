@@ -192,10 +192,15 @@ fn wait_job(inv: &Invocation, id: &str) -> Result<i32> {
         let job = answer.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null);
         let state = job["status"].as_str().unwrap_or("");
         if state != "IN_PROGRESS" && state != "PENDING" && !state.is_empty() {
-            if drawn {
-                eprintln!("\r{} 100%", bar(1.0));
-            }
             let failed = state == "ERROR";
+            // A finished job always ends with a full bar, also when it was done before the
+            // first poll (a fast job, or a slow start of this process), so the user sees the
+            // same last line either way.
+            if !failed {
+                eprintln!("\r{} 100% job {id} ({:.0?})", bar(1.0), started.elapsed());
+            } else if drawn {
+                eprintln!();
+            }
             if failed {
                 eprintln!("job {id} ended in {state}: {}", job["message"].as_str().unwrap_or(""));
             }
