@@ -161,6 +161,42 @@ pub struct Cluster {
     js: Mutex<Option<jetstream::Context>>,
     /// Applies other nodes' component deploys and drops (components.rs).
     components: std::sync::OnceLock<std::sync::Weak<crate::services::components::ComponentService>>,
+    /// Stream sequences of this node's own messages not yet passed by its consumer: the stream
+    /// discarding only these is no gap (nothing of another node's was missed).
+    own: Arc<Mutex<OwnSequences>>,
+}
+
+/// This node's published sequences above its consumer's position ([`Cluster::own`]), bounded:
+/// past the bound they are forgotten, and a gap over them then asks for a snapshot (safe, only
+/// unneeded).
+#[derive(Default)]
+struct OwnSequences {
+    sequences: std::collections::BTreeSet<u64>,
+}
+
+const OWN_SEQUENCES_MAX: usize = 1 << 20;
+
+impl OwnSequences {
+    fn add(&mut self, sequence: u64) {
+        if self.sequences.len() >= OWN_SEQUENCES_MAX {
+            self.sequences.clear();
+        }
+        self.sequences.insert(sequence);
+    }
+
+    /// Forgets the sequences the consumer has passed.
+    fn passed(&mut self, applied: u64) {
+        if self.sequences.first().is_some_and(|s| *s <= applied) {
+            self.sequences = self.sequences.split_off(&(applied + 1));
+        }
+    }
+
+    /// Whether every sequence from `applied + 1` up to `next - 1` is this node's own.
+    fn covers(&self, applied: u64, next: u64) -> bool {
+        let from = applied.saturating_add(1);
+        let wanted = next.saturating_sub(from);
+        wanted == 0 || (wanted <= self.sequences.len() as u64 && self.sequences.range(from..next).count() as u64 == wanted)
+    }
 }
 
 impl Cluster {
@@ -189,6 +225,7 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             js: Mutex::new(None),
             components: std::sync::OnceLock::new(),
+            own: Default::default(),
         }))
     }
 
@@ -255,7 +292,7 @@ impl Cluster {
         };
         let js = jetstream::new(client.clone());
         *self.js.lock() = Some(js.clone());
-        let publisher = tokio::spawn(publish_loop(js.clone(), rx));
+        let publisher = tokio::spawn(publish_loop(js.clone(), rx, self.own.clone()));
         let watcher = {
             let me = self.clone();
             let client = client.clone();
@@ -319,7 +356,7 @@ impl Cluster {
         // snapshot (snapshot.rs) before the stream goes on.
         let mut applied = self.stored_position(&settings.stream);
         let first = stream.get_info().await.map_err(|e| anyhow::anyhow!("reading stream {}: {e}", settings.stream))?.state.first_sequence;
-        if snapshot::missed(applied, first) {
+        if self.missed(applied, first) {
             self.catch_up(js, settings, applied, first).await?;
             applied = first.saturating_sub(1);
         }
@@ -368,10 +405,11 @@ impl Cluster {
             // A delivered sequence past the next one: the stream discarded changes meanwhile.
             let newest = batch.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).max().unwrap_or(applied);
             let lowest = batch.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).filter(|s| *s > applied).min();
-            if let Some(lowest) = lowest.filter(|l| snapshot::missed(applied, *l)) {
+            if let Some(lowest) = lowest.filter(|l| self.missed(applied, *l)) {
                 self.catch_up(js, settings, applied, lowest).await?;
             }
             applied = applied.max(newest);
+            self.own.lock().passed(applied);
             let changes: Vec<Change> = batch
                 .iter()
                 .flat_map(|m| match read_changes(&m.payload) {
@@ -426,6 +464,12 @@ impl Cluster {
                 return Err(e);
             }
         }
+    }
+
+    /// Whether changes of other nodes may have been discarded between `applied` and `next`
+    /// (the first sequence delivered or kept): a gap of this node's own changes is none.
+    fn missed(&self, applied: u64, next: u64) -> bool {
+        snapshot::missed(applied, next) && !self.own.lock().covers(applied, next)
     }
 
     /// [`Cluster::apply_all`] on a blocking thread.
@@ -762,7 +806,7 @@ const PUBLISH_BATCH_BYTES: usize = 512 << 10;
 /// Sends changes to JetStream, a few batches in flight at once; each batch is retried (NATS
 /// reconnects to another server meanwhile) until JetStream acknowledges it. A batch is one
 /// message: a JSON array of changes (a lone change travels as itself).
-async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
+async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>, own: Arc<Mutex<OwnSequences>>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PUBLISH_IN_FLIGHT));
     let mut carried: Option<Outgoing> = None;
     loop {
@@ -791,7 +835,7 @@ async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::Unbound
         }
         let (subject, payload) = joined(&mut batch);
         let mut waiting: Vec<_> = batch.into_iter().filter_map(|o| o.done).collect();
-        let js = js.clone();
+        let (js, own) = (js.clone(), own.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let mut delay = Duration::from_millis(50);
@@ -799,10 +843,11 @@ async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::Unbound
             loop {
                 let attempt = async {
                     let ack = js.publish(subject.clone(), payload.clone().into()).await.map_err(|e| e.to_string())?;
-                    ack.await.map(|_| ()).map_err(|e| e.to_string())
+                    ack.await.map_err(|e| e.to_string())
                 };
                 match attempt.await {
-                    Ok(()) => {
+                    Ok(ack) => {
+                        own.lock().add(ack.sequence);
                         for done in waiting.drain(..) {
                             let _ = done.send(Ok(()));
                         }
@@ -874,6 +919,23 @@ mod tests {
             "x",
         );
         assert_eq!((on.enabled, on.node_name.as_str(), on.servers.len(), on.replicas), (true, "a", 2, 3));
+    }
+
+    /// A gap made only of this node's own published sequences is no gap; one with a
+    /// sequence it did not publish (another node's change) is.
+    #[test]
+    fn a_gap_of_own_changes_needs_no_snapshot() {
+        let mut own = OwnSequences::default();
+        for s in [3, 4, 5, 7] {
+            own.add(s);
+        }
+        assert!(own.covers(2, 6), "3..=5 are all own");
+        assert!(own.covers(2, 3), "no gap");
+        assert!(!own.covers(2, 8), "6 was another node's");
+        assert!(!own.covers(0, 4), "1 and 2 unknown");
+        own.passed(5);
+        assert_eq!(own.sequences.iter().copied().collect::<Vec<_>>(), vec![7]);
+        assert!(own.covers(6, 8));
     }
 
     /// Queued changes leave as one message (an array) and are read back as they were; a lone

@@ -5,13 +5,19 @@
 //! Each node keeps the last stream sequence it applied (node-local `system.hdb_cluster_position`,
 //! stored at most once a second: a stale, lower value only costs an unneeded snapshot). When the
 //! stream's first sequence is past it + 1 (checked when the consumer starts, and whenever a
-//! delivered sequence jumps), the node requests `<stream>-snapshot` (NATS request/reply, outside
-//! the stream's subjects). A peer that is not catching up itself writes every replicated table
-//! (records with the node that wrote each version, tombstones with their node and time) as one
-//! array of changes into the stream's object store and answers its name; the asker merges it
-//! through the same last-writer-wins path as stream changes (subscriptions and `publish: false`
-//! respected), deletes the object and goes on with the stream. No answer: logged, reported by
-//! `cluster_status` (`catch_up`), retried; the node applies nothing from the stream until then.
+//! delivered sequence jumps over changes that were not this node's own), the node requests
+//! `<stream>-snapshot` (NATS request/reply, outside the stream's subjects) and collects the
+//! answers on its own inbox. Every other node answers at once: `building` (then, once built,
+//! the snapshot: every replicated table, records with the node that wrote each version,
+//! tombstones with their node and time, as one array of changes in the stream's object store)
+//! or `busy` when it is catching up itself. The asker merges the first snapshot through the same
+//! last-writer-wins path as stream changes (subscriptions and `publish: false` respected),
+//! deletes the object and goes on with the stream. When only busy nodes answer (every node
+//! fell off the stream, e.g. the only writer's own consumer lagged behind its own changes), it
+//! asks again for a snapshot from any of them: merged, the asker is caught up, answers the
+//! others as a caught-up node, and they merge its snapshot (the union of both). No answer:
+//! logged, reported by `cluster_status` (`catch_up`), retried a few seconds later; the node
+//! applies nothing from the stream until then.
 
 use super::change::{Change, Kind};
 use super::{now_ms, read_changes, store, Cluster, ClusterSettings};
@@ -30,6 +36,9 @@ use tokio::io::AsyncReadExt as _;
 pub const POSITION_TABLE: &str = "hdb_cluster_position";
 /// How long a node waits for a peer's snapshot (building and uploading it included).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
+/// How long a node waits for peers to say whether they build a snapshot (their first answer
+/// is immediate; generous for a loaded machine, short beside `SNAPSHOT_WAIT`).
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
 /// Pause after a failed catch-up before the next request.
 const RETRY_PAUSE: Duration = Duration::from_secs(3);
 /// Records per change in a snapshot.
@@ -73,13 +82,17 @@ impl Cluster {
         tracing::warn!("clustering: changes were discarded before this node applied them ({why}); requesting a snapshot");
         self.status.lock().catch_up = Some(format!("requesting a snapshot: {why}"));
         match self.fetch_and_merge(js, settings).await {
-            Ok((from, changes)) => {
+            Ok((from, changes, complete)) => {
                 self.store_position(&settings.stream, first.saturating_sub(1));
-                tracing::info!("clustering: merged a snapshot of {changes} changes from {from}");
+                if complete {
+                    tracing::info!("clustering: merged a snapshot of {changes} changes from {from}");
+                } else {
+                    tracing::warn!("clustering: merged a snapshot of {changes} changes from {from}, which was catching up itself");
+                }
                 let mut status = self.status.lock();
                 status.catch_up = None;
                 status.snapshots += 1;
-                status.last_snapshot = Some(json!({"from": from, "changes": changes, "time": now_ms()}));
+                status.last_snapshot = Some(json!({"from": from, "changes": changes, "complete": complete, "time": now_ms()}));
                 Ok(())
             }
             Err(e) => {
@@ -92,32 +105,85 @@ impl Cluster {
         }
     }
 
-    async fn fetch_and_merge(self: &Arc<Self>, js: &jetstream::Context, settings: &ClusterSettings) -> anyhow::Result<(String, usize)> {
-        let request = json!({"node": settings.node_name}).to_string();
-        let reply = tokio::time::timeout(SNAPSHOT_WAIT, js.client().request(subject(settings), request.into()))
-            .await
-            .map_err(|_| anyhow::anyhow!("no node answered the snapshot request within {SNAPSHOT_WAIT:?}"))?
-            .map_err(|e| anyhow::anyhow!("no node answered the snapshot request: {e}"))?;
-        let answer: Value = serde_json::from_slice(&reply.payload).context("reading the snapshot answer")?;
-        let (Some(from), Some(object)) = (answer["node"].as_str(), answer["object"].as_str()) else {
-            anyhow::bail!("the snapshot answer names no object: {answer}");
+    async fn fetch_and_merge(self: &Arc<Self>, js: &jetstream::Context, settings: &ClusterSettings) -> anyhow::Result<(String, usize, bool)> {
+        let (from, object, complete) = match self.request_snapshot(js, settings, false).await? {
+            Answer::Snapshot { from, object, complete } => (from, object, complete),
+            Answer::Busy(busy) => {
+                tracing::warn!("clustering: only nodes catching up themselves answered ({}); taking a snapshot from one of them", busy.join(", "));
+                match self.request_snapshot(js, settings, true).await? {
+                    Answer::Snapshot { from, object, complete } => (from, object, complete),
+                    Answer::Busy(busy) => anyhow::bail!("no node built a snapshot (busy: {})", busy.join(", ")),
+                }
+            }
         };
         let objects = self.object_store(js).await?;
         let mut bytes = Vec::new();
-        objects.get(object).await.map_err(|e| anyhow::anyhow!("fetching snapshot {object}: {e}"))?.read_to_end(&mut bytes).await.context("reading the snapshot")?;
+        objects.get(&object).await.map_err(|e| anyhow::anyhow!("fetching snapshot {object}: {e}"))?.read_to_end(&mut bytes).await.context("reading the snapshot")?;
         let changes = read_changes(&bytes).context("decoding the snapshot")?;
         let count = changes.len();
         let results = self.apply_run(&settings.node_name, changes).await?;
         if let Some(e) = results.iter().find_map(|(_, _, r)| r.as_ref().err()) {
             anyhow::bail!("applying the snapshot from {from}: {e}");
         }
-        if let Err(e) = objects.delete(object).await {
+        if let Err(e) = objects.delete(&object).await {
             tracing::warn!("clustering: deleting snapshot {object} failed (it expires with the bucket's age limit): {e}");
         }
-        Ok((from.to_string(), count))
+        Ok((from, count, complete))
     }
 
-    /// Answers other nodes' snapshot requests (not its own, nor while catching up itself).
+    /// Publishes a snapshot request (`any`: busy nodes build one too) and reads the answers on
+    /// this node's own inbox: the first snapshot wins; nodes that said `building` are waited
+    /// for up to [`SNAPSHOT_WAIT`]; only `busy` answers within [`ANSWER_WAIT`] are reported as
+    /// such; no answer at all is an error after [`ANSWER_WAIT`] (not a minute of silence).
+    async fn request_snapshot(&self, js: &jetstream::Context, settings: &ClusterSettings, any: bool) -> anyhow::Result<Answer> {
+        let client = js.client();
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| anyhow::anyhow!("subscribing to snapshot answers: {e}"))?;
+        let request = json!({"node": settings.node_name, "any": any}).to_string();
+        client.publish_with_reply(subject(settings), inbox, request.into()).await.map_err(|e| anyhow::anyhow!("requesting a snapshot: {e}"))?;
+        client.flush().await.map_err(|e| anyhow::anyhow!("requesting a snapshot: {e}"))?;
+        let started = std::time::Instant::now();
+        let (mut building, mut busy, mut failed) = (Vec::<String>::new(), Vec::<String>::new(), Vec::<String>::new());
+        loop {
+            let limit = if building.is_empty() { ANSWER_WAIT } else { SNAPSHOT_WAIT };
+            let Some(left) = limit.checked_sub(started.elapsed()) else { break };
+            let message = match tokio::time::timeout(left, replies.next()).await {
+                Err(_) => break,
+                Ok(None) => anyhow::bail!("the snapshot answers' subscription ended"),
+                Ok(Some(m)) => m,
+            };
+            let answer: Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+            let node = answer["node"].as_str().unwrap_or("?").to_string();
+            if let Some(object) = answer["object"].as_str() {
+                let complete = answer["complete"].as_bool().unwrap_or(true);
+                return Ok(Answer::Snapshot { from: node, object: object.to_string(), complete });
+            }
+            if answer["building"] == json!(true) {
+                building.push(node);
+            } else if let Some(why) = answer["busy"].as_str() {
+                busy.push(format!("{node}: {why}"));
+            } else if let Some(error) = answer["error"].as_str() {
+                building.retain(|n| *n != node);
+                failed.push(format!("{node}: {error}"));
+                if building.is_empty() && started.elapsed() > ANSWER_WAIT {
+                    break;
+                }
+            }
+        }
+        if !building.is_empty() {
+            anyhow::bail!("{} did not deliver a snapshot within {SNAPSHOT_WAIT:?}", building.join(", "));
+        }
+        if !failed.is_empty() {
+            anyhow::bail!("building a snapshot failed on {}", failed.join("; "));
+        }
+        if busy.is_empty() {
+            anyhow::bail!("no node answered the snapshot request within {ANSWER_WAIT:?}");
+        }
+        Ok(Answer::Busy(busy))
+    }
+
+    /// Answers other nodes' snapshot requests (not its own): `busy` while catching up itself
+    /// (unless the asker takes any snapshot), else `building` and then the snapshot's object.
     pub(super) async fn serve_snapshots(self: Arc<Self>, js: jetstream::Context, settings: ClusterSettings) {
         loop {
             let mut requests = match js.client().subscribe(subject(&settings)).await {
@@ -130,19 +196,30 @@ impl Cluster {
             };
             while let Some(message) = requests.next().await {
                 let Some(reply) = message.reply.clone() else { continue };
-                let asker = serde_json::from_slice::<Value>(&message.payload).ok().and_then(|v| v["node"].as_str().map(str::to_string));
-                let Some(asker) = asker.filter(|a| *a != settings.node_name) else { continue };
-                if self.status.lock().catch_up.is_some() {
-                    continue;
-                }
-                match self.offer_snapshot(&js, &asker).await {
-                    Ok(object) => {
-                        let answer = json!({"node": settings.node_name, "object": object}).to_string();
-                        if let Err(e) = js.client().publish(reply, answer.into()).await {
+                let request = serde_json::from_slice::<Value>(&message.payload).unwrap_or_default();
+                let Some(asker) = request["node"].as_str().map(str::to_string).filter(|a| *a != settings.node_name) else { continue };
+                let answer = |body: Value| {
+                    let (client, reply, asker) = (js.client(), reply.clone(), asker.clone());
+                    async move {
+                        if let Err(e) = client.publish(reply, body.to_string().into()).await {
                             tracing::warn!("clustering: answering {asker}'s snapshot request failed: {e}");
                         }
                     }
-                    Err(e) => tracing::error!("clustering: building a snapshot for {asker} failed: {e:#}"),
+                };
+                let catching_up = self.status.lock().catch_up.clone();
+                if let Some(why) = catching_up.as_ref().filter(|_| request["any"] != json!(true)) {
+                    tracing::info!("clustering: {asker} asked for a snapshot; answering busy (catching up: {why})");
+                    answer(json!({"node": settings.node_name, "busy": why})).await;
+                    continue;
+                }
+                tracing::info!("clustering: building a snapshot for {asker}{}", if catching_up.is_some() { " (while catching up itself)" } else { "" });
+                answer(json!({"node": settings.node_name, "building": true})).await;
+                match self.offer_snapshot(&js, &asker).await {
+                    Ok(object) => answer(json!({"node": settings.node_name, "object": object, "complete": catching_up.is_none()})).await,
+                    Err(e) => {
+                        tracing::error!("clustering: building a snapshot for {asker} failed: {e:#}");
+                        answer(json!({"node": settings.node_name, "error": format!("{e:#}")})).await;
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -207,6 +284,13 @@ impl Cluster {
         }
         serde_json::to_vec(&changes).map_err(|e| ServiceError::Internal(e.into()))
     }
+}
+
+/// What a snapshot request brought.
+enum Answer {
+    Snapshot { from: String, object: String, complete: bool },
+    /// Only nodes catching up themselves answered (each with why).
+    Busy(Vec<String>),
 }
 
 #[cfg(test)]
