@@ -80,6 +80,26 @@ impl<'a> Aggregator<'a> {
         }
     }
 
+    /// Whether every column is a plain `COUNT(*)` over the whole table (no GROUP BY): then the
+    /// answer is the table's record count, and [`Aggregator::count_rows`] stands for the scan.
+    pub fn counts_rows_only(&self) -> bool {
+        let s = self.select;
+        s.group_by.is_empty()
+            && s.filter.cond.is_none()
+            && s.filter.residual.is_none()
+            && s.columns.iter().all(|c| matches!(c, Column::Agg { func: Func::Count, arg: None, distinct: false, .. }))
+    }
+
+    /// `n` rows seen, when only `COUNT(*)` is asked ([`Aggregator::counts_rows_only`]).
+    pub fn count_rows(&mut self, n: u64) {
+        if self.groups.is_empty() {
+            self.groups.push((Map::new(), self.select.columns.iter().map(|_| Acc::default()).collect()));
+        }
+        for acc in self.groups[0].1.iter_mut() {
+            acc.count += n;
+        }
+    }
+
     /// The result rows, sorted and windowed.
     pub fn finish(mut self) -> Vec<Value> {
         // Aggregates over no rows still give one row (`COUNT(*)` = 0), unless grouped.
@@ -137,6 +157,29 @@ mod tests {
         let host = |r: &Value| s.filter.cond.as_ref().is_none_or(|c| cond_matches(c, r));
         rows.iter().filter(|r| host(r) && s.filter.keep(r)).for_each(|r| agg.add(r));
         agg.finish()
+    }
+
+    #[test]
+    fn a_bare_count_takes_the_table_count() {
+        let s = sel("SELECT COUNT(*) AS c, COUNT(*) FROM dev.dog");
+        let mut agg = Aggregator::new(&s);
+        assert!(agg.counts_rows_only());
+        agg.count_rows(100_000);
+        assert_eq!(agg.finish(), vec![json!({"c": 100_000, "COUNT(*)": 100_000})]);
+        for sql in [
+            "SELECT COUNT(*) FROM dev.dog WHERE age > 1",
+            "SELECT COUNT(*) FROM dev.dog WHERE name LIKE 'a%'",
+            "SELECT COUNT(age) FROM dev.dog",
+            "SELECT COUNT(*), b FROM dev.dog GROUP BY b",
+            "SELECT COUNT(DISTINCT age) FROM dev.dog",
+            "SELECT COUNT(*), SUM(age) FROM dev.dog",
+        ] {
+            assert!(!Aggregator::new(&sel(sql)).counts_rows_only(), "{sql}");
+        }
+        let s = sel("SELECT COUNT(*) FROM dev.dog LIMIT 1 OFFSET 1");
+        let mut agg = Aggregator::new(&s);
+        agg.count_rows(3);
+        assert_eq!(agg.finish(), Vec::<Value>::new());
     }
 
     #[test]

@@ -143,21 +143,21 @@ pub(super) struct Pending {
     /// Records after, as their stored JSON text (copied, never parsed or re-encoded).
     records: Vec<Box<serde_json::value::RawValue>>,
     originals: Vec<Value>,
-    /// Records before, as their stored JSON text (bulk deletes: never parsed into values).
-    raw_originals: Vec<Box<serde_json::value::RawValue>>,
+    /// Records before, as their stored JSON text (bulk deletes: never parsed into values, nor
+    /// checked again: they are this store's own compact JSON).
+    raw_originals: Vec<Box<[u8]>>,
 }
 
 impl Pending {
     /// A record written: `record` the JSON text stored now (HarperDB 4.7 shows the whole record
-    /// after the change), `original` the stored record it replaced.
-    pub(super) fn written(&mut self, pk: &Value, record: &[u8], original: Option<Map<String, Value>>) -> Result<(), ServiceError> {
-        let text = String::from_utf8(record.to_vec()).map_err(internal)?;
-        self.records.push(serde_json::value::RawValue::from_string(text).map_err(internal)?);
+    /// after the change; the write encoded it once, it is never re-parsed), `original` the
+    /// stored record it replaced.
+    pub(super) fn written_raw(&mut self, pk: &Value, record: Box<serde_json::value::RawValue>, original: Option<Map<String, Value>>) {
+        self.records.push(record);
         self.hash_values.push(pk.clone());
         if let Some(o) = original {
             self.originals.push(Value::Object(o));
         }
-        Ok(())
     }
 
     /// Bytes of the records this entry holds so far (to size the write batch up front).
@@ -174,12 +174,10 @@ impl Pending {
 
     /// A record deleted, given as its stored bytes (compact JSON, copied into the entry as it
     /// is): the same entry as [`Pending::deleted`] without parsing and re-encoding the record.
-    pub(super) fn deleted_raw(&mut self, pk: &Value, original: &[u8]) -> Result<(), ServiceError> {
-        let text = String::from_utf8(original.to_vec()).map_err(internal)?;
+    pub(super) fn deleted_raw(&mut self, pk: &Value, original: Box<[u8]>) {
         self.hash_values.push(pk.clone());
         self.records.push(null());
-        self.raw_originals.push(serde_json::value::RawValue::from_string(text).map_err(internal)?);
-        Ok(())
+        self.raw_originals.push(original);
     }
 
     /// Puts the entry (and its size) into `batch`, which the caller then commits with the change.
@@ -210,7 +208,7 @@ impl Pending {
                 if n > 0 || bytes.last() != Some(&b'[') {
                     bytes.push(b',');
                 }
-                bytes.extend_from_slice(raw.get().as_bytes());
+                bytes.extend_from_slice(raw);
             }
             bytes.extend_from_slice(b"]}");
         }

@@ -99,6 +99,7 @@ impl Storage {
         // Index entries of a run by `attribute 0x00 value`: their positions in the run, which
         // arrive in increasing (= primary-key) order, so grouping needs no sort.
         let mut entries: HashMap<Vec<u8>, Positions> = HashMap::new();
+        let mut prefix = Vec::new();
         for run in &runs {
             let (first, last) = (&encoded[run[0]], &encoded[run[run.len() - 1]]);
             if run.len() >= MIN_RUN {
@@ -111,7 +112,11 @@ impl Storage {
             entries.clear();
             for (at, &i) in run.iter().enumerate() {
                 let bytes = stored[i].as_deref().unwrap_or_default();
-                index_prefixes(bytes, pk_name, |prefix| entries.entry(prefix).or_default().push(at as u32))?;
+                // Looked up by slice: a prefix is copied only the first time it is seen in a run.
+                index_prefixes(bytes, pk_name, &mut prefix, |prefix| match entries.get_mut(prefix) {
+                    Some(group) => group.push(at as u32),
+                    None => entries.entry(prefix.to_vec()).or_default().push(at as u32),
+                })?;
             }
             for (prefix, group) in &entries {
                 if group.count >= MIN_RUN {
@@ -130,11 +135,11 @@ impl Storage {
 
         let mut outcome = WriteOutcome::default();
         let mut audit = self.audit_begin(db, table, "delete");
-        for (id, old) in ids.iter().zip(&stored) {
+        for (id, old) in ids.iter().zip(stored) {
             match old {
                 Some(old) => {
                     if let Some(a) = audit.as_mut() {
-                        a.deleted_raw(id, old)?;
+                        a.deleted_raw(id, old);
                     }
                     outcome.written.push(id.clone());
                 }
@@ -179,15 +184,22 @@ impl Positions {
 
 /// Calls `f` with the index prefix (`attribute 0x00 value`) of each indexed attribute of a
 /// stored record (as `reindex`: every top-level scalar but the primary key), reading the
-/// record's fields in place and parsing only their scalar values.
-fn index_prefixes(bytes: &[u8], pk_name: &str, mut f: impl FnMut(Vec<u8>)) -> Result<(), ServiceError> {
+/// record's fields in place and parsing only their scalar values (a string without escapes
+/// not even that). `buf` holds each prefix in turn (no allocation per field).
+fn index_prefixes(bytes: &[u8], pk_name: &str, buf: &mut Vec<u8>, mut f: impl FnMut(&[u8])) -> Result<(), ServiceError> {
     match serde_json::from_slice::<RawFields<'_>>(bytes) {
         Ok(fields) => {
             for (attr, raw) in fields.0 {
                 let text = raw.get();
                 if attr != pk_name && !text.starts_with(['{', '[']) {
-                    let value: Value = serde_json::from_str(text).map_err(internal)?;
-                    f(index_key(attr, &value, &[]));
+                    buf.clear();
+                    buf.extend_from_slice(attr.as_bytes());
+                    buf.push(0);
+                    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                        Some(plain) if !plain.contains('\\') => keys::encode_str(plain, buf),
+                        _ => keys::encode(&serde_json::from_str::<Value>(text).map_err(internal)?, buf),
+                    }
+                    f(buf);
                 }
             }
         }
@@ -196,7 +208,7 @@ fn index_prefixes(bytes: &[u8], pk_name: &str, mut f: impl FnMut(Vec<u8>)) -> Re
             let record: Map<String, Value> = serde_json::from_slice(bytes).map_err(internal)?;
             for (attr, value) in &record {
                 if attr.as_str() != pk_name && !value.is_object() && !value.is_array() {
-                    f(index_key(attr, value, &[]));
+                    f(&index_key(attr, value, &[]));
                 }
             }
         }

@@ -37,6 +37,12 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// [`encode`] of a string value, without making a `Value` of it.
+pub fn encode_str(s: &str, out: &mut Vec<u8>) {
+    out.push(STRING);
+    escape(s.as_bytes(), out, true);
+}
+
 /// Whether a number's key is exactly the number: keys hold numbers as f64, so an integer
 /// beyond 2^53 that f64 cannot represent would share its key with a neighbour (two ids, one
 /// record). Such primary keys are refused on write and can never be found on read.

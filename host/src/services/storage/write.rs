@@ -5,122 +5,77 @@ use super::*;
 impl Storage {
     /// Writes a batch atomically: all records are validated first (nothing is written when one
     /// is bad), then each is inserted, merged or skipped according to `mode`.
+    ///
+    /// A large batch (issue 18: a bulk insert hands 10,000 records at once, and its client waits
+    /// idle meanwhile) is validated, looked up, merged, indexed and encoded by two threads, each
+    /// on its half; only the WAL write and the memtable inserts (RocksDB's) stay on one. The
+    /// outcome, the stored bytes and the audit entry are the same as one thread's: halves are
+    /// joined in request order, and a batch naming a key twice is done by one thread (a later
+    /// record must see the earlier one).
     pub fn write(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
         let locks = self.locks(db, table);
         let _schema = locks.schema.read();
         let meta_info = self.table_meta(db, table)?;
-        let pk_name = meta_info.primary_key.clone();
-        let mut prepared: Vec<(Value, Map<String, Value>)> = Vec::with_capacity(records.len());
-        for (n, record) in records.into_iter().enumerate() {
-            let Value::Object(mut map) = record else {
-                return Err(ServiceError::BadRequest(format!("record {n} is not an object")));
-            };
-            map.remove(CREATED);
-            map.remove(UPDATED);
-            for key in map.keys() {
-                if !valid_name(key) {
-                    return Err(ServiceError::BadRequest(format!(
-                        "attribute names must match [A-Za-z0-9_]+, got '{key}'"
-                    )));
-                }
-            }
-            let pk = match map.get(&pk_name) {
-                Some(Value::String(s)) if !s.is_empty() => Value::String(s.clone()),
-                Some(Value::Number(n)) if keys::exact(n) => Value::Number(n.clone()),
-                Some(Value::Number(n)) => {
-                    return Err(ServiceError::BadRequest(format!(
-                        "primary key '{pk_name}' value {n} cannot be stored exactly: integer keys must lie within ±2^53 (send larger ones as strings)"
-                    )))
-                }
-                None | Some(Value::Null) if mode != WriteMode::Update => {
-                    let id = Value::String(uuid::Uuid::new_v4().to_string());
-                    map.insert(pk_name.clone(), id.clone());
-                    id
-                }
-                None | Some(Value::Null) => {
-                    return Err(ServiceError::BadRequest(format!("record {n} is missing its primary key '{pk_name}'")))
-                }
-                Some(other) => {
-                    return Err(ServiceError::BadRequest(format!(
-                        "primary key '{pk_name}' must be a string or a number, got {other}"
-                    )))
-                }
-            };
-            prepared.push((pk, map));
+        let pk_name = meta_info.primary_key.as_str();
+        let ways = ways(records.len());
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(records.len());
+        let mut offset = 0;
+        let parts: Vec<(usize, Vec<Value>)> = split(records, ways)
+            .into_iter()
+            .map(|part| {
+                let at = offset;
+                offset += part.len();
+                (at, part)
+            })
+            .collect();
+        for part in in_parallel(parts, |(at, part)| prepare(part, at, pk_name, mode)) {
+            prepared.extend(part?);
         }
 
         let (rcf, icf) = self.cfs(db, table)?;
         let meta = self.meta().map_err(internal)?;
-        let keys: Vec<Vec<u8>> = prepared.iter().map(|(pk, _)| keys::encoded(pk)).collect();
-        let _stripes = locks.lock_keys(keys.iter());
-        let existing = self.db.batched_multi_get_cf(&rcf, &keys, false);
+        let _stripes = locks.lock_keys(prepared.iter().map(|p| &p.key));
+        let repeats = {
+            let mut seen = std::collections::HashSet::with_capacity(prepared.len());
+            !prepared.iter().all(|p| seen.insert(p.key.as_slice()))
+        };
         let now = now_ms();
-        let (mut records, mut index) = (SortedOps::default(), SortedOps::default());
-        let mut outcome = WriteOutcome::default();
-        // A key written earlier in this batch is what later records of the batch see.
-        let mut pending: std::collections::HashMap<Vec<u8>, Option<Map<String, Value>>> = Default::default();
-        let mut new_attributes = BTreeSet::new();
-        let mut added: i64 = 0;
         let operation = match mode {
             WriteMode::Insert => "insert",
             WriteMode::Update => "update",
             WriteMode::Upsert => "upsert",
         };
         let mut audit = self.audit_begin(db, table, operation);
-        for (((pk, map), key), old) in prepared.into_iter().zip(keys).zip(existing) {
-            let old: Option<Map<String, Value>> = match pending.get(&key) {
-                Some(p) => p.clone(),
-                None => match old.map_err(internal)? {
-                    Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(internal)?),
-                    None => None,
-                },
-            };
-            let new = match (mode, &old) {
-                (WriteMode::Insert, Some(_)) | (WriteMode::Update, None) => {
-                    outcome.skipped.push(pk);
-                    continue;
-                }
-                (_, None) => {
-                    let mut rec = map;
-                    rec.insert(CREATED.into(), now.into());
-                    rec.insert(UPDATED.into(), now.into());
-                    added += 1;
-                    rec
-                }
-                (_, Some(old)) => {
-                    let mut rec = old.clone();
-                    for (k, v) in map {
-                        rec.insert(k, v);
-                    }
-                    // Strictly after the version replaced (which may be a replicated one from
-                    // the same millisecond), so last-writer-wins agrees everywhere (cluster).
-                    let after = old.get(UPDATED).and_then(Value::as_u64).map_or(now, |t| now.max(t + 1));
-                    rec.insert(UPDATED.into(), after.into());
-                    rec
-                }
-            };
-            for attr in new.keys() {
-                if attr != CREATED && attr != UPDATED && !meta_info.attributes.contains(attr) {
-                    new_attributes.insert(attr.clone());
-                }
-            }
-            self.reindex(&mut index, &pk_name, &key, old.as_ref(), Some(&new));
-            let stored = serde_json::to_vec(&new).map_err(internal)?;
+        let ctx = ChunkContext { mode, now, pk_name, known: &meta_info.attributes, audited: audit.is_some(), repeats };
+        let parts = if repeats { vec![prepared] } else { split(prepared, ways) };
+        let chunks = in_parallel(parts, |part| self.write_chunk(&rcf, part, &ctx));
+        let mut outcome = WriteOutcome::default();
+        let (mut records, mut index) = (Vec::with_capacity(chunks.len()), Vec::with_capacity(chunks.len()));
+        let mut new_attributes = BTreeSet::new();
+        let mut added: i64 = 0;
+        for chunk in chunks {
+            let chunk = chunk?;
             if let Some(a) = audit.as_mut() {
-                a.written(&pk, &stored, old)?;
+                for (pk, (stored, old)) in chunk.written.iter().zip(chunk.audited) {
+                    a.written_raw(pk, stored, old);
+                }
             }
-            records.put(key.clone(), stored);
-            pending.insert(key, Some(new));
-            outcome.written.push(pk);
+            outcome.written.extend(chunk.written);
+            outcome.skipped.extend(chunk.skipped);
+            records.push(chunk.records);
+            index.push(chunk.index);
+            new_attributes.extend(chunk.new_attributes);
+            added += chunk.added;
         }
         if outcome.written.is_empty() {
             return Ok(outcome);
         }
         // Sized up front: growing a batch of megabytes copies it again and again.
         let audit_bytes = audit.as_ref().map_or(0, |a| a.record_bytes() * 2 + 4096);
-        let mut batch = WriteBatch::with_capacity_bytes(records.bytes() + index.bytes() + audit_bytes + 4096);
-        records.apply(&mut batch, &rcf);
-        index.apply(&mut batch, &icf);
+        let ops_bytes: usize = records.iter().chain(&index).map(SortedOps::bytes).sum();
+        let mut batch = WriteBatch::with_capacity_bytes(ops_bytes + audit_bytes + 4096);
+        SortedOps::apply_sorted(records, &mut batch, &rcf);
+        SortedOps::apply_sorted(index, &mut batch, &icf);
         for attr in &new_attributes {
             batch.put_cf(&meta, format!("attr/{db}/{table}/{attr}"), b"");
         }
@@ -138,6 +93,75 @@ impl Storage {
             }
         }
         Ok(outcome)
+    }
+
+    /// Looks up, merges, indexes and encodes one part of a write's records (in request order),
+    /// its record and index operations sorted. With `ctx.repeats` a key written earlier in the
+    /// part is what later records of the part see.
+    fn write_chunk(&self, rcf: &Arc<BoundColumnFamily<'_>>, part: Vec<Prepared>, ctx: &ChunkContext<'_>) -> Result<Chunk, ServiceError> {
+        let keys: Vec<&[u8]> = part.iter().map(|p| p.key.as_slice()).collect();
+        let existing = self.db.batched_multi_get_cf(rcf, &keys, false);
+        drop(keys);
+        let mut chunk = Chunk {
+            records: SortedOps(Vec::with_capacity(part.len())),
+            index: SortedOps(Vec::with_capacity(part.len() * 6)),
+            ..Chunk::default()
+        };
+        let mut pending: std::collections::HashMap<Vec<u8>, Option<Map<String, Value>>> = Default::default();
+        for (Prepared { pk, map, key }, old) in part.into_iter().zip(existing) {
+            let old: Option<Map<String, Value>> = match pending.get(&key) {
+                Some(p) => p.clone(),
+                None => match old.map_err(internal)? {
+                    Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(internal)?),
+                    None => None,
+                },
+            };
+            let new = match (ctx.mode, &old) {
+                (WriteMode::Insert, Some(_)) | (WriteMode::Update, None) => {
+                    chunk.skipped.push(pk);
+                    continue;
+                }
+                (_, None) => {
+                    let mut rec = map;
+                    rec.insert(CREATED.into(), ctx.now.into());
+                    rec.insert(UPDATED.into(), ctx.now.into());
+                    chunk.added += 1;
+                    rec
+                }
+                (_, Some(old)) => {
+                    let mut rec = old.clone();
+                    for (k, v) in map {
+                        rec.insert(k, v);
+                    }
+                    // Strictly after the version replaced (which may be a replicated one from
+                    // the same millisecond), so last-writer-wins agrees everywhere (cluster).
+                    let after = old.get(UPDATED).and_then(Value::as_u64).map_or(ctx.now, |t| ctx.now.max(t + 1));
+                    rec.insert(UPDATED.into(), after.into());
+                    rec
+                }
+            };
+            for attr in new.keys() {
+                if attr != CREATED && attr != UPDATED && !ctx.known.contains(attr) && !chunk.new_attributes.contains(attr) {
+                    chunk.new_attributes.insert(attr.clone());
+                }
+            }
+            self.reindex(&mut chunk.index, ctx.pk_name, &key, old.as_ref(), Some(&new));
+            if ctx.audited {
+                // The audit entry holds the stored text itself (encoded once, never re-parsed).
+                let raw = serde_json::value::to_raw_value(&new).map_err(internal)?;
+                chunk.records.put(key.clone(), raw.get().as_bytes().to_vec());
+                chunk.audited.push((raw, old));
+            } else {
+                chunk.records.put(key.clone(), serde_json::to_vec(&new).map_err(internal)?);
+            }
+            if ctx.repeats {
+                pending.insert(key, Some(new));
+            }
+            chunk.written.push(pk);
+        }
+        chunk.records.sort();
+        chunk.index.sort();
+        Ok(chunk)
     }
 
     /// Deletes by primary key; keys that do not exist are reported as skipped.
@@ -246,14 +270,165 @@ impl SortedOps {
     }
 
     pub(super) fn apply(mut self, batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>) {
-        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sort();
         for (key, value) in self.0 {
-            match value {
-                Some(v) => batch.put_cf(cf, key, v),
-                None => batch.delete_cf(cf, key),
+            put(batch, cf, key, value);
+        }
+    }
+
+    /// Sorts by key (stable).
+    pub(super) fn sort(&mut self) {
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+
+    /// Adds already sorted parts to the batch in key order, merging them (an equal key takes
+    /// the earlier part's operation first).
+    pub(super) fn apply_sorted(parts: Vec<SortedOps>, batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>) {
+        let mut iters: Vec<std::vec::IntoIter<(Vec<u8>, Option<Vec<u8>>)>> = parts.into_iter().map(|p| p.0.into_iter()).collect();
+        let mut heads: Vec<Option<(Vec<u8>, Option<Vec<u8>>)>> = iters.iter_mut().map(Iterator::next).collect();
+        loop {
+            let mut best: Option<usize> = None;
+            for (n, head) in heads.iter().enumerate() {
+                if let Some((key, _)) = head {
+                    if best.and_then(|b| heads[b].as_ref()).is_none_or(|(k, _)| key < k) {
+                        best = Some(n);
+                    }
+                }
+            }
+            let Some(b) = best else { break };
+            let next = iters[b].next();
+            if let Some((key, value)) = std::mem::replace(&mut heads[b], next) {
+                put(batch, cf, key, value);
             }
         }
     }
+}
+
+fn put(batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>, key: Vec<u8>, value: Option<Vec<u8>>) {
+    match value {
+        Some(v) => batch.put_cf(cf, key, v),
+        None => batch.delete_cf(cf, key),
+    }
+}
+
+/// Batches at least this large are written by two threads (below it a thread costs more than
+/// it saves).
+const PARALLEL_MIN: usize = 1_000;
+
+/// How many threads write a batch of `n` records.
+fn ways(n: usize) -> usize {
+    if n < PARALLEL_MIN {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |p| p.get().min(2))
+}
+
+/// `items` in `ways` contiguous parts of about equal length, in order.
+fn split<T>(mut items: Vec<T>, ways: usize) -> Vec<Vec<T>> {
+    if ways <= 1 || items.len() < 2 {
+        return vec![items];
+    }
+    let mut parts = Vec::with_capacity(ways);
+    for n in (1..ways).rev() {
+        let at = items.len() * n / ways;
+        parts.push(items.split_off(at));
+    }
+    parts.push(items);
+    parts.reverse();
+    parts
+}
+
+/// `f` of each part, in order: the first on this thread, the others on their own threads.
+fn in_parallel<T: Send, R: Send>(parts: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if parts.len() <= 1 {
+        return parts.into_iter().map(f).collect();
+    }
+    std::thread::scope(|s| {
+        let mut parts = parts.into_iter();
+        let first = parts.next();
+        let f = &f;
+        let others: Vec<_> = parts.map(|p| s.spawn(move || f(p))).collect();
+        let mut out: Vec<R> = first.into_iter().map(f).collect();
+        for handle in others {
+            out.push(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        out
+    })
+}
+
+/// A validated record: its primary key, its attributes, and its encoded key.
+struct Prepared {
+    pk: Value,
+    map: Map<String, Value>,
+    key: Vec<u8>,
+}
+
+/// Validates records (`first` is the first one's position in the request, for messages): an
+/// object, attribute names, a storable primary key (a missing one is made, except to update).
+fn prepare(records: Vec<Value>, first: usize, pk_name: &str, mode: WriteMode) -> Result<Vec<Prepared>, ServiceError> {
+    let mut prepared = Vec::with_capacity(records.len());
+    for (n, record) in records.into_iter().enumerate() {
+        let n = first + n;
+        let Value::Object(mut map) = record else {
+            return Err(ServiceError::BadRequest(format!("record {n} is not an object")));
+        };
+        map.remove(CREATED);
+        map.remove(UPDATED);
+        for key in map.keys() {
+            if !valid_name(key) {
+                return Err(ServiceError::BadRequest(format!("attribute names must match [A-Za-z0-9_]+, got '{key}'")));
+            }
+        }
+        let pk = match map.get(pk_name) {
+            Some(Value::String(s)) if !s.is_empty() => Value::String(s.clone()),
+            Some(Value::Number(n)) if keys::exact(n) => Value::Number(n.clone()),
+            Some(Value::Number(n)) => {
+                return Err(ServiceError::BadRequest(format!(
+                    "primary key '{pk_name}' value {n} cannot be stored exactly: integer keys must lie within ±2^53 (send larger ones as strings)"
+                )))
+            }
+            None | Some(Value::Null) if mode != WriteMode::Update => {
+                let id = Value::String(uuid::Uuid::new_v4().to_string());
+                map.insert(pk_name.to_string(), id.clone());
+                id
+            }
+            None | Some(Value::Null) => {
+                return Err(ServiceError::BadRequest(format!("record {n} is missing its primary key '{pk_name}'")))
+            }
+            Some(other) => {
+                return Err(ServiceError::BadRequest(format!("primary key '{pk_name}' must be a string or a number, got {other}")))
+            }
+        };
+        let key = keys::encoded(&pk);
+        prepared.push(Prepared { pk, map, key });
+    }
+    Ok(prepared)
+}
+
+/// What every part of one write shares.
+struct ChunkContext<'a> {
+    mode: WriteMode,
+    now: u64,
+    pk_name: &'a str,
+    /// The table's attributes before this write.
+    known: &'a BTreeSet<String>,
+    /// Whether the write is audited (each written record's text and original are kept).
+    audited: bool,
+    /// Whether some key is named twice (then there is one part, and it tracks earlier records).
+    repeats: bool,
+}
+
+/// One part's share of a write.
+#[derive(Default)]
+struct Chunk {
+    records: SortedOps,
+    index: SortedOps,
+    written: Vec<Value>,
+    skipped: Vec<Value>,
+    /// Per written record (when audited): its stored text and the record it replaced.
+    audited: Vec<(Box<serde_json::value::RawValue>, Option<Map<String, Value>>)>,
+    new_attributes: BTreeSet<String>,
+    added: i64,
 }
 
 pub(super) fn index_key(attr: &str, value: &Value, pk_key: &[u8]) -> Vec<u8> {
@@ -263,4 +438,142 @@ pub(super) fn index_key(attr: &str, value: &Value, pk_key: &[u8]) -> Vec<u8> {
     keys::encode(value, &mut k);
     k.extend_from_slice(pk_key);
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conformance::{temp_storage, Temp};
+    use super::super::{Storage, WriteMode, WriteOutcome};
+    use rocksdb::IteratorMode;
+    use serde_json::{json, Map, Value};
+
+    fn open() -> (Temp, Storage) {
+        let (temp, storage) = temp_storage();
+        storage.create_table("p", "t", "id").expect("table");
+        (temp, storage)
+    }
+
+    /// The table's records (timestamps left out: the two stores write at different times) and
+    /// index keys (timestamp entries left out), and its record count.
+    fn contents(s: &Storage) -> (Vec<(Vec<u8>, Map<String, Value>)>, Vec<Vec<u8>>, u64) {
+        let (rcf, icf) = s.cfs("p", "t").expect("cfs");
+        let records = s
+            .db
+            .iterator_cf(&rcf, IteratorMode::Start)
+            .map(|i| {
+                let (k, v) = i.expect("record");
+                let mut r: Map<String, Value> = serde_json::from_slice(&v).expect("json");
+                assert!(r.remove("__createdtime__").is_some() && r.remove("__updatedtime__").is_some());
+                (k.to_vec(), r)
+            })
+            .collect();
+        let index = s
+            .db
+            .iterator_cf(&icf, IteratorMode::Start)
+            .map(|i| i.expect("index").0.to_vec())
+            .filter(|k| !k.starts_with(b"__createdtime__\0") && !k.starts_with(b"__updatedtime__\0"))
+            .collect();
+        (records, index, s.describe_table("p", "t").expect("describe").record_count)
+    }
+
+    /// Each audit entry's keys and records (timestamps left out).
+    fn audited(s: &Storage) -> Vec<(String, Vec<Value>, Vec<Value>, usize)> {
+        let log = s.read_audit_log("p", "t", super::super::audit::SearchType::Timestamp, &[]).expect("audit");
+        log.as_array()
+            .expect("list")
+            .iter()
+            .map(|e| {
+                let records = e["records"]
+                    .as_array()
+                    .expect("records")
+                    .iter()
+                    .map(|r| {
+                        let mut r = r.clone();
+                        if let Some(o) = r.as_object_mut() {
+                            o.remove("__createdtime__");
+                            o.remove("__updatedtime__");
+                        }
+                        r
+                    })
+                    .collect();
+                let originals = e.get("original_records").and_then(Value::as_array).map_or(0, Vec::len);
+                (e["operation"].as_str().unwrap_or("").to_string(), e["hash_values"].as_array().expect("keys").clone(), records, originals)
+            })
+            .collect()
+    }
+
+    /// A batch large enough for two threads leaves the same records, index, count, outcome and
+    /// audit trail as the same records written by one thread (batches below `PARALLEL_MIN`),
+    /// for inserts over existing keys, upserts and updates merging into stored records, new
+    /// attributes, records without a key, and a batch naming a key twice (done by one thread,
+    /// the later record seeing the earlier). A bad record in the second half fails the whole
+    /// batch with its own position.
+    #[test]
+    fn parallel_writes_match_one_thread() {
+        assert!(super::ways(3000) >= 1 && super::ways(10) == 1);
+        let (_a, big) = open();
+        let (_b, small) = open();
+        let record = |i: u64, round: u64| {
+            let mut r = json!({"id": i, "name": format!("dog-{i}"), "group": (i + round) % 7, "round": round});
+            if i % 5 == 0 {
+                r[format!("extra{round}")] = json!([i]);
+            }
+            if i % 13 == 0 {
+                r["flag"] = json!(i % 2 == 0);
+            }
+            r
+        };
+        let rounds: Vec<(WriteMode, Vec<Value>)> = vec![
+            (WriteMode::Insert, (0..2500).map(|i| record(i, 0)).collect()),
+            // Half already there (skipped), half new.
+            (WriteMode::Insert, (1250..3750).map(|i| record(i, 1)).collect()),
+            // Merges into stored records, adds some.
+            (WriteMode::Upsert, (3000..5000).rev().map(|i| record(i, 2)).collect()),
+            // Updates, some missing (skipped).
+            (WriteMode::Update, (4000..6000).map(|i| json!({"id": i, "group": "g", "round": 3})).collect()),
+            // A key twice: the later record sees the earlier one.
+            (WriteMode::Upsert, (0..1500).map(|i| record(i % 1200, 4 + i / 1200)).collect()),
+        ];
+        for (n, (mode, records)) in rounds.into_iter().enumerate() {
+            let one = big.write("p", "t", mode, records.clone()).expect("write");
+            let mut by_part = WriteOutcome::default();
+            for part in records.chunks(super::PARALLEL_MIN - 1) {
+                let o = small.write("p", "t", mode, part.to_vec()).expect("write");
+                by_part.written.extend(o.written);
+                by_part.skipped.extend(o.skipped);
+            }
+            assert_eq!(one, by_part, "round {n}");
+            let (a, b) = (contents(&big), contents(&small));
+            assert!(a == b, "round {n}: {} records, {} index entries, count {} against {}, {}, {}", a.0.len(), a.1.len(), a.2, b.0.len(), b.1.len(), b.2);
+        }
+        // The same audit entries, but for how the writes were cut into batches.
+        let flat = |s: &Storage| {
+            let (mut keys, mut records, mut originals) = (Vec::new(), Vec::new(), 0);
+            for (op, k, r, o) in audited(s) {
+                keys.extend(k.into_iter().map(|k| (op.clone(), k)));
+                records.extend(r);
+                originals += o;
+            }
+            (keys, records, originals)
+        };
+        let (fa, fb) = (flat(&big), flat(&small));
+        assert!(!fa.0.is_empty() && fa.2 > 0);
+        assert!(fa == fb, "audit trails differ");
+        // Records without a key get one each (distinct), in both halves.
+        let keyless: Vec<Value> = (0..2000).map(|i| json!({"name": format!("nokey-{i}")})).collect();
+        let out = big.write("p", "t", WriteMode::Insert, keyless).expect("keyless");
+        let distinct: std::collections::BTreeSet<String> = out.written.iter().map(Value::to_string).collect();
+        assert_eq!((out.written.len(), distinct.len()), (2000, 2000));
+        assert_eq!(big.get("p", "t", &out.written[1999..], &[]).expect("get")[0]["name"], "nokey-1999");
+        // A bad record late in a large batch: nothing written, its position named.
+        let before = contents(&big);
+        let mut bad: Vec<Value> = (10_000..12_000).map(|i| record(i, 9)).collect();
+        bad[1777] = json!({"id": 1, "bad-name": 1});
+        let err = big.write("p", "t", WriteMode::Insert, bad.clone()).expect_err("bad attribute");
+        assert!(err.to_string().contains("bad-name"), "{err}");
+        bad[1777] = json!(5);
+        let err = big.write("p", "t", WriteMode::Insert, bad).expect_err("not an object");
+        assert!(err.to_string().contains("record 1777"), "{err}");
+        assert!(contents(&big) == before);
+    }
 }
