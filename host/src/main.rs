@@ -13,6 +13,15 @@ mod cli;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process (issue 16). mimalloc asks for them on its arena,
+/// and a 2 MiB page stays resident while any byte of it is in use: with them the idle server's
+/// mimalloc heap held 103-109 MiB after a 100,000-row load, without them 81-87 MiB; peaks were
+/// alike. RocksDB's and wasmtime's memory never asked for them.
+fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes no pointers; it sets one flag of this process.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 #[derive(Parser)]
 #[command(name = "opshost", version, about = "HarperDB Operations API server with WebAssembly operations")]
 struct Cli {
@@ -82,6 +91,7 @@ enum UserCommand {
 }
 
 fn main() -> Result<()> {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let root = match cli.run.root.clone() {
         Some(root) => root,

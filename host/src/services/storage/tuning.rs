@@ -11,7 +11,12 @@
 //! Memory is bounded independently of how much is written (issue 16: a 1,000,000-row load grew
 //! the server by 362-419 MB when memtables could hold 512 MB): all column families' memtables
 //! share one budget, writers wait at it for a flush, and every table's blocks, index and filter
-//! blocks share one block cache.
+//! blocks share one block cache. What else RocksDB holds while a load runs was measured with
+//! heaptrack on a 1,000,000-row `csv_file_load` (glibc heap peak 90 MB): the filter builder of a
+//! compaction's output file (8 bytes per key until the file is finished: 24 MB for 64 MB files
+//! of small index entries), the memtables (a 10,000-row write lands whole in one, past the
+//! budget), the write batch itself, block cache, and 1 MB of write buffer per file being written.
+//! Hence smaller output files, a smaller memtable budget and smaller file write buffers below.
 
 use rocksdb::{BlockBasedOptions, Cache, Env, Options, WriteBufferManager};
 use std::sync::Mutex;
@@ -20,13 +25,23 @@ use std::sync::Mutex;
 const BACKGROUND_JOBS: i32 = 4;
 /// Memtables of all column families together. Past it a flush starts, and writers wait once
 /// the flushes fall behind, so a load of any size holds at most this much unwritten data.
-const MEMTABLE_BUDGET: usize = 16 << 20;
+/// 12 MB (16 before): one 10,000-row load batch is about 8 MB of memtable. At 8 MB every such
+/// write waited for a flush and a 100,000-row `csv_data_load` took 1.09 s against 1.03 s (5
+/// interleaved runs, medians); at 12 MB it took 1.03 s.
+const MEMTABLE_BUDGET: usize = 12 << 20;
 /// One memtable. Small memtables are also faster to insert into, and flush in a fraction of a
 /// second, so a writer waiting at the budget waits briefly.
-const MEMTABLE: usize = 4 << 20;
+const MEMTABLE: usize = 3 << 20;
 /// Data, index and filter blocks of every table (RocksDB's default is a separate cache per
 /// column family, and index and filter blocks outside any cache, growing with the data).
 const BLOCK_CACHE: usize = 8 << 20;
+/// Largest SST file a compaction writes (RocksDB's default is 64 MB). The compaction holds a
+/// filter hash for every key of the file it is writing until the file ends: 24 MB at 64 MB for
+/// the index column family's small entries, a quarter of the glibc heap's peak during a load.
+const TARGET_FILE: u64 = 8 << 20;
+/// Write buffer of each file RocksDB is writing (WAL, flush and compaction outputs; default
+/// 1 MB each, 5-7 MB together during a load).
+const FILE_WRITE_BUFFER: u64 = 256 << 10;
 
 /// The process's block cache, created once and shared by every column family (and every store
 /// a test process opens).
@@ -66,6 +81,7 @@ pub(super) fn db_options() -> Options {
     // roots), bulk insert and delete_records_before unchanged.
     opts.set_enable_pipelined_write(false);
     opts.set_bytes_per_sync(1 << 20);
+    opts.set_writable_file_max_buffer_size(FILE_WRITE_BUFFER);
     opts
 }
 
@@ -81,6 +97,7 @@ pub(super) fn table_options() -> Options {
         o.set_compression_per_level(&[Plain, Plain, Lz4, Lz4, Lz4, Lz4, Lz4]);
     }
     o.set_write_buffer_size(MEMTABLE);
+    o.set_target_file_size_base(TARGET_FILE);
     // A full memtable is swapped for a fresh one while it flushes, so a burst of writes waits
     // only when flushes fall behind the shared budget (`MEMTABLE_BUDGET`).
     o.set_max_write_buffer_number(4);
@@ -102,6 +119,7 @@ pub(super) fn audit_options() -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_write_buffer_size(MEMTABLE);
+    o.set_target_file_size_base(TARGET_FILE);
     o.set_max_write_buffer_number(4);
     o.set_block_based_table_factory(&block_table());
     o
