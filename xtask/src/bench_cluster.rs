@@ -2,7 +2,10 @@
 //! cluster on loopback (stream replicas 3), node A and node C with clustering on: the lag from
 //! a write acknowledged on A to the record being readable on C, sampled while A takes a paced
 //! load of 1,000 single-record inserts per second; then single-record insert throughput (wrk
-//! at concurrency 16) on A against a node with clustering off.
+//! at concurrency 16) on A against a node with clustering off, alternating, for
+//! `OPSHOST_BENCH_ROUNDS` rounds (default 2). `OPSHOST_BENCH_CLUSTER_VARIANTS` (`;`-separated
+//! variants, each `KEY=VALUE,KEY=VALUE` of server environment) adds one more clustered node per
+//! variant on the same stream, measured the same way in each round (an A/B in one build).
 
 use super::{free_port, post, server_command, stop, wait_ready, wrk};
 use anyhow::{bail, Context, Result};
@@ -28,9 +31,25 @@ pub fn run() -> Result<()> {
         children.push(spawn_node(&base.join("a"), a, Some((&urls, "node_a")))?);
         let c = free_port()?;
         children.push(spawn_node(&base.join("c"), c, Some((&urls, "node_c")))?);
+        let variants: Vec<(String, u16)> = std::env::var("OPSHOST_BENCH_CLUSTER_VARIANTS")
+            .unwrap_or_default()
+            .split(';')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| Ok((v.to_string(), free_port()?)))
+            .collect::<Result<_>>()?;
+        for (n, (variant, port)) in variants.iter().enumerate() {
+            let name = format!("node_v{n}");
+            let mut cmd = node_command(&base.join(&name), *port, Some((&urls, &name)))?;
+            for pair in variant.split(',') {
+                let (key, value) = pair.split_once('=').context("a variant is KEY=VALUE,...")?;
+                cmd.env(key.trim(), value.trim());
+            }
+            children.push(cmd.spawn().context("starting opshost")?);
+        }
         let single = free_port()?;
         children.push(spawn_node(&base.join("single"), single, None)?);
-        for port in [a, c, single] {
+        for port in [a, c, single].into_iter().chain(variants.iter().map(|(_, p)| *p)) {
             wait_ready(port, Duration::from_secs(60))?;
         }
         for port in [a, single] {
@@ -44,15 +63,29 @@ pub fn run() -> Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
         println!("load average before: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
-        lag(a, c)?;
+        lag(a, c, 0)?;
+        for (n, (variant, port)) in variants.iter().enumerate() {
+            print!("variant {variant}: ");
+            lag(*port, c, n as u64 + 1)?;
+        }
         let seconds = 10;
-        let insert = "local seen = 0\nsetup = function(thread)\n  thread:set(\"tid\", seen)\n  seen = seen + 1\nend\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  local id = 1000000000 + tid * 100000000 + counter\n  return wrk.format(nil, nil, nil, string.format('{\"operation\":\"insert\",\"database\":\"bench\",\"table\":\"dog\",\"records\":[{\"id\":%d,\"name\":\"n\",\"breed\":\"b\",\"age\":1}]}', id))\nend\n";
+        let rounds: u32 = std::env::var("OPSHOST_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+        // Every run inserts ids of its own (`run`): a repeated id would be skipped, not written.
+        let insert = |run: u32| "local seen = 0\nsetup = function(thread)\n  thread:set(\"tid\", seen)\n  seen = seen + 1\nend\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  local id = RUN * 1000000000 + tid * 100000000 + counter\n  return wrk.format(nil, nil, nil, string.format('{\"operation\":\"insert\",\"database\":\"bench\",\"table\":\"dog\",\"records\":[{\"id\":%.0f,\"name\":\"n\",\"breed\":\"b\",\"age\":1}]}', id))\nend\n".replace("RUN", &(run + 1).to_string());
+        let mut run = 0;
         // Off and on alternate, so a neighbour's load on this shared machine hits both alike.
-        for round in 1..=2 {
-            let off = wrk(single, seconds, &base, "", Some(insert))?;
+        for round in 1..=rounds {
+            let off = wrk(single, seconds, &base, "", Some(&insert(run)))?;
+            run += 1;
             println!("round {round}: single-record insert, clustering off, wrk -t2 -c16 -d{seconds}s: {off}");
-            let on = wrk(a, seconds, &base, "", Some(insert))?;
+            let on = wrk(a, seconds, &base, "", Some(&insert(run)))?;
+            run += 1;
             println!("round {round}: single-record insert, clustering on (acknowledged by JetStream, 3 replicas), wrk -t2 -c16 -d{seconds}s: {on}");
+            for (variant, port) in &variants {
+                let on = wrk(*port, seconds, &base, "", Some(&insert(run)))?;
+                run += 1;
+                println!("round {round}: single-record insert, clustering on, variant {variant}, wrk -t2 -c16 -d{seconds}s: {on}");
+            }
         }
         println!("load average after: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
         Ok(())
@@ -66,7 +99,7 @@ pub fn run() -> Result<()> {
 
 /// Paced inserts on A (`WRITERS` threads, `RATE` per second together) while a prober reads the
 /// newest acknowledged id on C until it is there: each probe is one lag sample.
-fn lag(a: u16, c: u16) -> Result<()> {
+fn lag(a: u16, c: u16, run: u64) -> Result<()> {
     let stop_flag = Arc::new(AtomicBool::new(false));
     // (id, acknowledged at) of the newest acknowledged write.
     let newest: Arc<Mutex<Option<(u64, Instant)>>> = Arc::new(Mutex::new(None));
@@ -82,7 +115,7 @@ fn lag(a: u16, c: u16) -> Result<()> {
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let id = w * 10_000_000 + n;
+                let id = run * 1_000_000_000_000 + w * 10_000_000 + n;
                 post(a, &format!(r#"{{"operation":"insert","database":"bench","table":"dog","records":[{{"id":{id},"name":"n"}}]}}"#))?;
                 written.fetch_add(1, Ordering::Relaxed);
                 *newest.lock().expect("lock") = Some((id, Instant::now()));
@@ -174,6 +207,10 @@ fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<String> {
 }
 
 fn spawn_node(root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Child> {
+    node_command(root, port, cluster)?.spawn().context("starting opshost")
+}
+
+fn node_command(root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Command> {
     std::fs::create_dir_all(root)?;
     let mut cmd = server_command(root, port);
     if let Some((urls, name)) = cluster {
@@ -182,5 +219,5 @@ fn spawn_node(root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<C
             .env("CLUSTERING_NATS_SERVERS", urls)
             .env("CLUSTERING_NATS_REPLICAS", "3");
     }
-    cmd.spawn().context("starting opshost")
+    Ok(cmd)
 }

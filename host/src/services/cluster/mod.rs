@@ -62,6 +62,8 @@ pub struct ClusterSettings {
     /// past it the oldest changes go, and a node that had not applied them catches up by
     /// snapshot.
     pub max_msgs: i64,
+    /// Batches of changes in flight to JetStream at once (`clustering.publishInFlight`).
+    pub publish_in_flight: usize,
 }
 
 impl ClusterSettings {
@@ -94,6 +96,7 @@ impl ClusterSettings {
                 get("clustering.publishTimeout").and_then(Value::as_u64).unwrap_or(PUBLISH_WAIT_DEFAULT_MS).clamp(10, 600_000),
             ),
             max_msgs: get("clustering.nats.maxMsgs").and_then(Value::as_i64).filter(|n| *n > 0).unwrap_or(-1),
+            publish_in_flight: get("clustering.publishInFlight").and_then(Value::as_u64).unwrap_or(PUBLISH_IN_FLIGHT as u64).clamp(1, 64) as usize,
         }
     }
 }
@@ -292,7 +295,7 @@ impl Cluster {
         };
         let js = jetstream::new(client.clone());
         *self.js.lock() = Some(js.clone());
-        let publisher = tokio::spawn(publish_loop(js.clone(), rx, self.own.clone()));
+        let publisher = tokio::spawn(publish_loop(js.clone(), rx, self.own.clone(), settings.publish_in_flight));
         let watcher = {
             let me = self.clone();
             let client = client.clone();
@@ -806,8 +809,8 @@ const PUBLISH_BATCH_BYTES: usize = 512 << 10;
 /// Sends changes to JetStream, a few batches in flight at once; each batch is retried (NATS
 /// reconnects to another server meanwhile) until JetStream acknowledges it. A batch is one
 /// message: a JSON array of changes (a lone change travels as itself).
-async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>, own: Arc<Mutex<OwnSequences>>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(PUBLISH_IN_FLIGHT));
+async fn publish_loop(js: jetstream::Context, mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>, own: Arc<Mutex<OwnSequences>>, in_flight: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let mut carried: Option<Outgoing> = None;
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };

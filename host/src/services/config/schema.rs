@@ -56,6 +56,7 @@ pub(super) const SCHEMA: &[(&str, Kind)] = &[
     ("clustering.password", Kind::String),
     ("clustering.tls.certificateAuthority", Kind::String),
     ("clustering.publishTimeout", Kind::Count),
+    ("clustering.publishInFlight", Kind::Count),
     ("componentsRoot", Kind::Path),
     ("logging.auditAuthEvents.logFailed", Kind::Bool),
     ("logging.auditAuthEvents.logSuccessful", Kind::Bool),
