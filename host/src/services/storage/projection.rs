@@ -77,15 +77,17 @@ impl Projection {
     /// The projected record as JSON text, from the stored bytes without building a `Value`:
     /// the stored values are compact JSON already and are copied as they are.
     pub(super) fn json_from_raw(&self, bytes: &[u8]) -> Result<String, ServiceError> {
-        match serde_json::from_slice::<RawFields<'_>>(bytes) {
-            Ok(fields) => Ok(self.json_from_fields(&fields, bytes.len())),
-            // Keys with escapes cannot be borrowed; take the general path.
-            Err(_) => Ok(self.json_from_value(&serde_json::from_slice(bytes).map_err(internal)?)),
+        let mut fields = Vec::with_capacity(self.names.len());
+        if borrow_fields(bytes, &mut fields) {
+            return Ok(self.json_from_fields(&fields, bytes.len()));
         }
+        // Keys with escapes cannot be borrowed; take the general path.
+        Ok(self.json_from_value(&serde_json::from_slice(bytes).map_err(internal)?))
     }
 
-    /// The projected record as JSON text, from its fields borrowed from `len` stored bytes.
-    pub(super) fn json_from_fields(&self, fields: &RawFields<'_>, len: usize) -> String {
+    /// The projected record as JSON text, from its fields (key, value text) borrowed from
+    /// `len` stored bytes.
+    pub(super) fn json_from_fields(&self, fields: &[(&str, &str)], len: usize) -> String {
         let mut out = String::with_capacity(len + 16 * self.names.len());
         let mut matched = 0;
         out.push('{');
@@ -96,16 +98,16 @@ impl Projection {
             out.push('"');
             out.push_str(name);
             out.push_str("\":");
-            match fields.0.iter().find(|(k, _)| k == name) {
+            match fields.iter().find(|(k, _)| *k == name) {
                 Some((_, v)) => {
                     matched += 1;
-                    out.push_str(v.get());
+                    out.push_str(v);
                 }
                 None => out.push_str("null"),
             }
         }
         out.push('}');
-        if let Some(wider) = self.widened(fields.0.len(), matched, fields.0.iter().map(|(k, _)| *k)) {
+        if let Some(wider) = self.widened(fields.len(), matched, fields.iter().map(|(k, _)| *k)) {
             return wider.json_from_fields(fields, len);
         }
         out
@@ -128,6 +130,96 @@ impl Projection {
     }
 }
 
+/// Borrows a stored record's top-level fields (key, value as JSON text) into `out`; false when
+/// they cannot be borrowed (not an object, a key with an escape). Records are stored compact by
+/// serde_json, so a byte scan splits them without parsing the values (serde_json's borrowing
+/// parse, which validates every value, was most of an export's host CPU); anything the scan
+/// does not accept is read by serde_json as before.
+pub(super) fn borrow_fields<'a>(bytes: &'a [u8], out: &mut Vec<(&'a str, &'a str)>) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    if compact_fields(text, out) {
+        return true;
+    }
+    match serde_json::from_slice::<RawFields<'a>>(bytes) {
+        Ok(fields) => {
+            out.clear();
+            out.extend(fields.0.into_iter().map(|(k, v)| (k, v.get())));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Splits a compact JSON object (no whitespace between tokens) into its members, keys without
+/// their quotes and values as text. Returns false, with `out` in any state, for anything else
+/// (whitespace, a key with an escape, not an object). The text is trusted to be valid JSON, as
+/// stored records are (written by serde_json).
+fn compact_fields<'a>(text: &'a str, out: &mut Vec<(&'a str, &'a str)>) -> bool {
+    out.clear();
+    let b = text.as_bytes();
+    if b.first() != Some(&b'{') {
+        return false;
+    }
+    if b.get(1) == Some(&b'}') {
+        return b.len() == 2;
+    }
+    let mut i = 1;
+    loop {
+        // "key":
+        if b.get(i) != Some(&b'"') {
+            return false;
+        }
+        let Some(len) = b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\') else { return false };
+        let end = i + 1 + len;
+        if b[end] != b'"' || b.get(end + 1) != Some(&b':') {
+            return false;
+        }
+        let key = &text[i + 1..end];
+        i = end + 2;
+        // The value runs to the first `,` or `}` outside strings and brackets.
+        let start = i;
+        let mut depth = 0usize;
+        while i < b.len() {
+            match b[i] {
+                b'"' => match string_end(b, i) {
+                    Some(after) => {
+                        i = after;
+                        continue;
+                    }
+                    None => return false,
+                },
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth > 0 => depth -= 1,
+                b',' | b'}' if depth == 0 => break,
+                b' ' | b'\n' | b'\r' | b'\t' => return false,
+                _ => {}
+            }
+            i += 1;
+        }
+        if i == start || i >= b.len() {
+            return false;
+        }
+        out.push((key, &text[start..i]));
+        if b[i] == b'}' {
+            return i + 1 == b.len();
+        }
+        i += 1;
+    }
+}
+
+/// The index just past the string that opens at `open` (a `"`), escapes skipped.
+fn string_end(b: &[u8], open: usize) -> Option<usize> {
+    let mut i = open + 1;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// A stored record's top-level fields, borrowed from its bytes.
 pub(super) struct RawFields<'a>(pub(super) Vec<(&'a str, &'a serde_json::value::RawValue)>);
 
@@ -148,5 +240,36 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawFields<'a> {
             }
         }
         d.deserialize_map(Fields)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte scan agrees with serde_json on every record it accepts, refuses whatever it
+    /// cannot split exactly, and a refused record still borrows through serde_json.
+    #[test]
+    fn compact_records_split_like_serde_json() {
+        let accepted = [
+            r#"{"id":1,"__createdtime__":1795736087111.1882,"name":"Penny \"P\", the 1st","note":"line1\nline2","ok":true,"n":null,"obj":{"x":1,"s":"a\"b}"},"arr":[1,"two",null,"]"]}"#,
+            r#"{}"#,
+            r#"{"a":"}","b":"{[","c":[{"d":"]"}],"e":"\\","f":"é \u00e9"}"#,
+            r#"{"k":"\\\"","n":-1e-7,"z":[[],{}]}"#,
+        ];
+        let mut out = Vec::new();
+        for text in accepted {
+            assert!(compact_fields(text, &mut out), "{text}");
+            let RawFields(want) = serde_json::from_str(text).expect("valid");
+            let want: Vec<(&str, &str)> = want.iter().map(|(k, v)| (*k, v.get())).collect();
+            assert_eq!(out, want, "{text}");
+        }
+        for text in [r#"{"a": 1}"#, "{\"a\":1,\n\"b\":2}", r#"{"we\"ird":1}"#, r#"[1,2]"#, r#"{"a":1}x"#, r#"{"a":"x"#, ""] {
+            assert!(!compact_fields(text, &mut out), "{text}");
+        }
+        assert!(borrow_fields(br#"{"a": 1, "b" : [1, 2]}"#, &mut out));
+        assert_eq!(out, vec![("a", "1"), ("b", "[1, 2]")]);
+        assert!(!borrow_fields(br#"{"we\"ird":1}"#, &mut out));
+        assert!(!borrow_fields(b"[1]", &mut out));
     }
 }

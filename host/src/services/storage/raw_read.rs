@@ -4,23 +4,25 @@
 //! `serde_json::Value` (map, keys, every string) for each record it examines.
 
 use super::query::Cond;
-use super::{internal, Projection, RawFields, ServiceError};
+use super::projection::borrow_fields;
+use super::{internal, Projection, ServiceError};
 use serde_json::{Map, Value};
 
 /// The projected text of the stored record `bytes` when it satisfies `cond`; `names` are the
 /// attributes `cond` reads ([`Cond::attributes`]). A record whose fields cannot be borrowed
 /// (not an object, escaped keys) takes the general path: parsed whole, matched, projected.
 pub(super) fn filtered_json(projection: &Projection, cond: &Cond, names: &[&str], bytes: &[u8]) -> Result<Option<String>, ServiceError> {
-    let Ok(record) = serde_json::from_slice::<RawFields>(bytes) else {
+    let mut record = Vec::with_capacity(projection.names.len());
+    if !borrow_fields(bytes, &mut record) {
         let record = serde_json::from_slice::<Value>(bytes).map_err(internal)?;
         return Ok(cond.matches(&record).then(|| projection.json_from_value(&record)));
-    };
+    }
     // `matches` reads top-level attributes only (a missing one is null), so the record made
     // of the named attributes answers exactly as the whole record would.
-    let mut named = Map::new();
-    for (key, value) in &record.0 {
+    let mut named = Map::with_capacity(names.len());
+    for (key, value) in &record {
         if names.contains(key) {
-            named.insert((*key).to_string(), serde_json::from_str(value.get()).map_err(internal)?);
+            named.insert((*key).to_string(), serde_json::from_str(value).map_err(internal)?);
         }
     }
     if !cond.matches(&Value::Object(named)) {
