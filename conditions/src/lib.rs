@@ -1,7 +1,10 @@
 //! What a search condition means: the comparators of HarperDB's `search_by_conditions` and how one
 //! attribute value is matched against them. The host's query engine and the guest SDK's SQL
 //! evaluator both call [`leaf_matches`], so `age = 1.0` or `tags LIKE`-with-`OR` cannot answer
-//! differently depending on which side evaluates it.
+//! differently depending on which side evaluates it. [`members`] is the other definition both
+//! sides share: how a compact JSON row splits into its members.
+
+pub mod members;
 
 use serde_json::Value;
 use std::cmp::Ordering;

@@ -10,6 +10,7 @@ use opshost_guest::{jobs, Error};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use opshost_conditions::members::compact_members;
 
 pub use objectstore::S3Target;
 
@@ -309,68 +310,6 @@ fn minify_into(text: &str, out: &mut Vec<u8>) {
             in_string = true;
         }
         out.push(b);
-    }
-}
-
-/// Splits a compact JSON object (no whitespace between tokens) into its members, keys without
-/// their quotes and values as text, without parsing the values. Returns false, with `out` in
-/// any state, for anything else (whitespace, a key with an escape, not an object): the caller
-/// then parses the row. The text is trusted to be valid JSON, as the host's rows are.
-fn compact_members<'a>(text: &'a str, out: &mut Vec<(&'a str, &'a str)>) -> bool {
-    out.clear();
-    let b = text.as_bytes();
-    if b.first() != Some(&b'{') {
-        return false;
-    }
-    if b.get(1) == Some(&b'}') {
-        return b.len() == 2;
-    }
-    let mut i = 1;
-    loop {
-        // "key":
-        if b.get(i) != Some(&b'"') {
-            return false;
-        }
-        let Some(len) = b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\') else { return false };
-        let end = i + 1 + len;
-        if b[end] != b'"' || b.get(end + 1) != Some(&b':') {
-            return false;
-        }
-        let key = &text[i + 1..end];
-        i = end + 2;
-        // The value runs to the first `,` or `}` outside strings and brackets.
-        let start = i;
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-        while i < b.len() {
-            let c = b[i];
-            if in_string {
-                if escaped {
-                    escaped = false;
-                } else if c == b'\\' {
-                    escaped = true;
-                } else if c == b'"' {
-                    in_string = false;
-                }
-            } else {
-                match c {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' if depth > 0 => depth -= 1,
-                    b',' | b'}' if depth == 0 => break,
-                    b' ' | b'\n' | b'\r' | b'\t' => return false,
-                    _ => {}
-                }
-            }
-            i += 1;
-        }
-        if i == start || i >= b.len() {
-            return false;
-        }
-        out.push((key, &text[start..i]));
-        if b[i] == b'}' {
-            return i + 1 == b.len();
-        }
-        i += 1;
     }
 }
 

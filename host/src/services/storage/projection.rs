@@ -1,6 +1,7 @@
 //! Projections: which attributes a result carries, rendered as JSON text from a parsed record or straight from stored bytes.
 
 use super::*;
+use opshost_conditions::members::compact_members;
 
 /// Which attributes a result carries, in which order.
 #[derive(Clone, Debug)]
@@ -137,7 +138,7 @@ impl Projection {
 /// does not accept is read by serde_json as before.
 pub(super) fn borrow_fields<'a>(bytes: &'a [u8], out: &mut Vec<(&'a str, &'a str)>) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else { return false };
-    if compact_fields(text, out) {
+    if compact_members(text, out) {
         return true;
     }
     match serde_json::from_slice::<RawFields<'a>>(bytes) {
@@ -148,76 +149,6 @@ pub(super) fn borrow_fields<'a>(bytes: &'a [u8], out: &mut Vec<(&'a str, &'a str
         }
         Err(_) => false,
     }
-}
-
-/// Splits a compact JSON object (no whitespace between tokens) into its members, keys without
-/// their quotes and values as text. Returns false, with `out` in any state, for anything else
-/// (whitespace, a key with an escape, not an object). The text is trusted to be valid JSON, as
-/// stored records are (written by serde_json).
-fn compact_fields<'a>(text: &'a str, out: &mut Vec<(&'a str, &'a str)>) -> bool {
-    out.clear();
-    let b = text.as_bytes();
-    if b.first() != Some(&b'{') {
-        return false;
-    }
-    if b.get(1) == Some(&b'}') {
-        return b.len() == 2;
-    }
-    let mut i = 1;
-    loop {
-        // "key":
-        if b.get(i) != Some(&b'"') {
-            return false;
-        }
-        let Some(len) = b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\') else { return false };
-        let end = i + 1 + len;
-        if b[end] != b'"' || b.get(end + 1) != Some(&b':') {
-            return false;
-        }
-        let key = &text[i + 1..end];
-        i = end + 2;
-        // The value runs to the first `,` or `}` outside strings and brackets.
-        let start = i;
-        let mut depth = 0usize;
-        while i < b.len() {
-            match b[i] {
-                b'"' => match string_end(b, i) {
-                    Some(after) => {
-                        i = after;
-                        continue;
-                    }
-                    None => return false,
-                },
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' if depth > 0 => depth -= 1,
-                b',' | b'}' if depth == 0 => break,
-                b' ' | b'\n' | b'\r' | b'\t' => return false,
-                _ => {}
-            }
-            i += 1;
-        }
-        if i == start || i >= b.len() {
-            return false;
-        }
-        out.push((key, &text[start..i]));
-        if b[i] == b'}' {
-            return i + 1 == b.len();
-        }
-        i += 1;
-    }
-}
-
-/// The index just past the string that opens at `open` (a `"`), escapes skipped.
-fn string_end(b: &[u8], open: usize) -> Option<usize> {
-    let mut i = open + 1;
-    while i < b.len() {
-        match b[i] {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-    None
 }
 
 /// A stored record's top-level fields, borrowed from its bytes.
@@ -259,13 +190,13 @@ mod tests {
         ];
         let mut out = Vec::new();
         for text in accepted {
-            assert!(compact_fields(text, &mut out), "{text}");
+            assert!(compact_members(text, &mut out), "{text}");
             let RawFields(want) = serde_json::from_str(text).expect("valid");
             let want: Vec<(&str, &str)> = want.iter().map(|(k, v)| (*k, v.get())).collect();
             assert_eq!(out, want, "{text}");
         }
         for text in [r#"{"a": 1}"#, "{\"a\":1,\n\"b\":2}", r#"{"we\"ird":1}"#, r#"[1,2]"#, r#"{"a":1}x"#, r#"{"a":"x"#, ""] {
-            assert!(!compact_fields(text, &mut out), "{text}");
+            assert!(!compact_members(text, &mut out), "{text}");
         }
         assert!(borrow_fields(br#"{"a": 1, "b" : [1, 2]}"#, &mut out));
         assert_eq!(out, vec![("a", "1"), ("b", "[1, 2]")]);
