@@ -222,13 +222,7 @@ mod tests {
     use rocksdb::IteratorMode;
     use serde_json::{json, Value};
 
-    use super::super::conformance::{temp_storage, Temp};
-
-    fn open() -> (Temp, Storage) {
-        let (temp, storage) = temp_storage();
-        storage.create_table("p", "t", "id").expect("table");
-        (temp, storage)
-    }
+    use super::super::conformance::temp_table as open;
 
     /// Every key and value of the table's records and index, and its record count.
     fn contents(s: &Storage) -> (Vec<(Box<[u8]>, Box<[u8]>)>, Vec<Box<[u8]>>, u64) {

@@ -66,6 +66,13 @@ pub fn temp_storage() -> (Temp, Storage) {
     (Temp(dir), storage)
 }
 
+/// [`temp_storage`] with table `p.t` (primary key `id`) made: the write-path unit tests' store.
+pub fn temp_table() -> (Temp, Storage) {
+    let (temp, storage) = temp_storage();
+    storage.create_table("p", "t", "id").expect("table");
+    (temp, storage)
+}
+
 /// [`temp_storage`] shared, with the guard type-erased (for [`Fixture`]).
 pub fn temp_rocks() -> (Arc<Storage>, Box<dyn std::any::Any>) {
     let (temp, storage) = temp_storage();

@@ -442,16 +442,10 @@ pub(super) fn index_key(attr: &str, value: &Value, pk_key: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conformance::{temp_storage, Temp};
+    use super::super::conformance::temp_table as open;
     use super::super::{Storage, WriteMode, WriteOutcome};
     use rocksdb::IteratorMode;
     use serde_json::{json, Map, Value};
-
-    fn open() -> (Temp, Storage) {
-        let (temp, storage) = temp_storage();
-        storage.create_table("p", "t", "id").expect("table");
-        (temp, storage)
-    }
 
     /// The table's records (timestamps left out: the two stores write at different times) and
     /// index keys (timestamp entries left out), and its record count.
