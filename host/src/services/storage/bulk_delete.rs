@@ -8,7 +8,8 @@
 //! delete's cost (memtable inserts). The audit entry is the same as a key-by-key delete's,
 //! in the same write batch as the change.
 
-use super::{index_key, internal, keys, RawFields, SortedOps, Storage, TableLocks, TableMeta, WriteOutcome};
+use super::{index_key, internal, keys, SortedOps, Storage, TableLocks, TableMeta, WriteOutcome};
+use super::projection::borrow_fields;
 use crate::services::ServiceError;
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 use serde_json::{Map, Value};
@@ -187,30 +188,27 @@ impl Positions {
 /// record's fields in place and parsing only their scalar values (a string without escapes
 /// not even that). `buf` holds each prefix in turn (no allocation per field).
 fn index_prefixes(bytes: &[u8], pk_name: &str, buf: &mut Vec<u8>, mut f: impl FnMut(&[u8])) -> Result<(), ServiceError> {
-    match serde_json::from_slice::<RawFields<'_>>(bytes) {
-        Ok(fields) => {
-            for (attr, raw) in fields.0 {
-                let text = raw.get();
-                if attr != pk_name && !text.starts_with(['{', '[']) {
-                    buf.clear();
-                    buf.extend_from_slice(attr.as_bytes());
-                    buf.push(0);
-                    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                        Some(plain) if !plain.contains('\\') => keys::encode_str(plain, buf),
-                        _ => keys::encode(&serde_json::from_str::<Value>(text).map_err(internal)?, buf),
-                    }
-                    f(buf);
+    let mut fields = Vec::new();
+    if borrow_fields(bytes, &mut fields) {
+        for (attr, text) in fields {
+            if attr != pk_name && !text.starts_with(['{', '[']) {
+                buf.clear();
+                buf.extend_from_slice(attr.as_bytes());
+                buf.push(0);
+                match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                    Some(plain) if !plain.contains('\\') => keys::encode_str(plain, buf),
+                    _ => keys::encode(&serde_json::from_str::<Value>(text).map_err(internal)?, buf),
                 }
+                f(buf);
             }
         }
-        // Keys with escapes cannot be borrowed (never written by this store); parse it all.
-        Err(_) => {
-            let record: Map<String, Value> = serde_json::from_slice(bytes).map_err(internal)?;
-            for (attr, value) in &record {
-                if attr.as_str() != pk_name && !value.is_object() && !value.is_array() {
-                    f(&index_key(attr, value, &[]));
-                }
-            }
+        return Ok(());
+    }
+    // Keys with escapes cannot be borrowed (never written by this store); parse it all.
+    let record: Map<String, Value> = serde_json::from_slice(bytes).map_err(internal)?;
+    for (attr, value) in &record {
+        if attr.as_str() != pk_name && !value.is_object() && !value.is_array() {
+            f(&index_key(attr, value, &[]));
         }
     }
     Ok(())

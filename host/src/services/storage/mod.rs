@@ -38,7 +38,7 @@ mod tuning;
 mod write;
 
 pub use cursor::Cursor;
-use projection::{Projection, RawFields};
+use projection::Projection;
 use write::{index_key, SortedOps};
 
 pub use backend::StorageBackend;

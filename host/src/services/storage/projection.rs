@@ -152,7 +152,7 @@ pub(super) fn borrow_fields<'a>(bytes: &'a [u8], out: &mut Vec<(&'a str, &'a str
 }
 
 /// A stored record's top-level fields, borrowed from its bytes.
-pub(super) struct RawFields<'a>(pub(super) Vec<(&'a str, &'a serde_json::value::RawValue)>);
+struct RawFields<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for RawFields<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
