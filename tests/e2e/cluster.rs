@@ -1,6 +1,6 @@
 //! Clustering: three opshost nodes replicating through a real 3-server NATS JetStream cluster
 //! on loopback. A write on any node is read on every other, conflicting writes converge to the
-//! same bytes everywhere, a node killed with SIGKILL catches up from its durable consumer, a
+//! same bytes everywhere, a node killed with SIGKILL catches up from its stored stream position, a
 //! NATS server killed mid-load loses no acknowledged write, and subscriptions filter per table.
 
 use opshost_tests::nats::NatsCluster;
@@ -383,7 +383,7 @@ fn components_deployed_with_replicated_serve_on_every_node() {
 }
 
 /// A node killed with SIGKILL while another keeps writing, restarted on its root, applies
-/// everything it missed from its durable consumer.
+/// everything it missed from the stream position it stored.
 #[test]
 fn a_node_killed_with_kill_9_catches_up_after_restart() {
     let nats = Nats::shared();

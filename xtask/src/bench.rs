@@ -391,7 +391,12 @@ fn scratch_root(name: &str) -> Result<std::path::PathBuf> {
 /// The dist server on `root` and `port` with the benches' admin user, quiet; each bench adds
 /// its own environment (clustering, allocator settings) before spawning it.
 fn server_command(root: &Path, port: u16) -> Command {
-    let mut cmd = Command::new(paths::dist().join("opshost"));
+    server_command_of(&paths::dist(), root, port)
+}
+
+/// [`server_command`] for the server in another dist folder (bench cluster's base build).
+fn server_command_of(dist: &Path, root: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(dist.join("opshost"));
     cmd.arg("run")
         .env("ROOTPATH", root)
         .env("HDB_ADMIN_USERNAME", USER)

@@ -7,7 +7,7 @@
 //! variants, each `KEY=VALUE,KEY=VALUE` of server environment) adds one more clustered node per
 //! variant on the same stream, measured the same way in each round (an A/B in one build).
 
-use super::{free_port, post, server_command, stop, wait_ready, wrk};
+use super::{free_port, post, server_command_of, stop, wait_ready, wrk};
 use anyhow::{bail, Context, Result};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -26,11 +26,16 @@ pub fn run() -> Result<()> {
     std::fs::create_dir_all(&base)?;
     let mut children = Vec::new();
     let result = (|| -> Result<()> {
-        let urls = start_nats(&base, &mut children)?;
-        let a = free_port()?;
-        children.push(spawn_node(&base.join("a"), a, Some((&urls, "node_a")))?);
-        let c = free_port()?;
-        children.push(spawn_node(&base.join("c"), c, Some((&urls, "node_c")))?);
+        let main = Setup::start(&crate::paths::dist(), &base.join("main"), &mut children)?;
+        let (a, c) = (main.a, main.c);
+        // `OPSHOST_BENCH_CLUSTER_BASE`: a dist folder (opshost, operations/, precompiled/) of
+        // another build, run as a second cluster with NATS servers of its own, measured in the
+        // same rounds: an interleaved A/B of builds (one cluster's consumers cost its own
+        // NATS servers only).
+        let other = match std::env::var("OPSHOST_BENCH_CLUSTER_BASE") {
+            Ok(dist) if !dist.trim().is_empty() => Some(Setup::start(Path::new(dist.trim()), &base.join("other"), &mut children)?),
+            _ => None,
+        };
         let variants: Vec<(String, u16)> = std::env::var("OPSHOST_BENCH_CLUSTER_VARIANTS")
             .unwrap_or_default()
             .split(';')
@@ -40,7 +45,7 @@ pub fn run() -> Result<()> {
             .collect::<Result<_>>()?;
         for (n, (variant, port)) in variants.iter().enumerate() {
             let name = format!("node_v{n}");
-            let mut cmd = node_command(&base.join(&name), *port, Some((&urls, &name)))?;
+            let mut cmd = node_command(&crate::paths::dist(), &base.join(&name), *port, Some((&main.urls, &name)))?;
             for pair in variant.split(',') {
                 let (key, value) = pair.split_once('=').context("a variant is KEY=VALUE,...")?;
                 cmd.env(key.trim(), value.trim());
@@ -48,19 +53,15 @@ pub fn run() -> Result<()> {
             children.push(cmd.spawn().context("starting opshost")?);
         }
         let single = free_port()?;
-        children.push(spawn_node(&base.join("single"), single, None)?);
-        for port in [a, c, single].into_iter().chain(variants.iter().map(|(_, p)| *p)) {
+        children.push(spawn_node(&crate::paths::dist(), &base.join("single"), single, None)?);
+        let single_pid = children.last().map(Child::id).unwrap_or(0);
+        for port in [single].into_iter().chain(variants.iter().map(|(_, p)| *p)) {
             wait_ready(port, Duration::from_secs(60))?;
         }
-        for port in [a, single] {
-            post(port, r#"{"operation":"create_table","database":"bench","table":"dog","primary_key":"id"}"#)?;
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while post(c, r#"{"operation":"describe_table","database":"bench","table":"dog"}"#).is_err() {
-            if Instant::now() > deadline {
-                bail!("the table did not reach node C");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        post(single, r#"{"operation":"create_table","database":"bench","table":"dog","primary_key":"id"}"#)?;
+        main.ready()?;
+        if let Some(other) = &other {
+            other.ready()?;
         }
         println!("load average before: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
         lag(a, c, 0)?;
@@ -75,12 +76,31 @@ pub fn run() -> Result<()> {
         let mut run = 0;
         // Off and on alternate, so a neighbour's load on this shared machine hits both alike.
         for round in 1..=rounds {
+            let before = Split::take(&[("single", single_pid)], &[]);
             let off = wrk(single, seconds, &base, "", Some(&insert(run)))?;
             run += 1;
             println!("round {round}: single-record insert, clustering off, wrk -t2 -c16 -d{seconds}s: {off}");
-            let on = wrk(a, seconds, &base, "", Some(&insert(run)))?;
-            run += 1;
-            println!("round {round}: single-record insert, clustering on (acknowledged by JetStream, 3 replicas), wrk -t2 -c16 -d{seconds}s: {on}");
+            println!("  {}", before.report(&off, seconds));
+            let mut measure = |setup: &Setup, what: &str| -> Result<()> {
+                let before = setup.split();
+                let on = wrk(setup.a, seconds, &base, "", Some(&insert(run)))?;
+                run += 1;
+                println!("round {round}: single-record insert, clustering on{what} (acknowledged by JetStream, 3 replicas), wrk -t2 -c16 -d{seconds}s: {on}");
+                println!("  {}", before.report(&on, seconds));
+                Ok(())
+            };
+            // The base build goes first in odd rounds, second in even ones.
+            match &other {
+                Some(other) if round % 2 == 1 => {
+                    measure(other, ", base build")?;
+                    measure(&main, "")?;
+                }
+                Some(other) => {
+                    measure(&main, "")?;
+                    measure(other, ", base build")?;
+                }
+                None => measure(&main, "")?,
+            }
             for (variant, port) in &variants {
                 let on = wrk(*port, seconds, &base, "", Some(&insert(run)))?;
                 run += 1;
@@ -95,6 +115,110 @@ pub fn run() -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&base);
     result
+}
+
+/// Three NATS servers and clustered nodes A and C of one build.
+struct Setup {
+    urls: String,
+    a: u16,
+    c: u16,
+    /// (name, pid) of the NATS servers, node A and node C.
+    pids: Vec<(String, u32)>,
+    /// The NATS servers' monitoring ports (`/varz`).
+    monitors: Vec<u16>,
+}
+
+impl Setup {
+    fn start(dist: &Path, dir: &Path, children: &mut Vec<Child>) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (urls, monitors) = start_nats(dir, children)?;
+        let mut pids: Vec<(String, u32)> = children[children.len() - 3..].iter().enumerate().map(|(i, c)| (format!("nats n{i}"), c.id())).collect();
+        let a = free_port()?;
+        children.push(spawn_node(dist, &dir.join("a"), a, Some((&urls, "node_a")))?);
+        pids.push(("node A".into(), children.last().map(Child::id).unwrap_or(0)));
+        let c = free_port()?;
+        children.push(spawn_node(dist, &dir.join("c"), c, Some((&urls, "node_c")))?);
+        pids.push(("node C".into(), children.last().map(Child::id).unwrap_or(0)));
+        Ok(Self { urls, a, c, pids, monitors })
+    }
+
+    /// Waits for both nodes, makes the table on A and waits until C has it.
+    fn ready(&self) -> Result<()> {
+        for port in [self.a, self.c] {
+            wait_ready(port, Duration::from_secs(60))?;
+        }
+        post(self.a, r#"{"operation":"create_table","database":"bench","table":"dog","primary_key":"id"}"#)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while post(self.c, r#"{"operation":"describe_table","database":"bench","table":"dog"}"#).is_err() {
+            if Instant::now() > deadline {
+                bail!("the table did not reach node C");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn split(&self) -> Split {
+        let pids: Vec<(&str, u32)> = self.pids.iter().map(|(n, p)| (n.as_str(), *p)).collect();
+        Split::take(&pids, &self.monitors)
+    }
+}
+
+/// CPU seconds (user + system) of each process and the NATS servers' message counters at
+/// one moment: two of them give the CPU per write of each process during a run.
+struct Split {
+    cpu: Vec<(String, u32, f64)>,
+    monitors: Vec<u16>,
+    msgs: Option<(u64, u64)>,
+}
+
+impl Split {
+    fn take(pids: &[(&str, u32)], monitors: &[u16]) -> Self {
+        Self { cpu: pids.iter().map(|(n, p)| (n.to_string(), *p, cpu_seconds(*p))).collect(), monitors: monitors.to_vec(), msgs: nats_msgs(monitors) }
+    }
+
+    /// CPU ms per write of each process, and NATS messages per write, since `self`; the
+    /// writes are wrk's req/s times its seconds.
+    fn report(&self, wrk_line: &str, seconds: u32) -> String {
+        let rps: f64 = wrk_line.split_whitespace().nth(1).and_then(|r| r.parse().ok()).unwrap_or(0.0);
+        let writes = (rps * seconds as f64).max(1.0);
+        let mut total = 0.0;
+        let mut nats = 0.0;
+        let mut parts = Vec::new();
+        for (name, pid, before) in &self.cpu {
+            let ms = (cpu_seconds(*pid) - before) * 1e3 / writes;
+            total += ms;
+            if name.starts_with("nats") {
+                nats += ms;
+            }
+            parts.push(format!("{name} {ms:.3}"));
+        }
+        let mut line = format!("CPU ms per write: {} (NATS together {nats:.3}, all {total:.3})", parts.join(", "));
+        if let (Some((in0, out0)), Some((in1, out1))) = (self.msgs, nats_msgs(&self.monitors)) {
+            line.push_str(&format!("; NATS messages per write (3 servers, /varz): in {:.2}, out {:.2}", (in1 - in0) as f64 / writes, (out1 - out0) as f64 / writes));
+        }
+        line
+    }
+}
+
+/// utime + stime of a process, seconds (0 when it is gone).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // Linux's USER_HZ is 100 on every supported architecture.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Messages in and out of the NATS servers together (clients, routes and JetStream's own).
+fn nats_msgs(monitors: &[u16]) -> Option<(u64, u64)> {
+    if monitors.is_empty() {
+        return None;
+    }
+    monitors.iter().try_fold((0, 0), |(i, o), port| {
+        let varz: serde_json::Value = serde_json::from_str(&ureq::get(&format!("http://127.0.0.1:{port}/varz")).call().ok()?.into_string().ok()?).ok()?;
+        Some((i + varz.get("in_msgs")?.as_u64()?, o + varz.get("out_msgs")?.as_u64()?))
+    })
 }
 
 /// Paced inserts on A (`WRITERS` threads, `RATE` per second together) while a prober reads the
@@ -172,8 +296,9 @@ fn lag(a: u16, c: u16, run: u64) -> Result<()> {
     Ok(())
 }
 
-/// Three routed JetStream servers on free loopback ports; their client URLs.
-fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<String> {
+/// Three routed JetStream servers on free loopback ports; their client URLs and monitoring
+/// ports.
+fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<(String, Vec<u16>)> {
     let bin = ["/usr/bin/nats-server", "/usr/sbin/nats-server"].into_iter().map(PathBuf::from).find(|p| p.is_file());
     let bin = match bin {
         Some(b) => b,
@@ -181,6 +306,7 @@ fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<String> {
         None => bail!("bench cluster needs NATS: apt-get install nats-server"),
     };
     let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
+    let monitors: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_>>()?;
     let routes: Vec<String> = ports.iter().map(|(_, r)| format!("nats-route://127.0.0.1:{r}")).collect();
     for (i, (client, route)) in ports.iter().enumerate() {
         let store = base.join(format!("nats{i}"));
@@ -189,7 +315,8 @@ fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<String> {
         std::fs::write(
             &conf,
             format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{client}\njetstream {{ store_dir: \"{}\" }}\ncluster {{ name: opshost_bench, listen: 127.0.0.1:{route}, routes: [{}] }}\n",
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\ncluster {{ name: opshost_bench, listen: 127.0.0.1:{route}, routes: [{}] }}\n",
+                monitors[i],
                 store.display(),
                 routes.join(", ")
             ),
@@ -203,16 +330,16 @@ fn start_nats(base: &Path, children: &mut Vec<Child>) -> Result<String> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    Ok(ports.iter().map(|(c, _)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(","))
+    Ok((ports.iter().map(|(c, _)| format!("nats://127.0.0.1:{c}")).collect::<Vec<_>>().join(","), monitors))
 }
 
-fn spawn_node(root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Child> {
-    node_command(root, port, cluster)?.spawn().context("starting opshost")
+fn spawn_node(dist: &Path, root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Child> {
+    node_command(dist, root, port, cluster)?.spawn().context("starting opshost")
 }
 
-fn node_command(root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Command> {
+fn node_command(dist: &Path, root: &Path, port: u16, cluster: Option<(&str, &str)>) -> Result<Command> {
     std::fs::create_dir_all(root)?;
-    let mut cmd = server_command(root, port);
+    let mut cmd = server_command_of(dist, root, port);
     if let Some((urls, name)) = cluster {
         cmd.env("CLUSTERING_ENABLED", "true")
             .env("CLUSTERING_NODENAME", name)

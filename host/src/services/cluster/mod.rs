@@ -1,8 +1,10 @@
 //! Clustering over NATS JetStream (HarperDB 4.0–4.3's engine): every node keeps the whole data
 //! set in its RocksDB; committed changes are published on one stream (`clustering.nats.stream`,
-//! default `OPSHOST`, subjects `opshost.>`: the name in lower case) and every node applies the others' changes from its own durable consumer
-//! (`node_<name>`), last writer wins, so all nodes converge. A node that was down resumes from
-//! its consumer's position. Node registrations (`add_node` and friends, HarperDB's
+//! default `OPSHOST`, subjects `opshost.>`: the name in lower case) and every node applies the
+//! others' changes, last writer wins, so all nodes converge. Each node reads the stream from
+//! the position it stored as applied, through an unacknowledged one-replica consumer of its own
+//! (`node_<name>_<time>`, made for each read), so a node that was down resumes where it
+//! stopped. Node registrations (`add_node` and friends, HarperDB's
 //! `system.hdb_nodes`) filter what is applied and published per database and table.
 //!
 //! Configuration (`clustering.*`, read at start and by `restart_service clustering`):
@@ -167,6 +169,8 @@ pub struct Cluster {
     /// Stream sequences of this node's own messages not yet passed by its consumer: the stream
     /// discarding only these is no gap (nothing of another node's was missed).
     own: Arc<Mutex<OwnSequences>>,
+    /// The consumer of the current read of the stream (deleted when the next read starts).
+    reader: Mutex<Option<String>>,
 }
 
 /// This node's published sequences above its consumer's position ([`Cluster::own`]), bounded:
@@ -229,6 +233,7 @@ impl Cluster {
             js: Mutex::new(None),
             components: std::sync::OnceLock::new(),
             own: Default::default(),
+            reader: Mutex::new(None),
         }))
     }
 
@@ -333,47 +338,66 @@ impl Cluster {
         }
     }
 
-    /// Applies the other nodes' changes from this node's durable consumer, acknowledging each
-    /// once it is applied (a crash before the ack means it is applied again: merges are
-    /// idempotent).
+    /// Applies the other nodes' changes, read from the stream after the last position this node
+    /// stored as applied. The consumer is made for this one read: one replica, in memory, no
+    /// acknowledgements (an acknowledged, replicated durable consumer made every applied batch
+    /// a raft proposal on three NATS servers, the largest part of their CPU per write). The
+    /// position lives in RocksDB (`system.hdb_cluster_position`), stored only after what it
+    /// covers was applied, so a restart (of this node, of the read after any error, or after
+    /// the consumer's NATS server died) resumes at or before the first change not applied and
+    /// never skips one; what is applied twice merges to the same bytes.
     async fn consume(self: &Arc<Self>, js: &jetstream::Context, settings: &ClusterSettings) -> anyhow::Result<()> {
         let stream = ensure_stream(js, settings).await?;
+        let mut applied = self.stored_position(&settings.stream);
+        // Before round 7 each node read through an acknowledged durable consumer `node_<name>`:
+        // what it acknowledged was applied; it goes (it would hold its state on three servers).
         let durable = format!("node_{}", settings.node_name);
-        let mut consumer: jetstream::consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &durable,
-                jetstream::consumer::pull::Config {
-                    durable_name: Some(durable.clone()),
-                    // One ack per applied batch (its last message acknowledges all before it).
-                    ack_policy: jetstream::consumer::AckPolicy::All,
-                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                    // A change delivered to a node that then died is redelivered after this
-                    // (applying twice is harmless: merges are idempotent).
-                    ack_wait: Duration::from_secs(5),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("creating consumer {durable}: {e}"))?;
+        if let Ok(old) = stream.get_consumer::<jetstream::consumer::pull::Config>(&durable).await {
+            applied = applied.max(old.cached_info().ack_floor.stream_sequence);
+            let _ = stream.delete_consumer(&durable).await;
+        }
+        let previous = self.reader.lock().take();
+        if let Some(previous) = previous {
+            // The last read's consumer (its server may be gone: then it expires on its own).
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.delete_consumer(&previous)).await;
+        }
         // Changes discarded by the stream's limits before this node applied them come by
         // snapshot (snapshot.rs) before the stream goes on.
-        let mut applied = self.stored_position(&settings.stream);
         let first = stream.get_info().await.map_err(|e| anyhow::anyhow!("reading stream {}: {e}", settings.stream))?.state.first_sequence;
         if self.missed(applied, first) {
             self.catch_up(js, settings, applied, first).await?;
             applied = first.saturating_sub(1);
         }
-        // A consumer made before acks per batch keeps its explicit policy: every message acked.
-        let ack_all = consumer.cached_info().config.ack_policy == jetstream::consumer::AckPolicy::All;
-        let mut messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("consuming: {e}"))?;
+        let name = format!("node_{}_{}", settings.node_name, now_ms());
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                name: Some(name.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: applied + 1 },
+                num_replicas: 1,
+                memory_storage: true,
+                // A read whose node is gone is removed by the servers.
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating consumer {name}: {e}"))?;
+        *self.reader.lock() = Some(name);
+        // A missing heartbeat (the consumer's server died) ends this read; the next one starts
+        // on a live server from the stored position.
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(APPLY_BATCH)
+            .expires(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(2))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("consuming: {e}"))?;
         self.status.lock().last_error = None;
         let mut last_info = std::time::Instant::now() - Duration::from_secs(10);
         let mut stored = applied;
         loop {
             if last_info.elapsed() > Duration::from_secs(1) {
-                if let Ok(info) = consumer.info().await {
-                    self.status.lock().pending = info.num_pending + info.num_ack_pending as u64;
-                }
                 if stored != applied {
                     let (me, stream_name) = (self.clone(), settings.stream.clone());
                     tokio::task::spawn_blocking(move || me.store_position(&stream_name, applied)).await?;
@@ -405,16 +429,27 @@ impl Cluster {
                     None => break,
                 }
             }
+            if let Some(info) = batch.last().and_then(|m| m.info().ok()) {
+                self.status.lock().pending = info.pending;
+            }
             // A delivered sequence past the next one: the stream discarded changes meanwhile.
             let newest = batch.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).max().unwrap_or(applied);
             let lowest = batch.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence)).filter(|s| *s > applied).min();
             if let Some(lowest) = lowest.filter(|l| self.missed(applied, *l)) {
                 self.catch_up(js, settings, applied, lowest).await?;
             }
-            applied = applied.max(newest);
-            self.own.lock().passed(applied);
-            let changes: Vec<Change> = batch
-                .iter()
+            let through = applied.max(newest);
+            // This node's own messages (JetStream gave it their sequences) are not even parsed;
+            // one delivered before its acknowledgement reached the publisher is parsed and
+            // then skipped by its origin.
+            let theirs: Vec<&jetstream::Message> = {
+                let mut own = self.own.lock();
+                let theirs = batch.iter().filter(|m| !m.info().is_ok_and(|i| own.sequences.contains(&i.stream_sequence))).collect();
+                own.passed(through);
+                theirs
+            };
+            let changes: Vec<Change> = theirs
+                .into_iter()
                 .flat_map(|m| match read_changes(&m.payload) {
                     Ok(changes) => changes,
                     Err(e) => {
@@ -452,17 +487,8 @@ impl Cluster {
                     status.seen.insert(origin, sent);
                 }
             }
-            // Acknowledged once applied (and synced): a crash before this re-delivers them.
-            // With AckPolicy::All the batch's highest sequence acknowledges the whole batch
-            // (and anything before it, all applied by then: delivery is in stream order).
-            let to_ack: Vec<&jetstream::Message> = if ack_all {
-                batch.iter().max_by_key(|m| m.info().map(|i| i.stream_sequence).unwrap_or(0)).into_iter().collect()
-            } else {
-                batch.iter().collect()
-            };
-            for message in to_ack {
-                message.ack().await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
-            }
+            // Applied: the position (stored within a second) may pass them.
+            applied = through;
             if let Some(e) = failure {
                 return Err(e);
             }
