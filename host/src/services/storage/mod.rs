@@ -199,7 +199,7 @@ impl Storage {
         let mut descriptors = vec![ColumnFamilyDescriptor::new(META, meta_opts)];
         descriptors.push(audit::descriptor());
         for name in existing.iter().filter(|n| n.as_str() != META && n.as_str() != "default" && n.as_str() != audit::CF) {
-            descriptors.push(ColumnFamilyDescriptor::new(name, table_cf_options()));
+            descriptors.push(ColumnFamilyDescriptor::new(name, tuning::options_for(name)));
         }
         let db = Db::open_cf_descriptors(&opts, path, descriptors).with_context(|| format!("opening RocksDB at {}", path.display()))?;
         let storage = Self {
@@ -315,6 +315,7 @@ impl Storage {
     }
 }
 
+#[cfg(test)]
 fn table_cf_options() -> Options {
     tuning::table_options()
 }

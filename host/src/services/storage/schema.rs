@@ -47,7 +47,7 @@ impl Storage {
             if self.db.cf_handle(&cf).is_some() {
                 self.db.drop_cf(&cf).map_err(internal)?;
             }
-            self.db.create_cf(&cf, &table_cf_options()).map_err(internal)?;
+            self.db.create_cf(&cf, &tuning::options_for(&cf)).map_err(internal)?;
         }
         let meta = self.meta().map_err(internal)?;
         let mut batch = WriteBatch::default();
