@@ -13,6 +13,14 @@ mod cli;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// jemalloc replaces the C library's malloc for the whole process (its symbols are linked
+/// unprefixed), so RocksDB's C++ heap is jemalloc's (issue 16). With glibc's malloc, each thread
+/// that allocated (request threads writing memtables, flush and compaction threads) got an arena
+/// of its own that kept what was freed in it: a 1,000,000-row load grew those arenas by 30-45 MiB
+/// while RocksDB's live heap grew by far less. Interleaved runs of `cargo xtask bench loads`'
+/// measurement (see README "Bulk loads") with glibc against jemalloc: figures there.
+extern crate tikv_jemalloc_sys;
+
 /// Transparent huge pages off for this process (issue 16). mimalloc asks for them on its arena,
 /// and a 2 MiB page stays resident while any byte of it is in use: with them the idle server's
 /// mimalloc heap held 103-109 MiB after a 100,000-row load, without them 81-87 MiB; peaks were
