@@ -40,6 +40,7 @@ mod write;
 pub use cursor::Cursor;
 use projection::Projection;
 use write::{index_key, SortedOps};
+pub use write::parse_records;
 
 pub use backend::StorageBackend;
 

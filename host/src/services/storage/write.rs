@@ -146,21 +146,32 @@ impl Storage {
                 }
             }
             self.reindex(&mut chunk.index, ctx.pk_name, &key, old.as_ref(), Some(&new));
-            if ctx.audited {
+            let stored = if ctx.audited {
                 // The audit entry holds the stored text itself (encoded once, never re-parsed).
                 let raw = serde_json::value::to_raw_value(&new).map_err(internal)?;
-                chunk.records.put(key.clone(), raw.get().as_bytes().to_vec());
+                let bytes = raw.get().as_bytes().to_vec();
                 chunk.audited.push((raw, old));
+                bytes
             } else {
-                chunk.records.put(key.clone(), serde_json::to_vec(&new).map_err(internal)?);
-            }
+                serde_json::to_vec(&new).map_err(internal)?
+            };
             if ctx.repeats {
+                chunk.records.put(key.clone(), stored);
                 pending.insert(key, Some(new));
+            } else {
+                chunk.records.put(key, stored);
             }
             chunk.written.push(pk);
         }
-        chunk.records.sort();
-        chunk.index.sort();
+        if ctx.repeats {
+            chunk.records.sort();
+            chunk.index.sort();
+        } else {
+            // No key twice in this part (every record's own primary key, and an index entry
+            // names its record's key): an unstable sort orders them the same, faster.
+            chunk.records.sort_distinct();
+            chunk.index.sort_distinct();
+        }
         Ok(chunk)
     }
 
@@ -281,6 +292,14 @@ impl SortedOps {
         self.0.sort_by(|a, b| a.0.cmp(&b.0));
     }
 
+    /// Sorts by key like [`SortedOps::sort`], faster, for the operations of records with
+    /// distinct primary keys: there a key comes twice only as one record's index entry deleted
+    /// and put again (two values with one encoding, `1` and `1.0`), the delete first (as
+    /// `reindex` adds them), which is the order this sort keeps too.
+    pub(super) fn sort_distinct(&mut self) {
+        self.0.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.is_some().cmp(&b.1.is_some())));
+    }
+
     /// Adds already sorted parts to the batch in key order, merging them (an equal key takes
     /// the earlier part's operation first).
     pub(super) fn apply_sorted(parts: Vec<SortedOps>, batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>) {
@@ -354,6 +373,23 @@ fn in_parallel<T: Send, R: Send>(parts: Vec<T>, f: impl Fn(T) -> R + Sync) -> Ve
         }
         out
     })
+}
+
+/// Records as the guest sends them (JSON texts), parsed; a large batch's by two threads, each
+/// on its half in order (a 10,000-record bulk insert is a megabyte of JSON). Text that is not
+/// JSON is the caller's bad request.
+pub fn parse_records(texts: Vec<String>) -> Result<Vec<Value>, ServiceError> {
+    let parse = |part: Vec<String>| -> Result<Vec<Value>, ServiceError> {
+        part.iter()
+            .map(|t| serde_json::from_str(t).map_err(|_| ServiceError::BadRequest("a record is not valid JSON".into())))
+            .collect()
+    };
+    let ways = ways(texts.len());
+    let mut records = Vec::with_capacity(texts.len());
+    for part in in_parallel(split(texts, ways), parse) {
+        records.extend(part?);
+    }
+    Ok(records)
 }
 
 /// A validated record: its primary key, its attributes, and its encoded key.
@@ -494,6 +530,54 @@ mod tests {
                 (e["operation"].as_str().unwrap_or("").to_string(), e["hash_values"].as_array().expect("keys").clone(), records, originals)
             })
             .collect()
+    }
+
+    /// `sort_distinct` (unstable) orders operations as the stable `sort` does when no key is
+    /// named twice but for a delete and a put of one index entry, which stay delete first.
+    #[test]
+    fn sort_distinct_matches_the_stable_sort() {
+        use super::SortedOps;
+        let mut ops = SortedOps::default();
+        for i in (0..3000u32).rev() {
+            let key = format!("{}-{}", i % 7, i * 7919 % 3001).into_bytes();
+            if i % 3 == 0 {
+                ops.delete(key);
+            } else {
+                ops.put(key, vec![i as u8]);
+            }
+        }
+        // One entry deleted and put again (two values of one key encoding), the delete first.
+        ops.delete(b"same".to_vec());
+        ops.put(b"same".to_vec(), b"new".to_vec());
+        let mut stable = SortedOps(ops.0.clone());
+        stable.sort();
+        ops.sort_distinct();
+        assert!(ops.0 == stable.0);
+    }
+
+    /// A record whose value is replaced by one with the same key encoding (`1` by `1.0`) keeps
+    /// its index entry: the entry's delete and put in one write are applied in that order.
+    #[test]
+    fn an_index_entry_replaced_by_an_equal_encoding_stays() {
+        let (_d, s) = open();
+        s.write("p", "t", WriteMode::Insert, vec![json!({"id": 1, "a": 1}), json!({"id": 2, "a": 2})]).expect("insert");
+        s.write("p", "t", WriteMode::Upsert, vec![json!({"id": 1, "a": 1.0}), json!({"id": 2, "a": 2})]).expect("upsert");
+        let (_, index, _) = contents(&s);
+        assert_eq!(index.iter().filter(|k| k.starts_with(b"a\0")).count(), 2, "{index:?}");
+    }
+
+    /// A large batch's records are parsed by parts into the same values, in order; text that
+    /// is not JSON (here in the second half) is a bad request.
+    #[test]
+    fn records_parse_in_parts_like_one() {
+        let texts: Vec<String> = (0..2500).map(|i| format!("{{\"id\": {i}, \"n\": \"x{i}\"}}")).collect();
+        let parsed = super::parse_records(texts.clone()).expect("parse");
+        let one: Vec<Value> = texts.iter().map(|t| serde_json::from_str(t).expect("json")).collect();
+        assert_eq!(parsed, one);
+        let mut bad = texts;
+        bad[2222] = "{\"id\": ".into();
+        let err = super::parse_records(bad).expect_err("not JSON");
+        assert!(matches!(err, crate::services::ServiceError::BadRequest(ref m) if m == "a record is not valid JSON"), "{err}");
     }
 
     /// A batch large enough for two threads leaves the same records, index, count, outcome and
