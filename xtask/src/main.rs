@@ -76,6 +76,7 @@ fn precompile_dist() -> Result<()> {
 /// The host in release mode, in the shared cache target folder, copied beside its operations.
 fn build_host() -> Result<()> {
     ensure_libclang()?;
+    ensure_make()?;
     let status = host_cargo()
         .args(["build", "--release", "--package", "opshost", "--bin", "opshost", "--example", "call_overhead", "--example", "cursor_walk"])
         .status()
@@ -149,6 +150,16 @@ fn ensure_libclang() -> Result<()> {
         return Ok(());
     }
     bail!("libclang is needed to build RocksDB's bindings: apt-get install libclang-dev (or set LIBCLANG_PATH)")
+}
+
+/// jemalloc (the C heap RocksDB allocates from, issue 16) is built from source by its crate's
+/// build script, which runs `make`.
+fn ensure_make() -> Result<()> {
+    let found = Command::new("make").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if found || apt_install(&["make"]) {
+        return Ok(());
+    }
+    bail!("make is needed to build jemalloc for the host: apt-get install make")
 }
 
 /// Installs Debian packages when running as root on Debian; `false` when it cannot (the
