@@ -6,6 +6,10 @@
 //! `OPSHOST_BENCH_ROUNDS` rounds (default 2). `OPSHOST_BENCH_CLUSTER_VARIANTS` (`;`-separated
 //! variants, each `KEY=VALUE,KEY=VALUE` of server environment) adds one more clustered node per
 //! variant on the same stream, measured the same way in each round (an A/B in one build).
+//! Every run also prints each process's CPU (user + system) per write and the NATS servers'
+//! messages per write (their `/varz`). `OPSHOST_BENCH_CLUSTER_BASE` (a dist folder: opshost,
+//! operations/, precompiled/) runs a second cluster of that build, with NATS servers of its
+//! own, measured in the same rounds (an interleaved A/B of two builds).
 
 use super::{free_port, post, server_command_of, stop, wait_ready, wrk};
 use anyhow::{bail, Context, Result};
@@ -36,6 +40,7 @@ pub fn run() -> Result<()> {
             Ok(dist) if !dist.trim().is_empty() => Some(Setup::start(Path::new(dist.trim()), &base.join("other"), &mut children)?),
             _ => None,
         };
+        let mut variant_pids = Vec::new();
         let variants: Vec<(String, u16)> = std::env::var("OPSHOST_BENCH_CLUSTER_VARIANTS")
             .unwrap_or_default()
             .split(';')
@@ -51,6 +56,7 @@ pub fn run() -> Result<()> {
                 cmd.env(key.trim(), value.trim());
             }
             children.push(cmd.spawn().context("starting opshost")?);
+            variant_pids.push(children.last().map(Child::id).unwrap_or(0));
         }
         let single = free_port()?;
         children.push(spawn_node(&crate::paths::dist(), &base.join("single"), single, None)?);
@@ -63,6 +69,8 @@ pub fn run() -> Result<()> {
         if let Some(other) = &other {
             other.ready()?;
         }
+        // For `perf record -p` while the bench runs.
+        println!("processes: {}", main.pids.iter().map(|(n, p)| format!("{n} {p}")).collect::<Vec<_>>().join(", "));
         println!("load average before: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
         lag(a, c, 0)?;
         for (n, (variant, port)) in variants.iter().enumerate() {
@@ -101,10 +109,14 @@ pub fn run() -> Result<()> {
                 }
                 None => measure(&main, "")?,
             }
-            for (variant, port) in &variants {
+            for ((variant, port), pid) in variants.iter().zip(&variant_pids) {
+                // The variant's node in place of node A (C and the NATS servers are shared).
+                let pids: Vec<(&str, u32)> = main.pids.iter().filter(|(n, _)| n != "node A").map(|(n, p)| (n.as_str(), *p)).chain([("variant node", *pid)]).collect();
+                let before = Split::take(&pids, &main.monitors);
                 let on = wrk(*port, seconds, &base, "", Some(&insert(run)))?;
                 run += 1;
                 println!("round {round}: single-record insert, clustering on, variant {variant}, wrk -t2 -c16 -d{seconds}s: {on}");
+                println!("  {}", before.report(&on, seconds));
             }
         }
         println!("load average after: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
