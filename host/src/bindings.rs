@@ -45,7 +45,7 @@ wasmtime::component::bindgen!({
         "opshost:host/certs.remove": async,
     },
     with: {
-        "opshost:host/storage.cursor": crate::services::storage::Cursor,
+        "opshost:host/storage.cursor": crate::services::storage::Paged,
         "opshost:host/filesystem.writer": crate::services::files::Writer,
         "opshost:host/objectstore.upload": crate::services::objectstore::Upload,
         "opshost:host/sources.source": crate::services::imports::Source,

@@ -7,7 +7,7 @@ use crate::bindings::opshost::host::storage::{
 };
 use crate::bindings::OpError;
 use crate::services::storage::query::{Cmp, Cond, Query as ServiceQuery};
-use crate::services::storage::{self, audit, Cursor, WriteOutcome};
+use crate::services::storage::{self, audit, Paged as Cursor, WriteOutcome};
 use serde_json::Value;
 use wasmtime::component::Resource;
 
@@ -167,7 +167,7 @@ impl Host for CallState {
         let projection = std::mem::take(&mut query.attributes);
         query.attributes = self.readable(&database, &table, projection, Some(&query))?;
         let cursor = self.services.storage.search(&database, &table, query)?;
-        self.table.push(cursor).map_err(|_| OpError::Internal("too many open cursors".into()))
+        self.table.push(Cursor::new(cursor)).map_err(|_| OpError::Internal("too many open cursors".into()))
     }
 
     async fn read_audit_log(&mut self, database: String, table: String, search_type: String, search_values: Vec<String>) -> Result<String, OpError> {
@@ -199,54 +199,20 @@ impl CallState {
 }
 
 impl HostCursor for CallState {
-    /// Steps the search on a blocking thread, each step a bounded amount of work, until the
-    /// batch is full or the search is finished. A search that matches little keeps stepping
-    /// without holding an async worker, and the call's time limit (which drops this future)
-    /// stops it between two steps. The guest still sees "empty means the end".
+    /// The next page's rows (see `next_page`). The guest still sees "empty means the end".
     async fn next_batch(&mut self, cursor: Resource<Cursor>, max: u32) -> Result<Vec<String>, OpError> {
-        let max = (max as usize).clamp(1, storage::MAX_BATCH);
-        let slot = self.table.get_mut(&cursor).map_err(|_| OpError::BadRequest("unknown cursor".into()))?;
-        let mut owned = slot.take();
-        let mut out: Vec<String> = Vec::new();
-        let result = loop {
-            let want = max - out.len();
-            let (back, step) = match tokio::task::spawn_blocking(move || {
-                let step = owned.step_json(want);
-                (owned, step)
-            })
-            .await
-            {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::error!("storage task failed: {e}");
-                    return Err(OpError::Internal("storage task failed".into()));
-                }
-            };
-            owned = back;
-            match step {
-                Ok(batch) => out.extend(batch),
-                Err(e) => break Err(OpError::from(e)),
-            }
-            if out.len() >= max || owned.finished() {
-                break Ok(out);
-            }
-        };
-        if let Ok(slot) = self.table.get_mut(&cursor) {
-            *slot = owned;
-        }
-        result
+        let page = self.next_page(cursor, max).await?;
+        Ok(page.split_terminator('\n').map(str::to_string).collect())
     }
 
-    /// `next-batch`'s records, each followed by a newline, in one string: one copy across the
-    /// boundary per page instead of one guest allocation per record.
+    /// Up to `max` records, each followed by a newline, in one string: one copy across the
+    /// boundary per page instead of one guest allocation per record. The search steps on a
+    /// blocking thread (each step a bounded amount of work, so one that matches little does
+    /// not hold an async worker) and the next page is read ahead while the guest works on
+    /// this one (storage::Paged); dropping the cursor or the call stops the reading.
     async fn next_page(&mut self, cursor: Resource<Cursor>, max: u32) -> Result<String, OpError> {
-        let rows = self.next_batch(cursor, max).await?;
-        let mut page = String::with_capacity(rows.iter().map(|r| r.len() + 1).sum());
-        for row in rows {
-            page.push_str(&row);
-            page.push('\n');
-        }
-        Ok(page)
+        let slot = self.table.get_mut(&cursor).map_err(|_| OpError::BadRequest("unknown cursor".into()))?;
+        Ok(slot.next_page(max as usize).await?.0)
     }
 
     fn drop(&mut self, cursor: Resource<Cursor>) -> wasmtime::Result<()> {

@@ -1,6 +1,7 @@
 //! Searches: starting one, and the cursor that streams it in bounded steps (offset, limit, bounded top-k sort).
 
 use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 impl Storage {
     /// Starts a search; the cursor streams matches in batches.
@@ -218,15 +219,64 @@ impl Cursor {
         let (batch, resume) = if let Some((cond, pk)) = self.covered() {
             self.storage.covered_step(&self.db, &self.table, &self.driver, cond, pk, self.resume.as_deref(), max, self.budget)?
         } else {
-            self.storage.scan_step_with(&self.db, &self.table, &self.driver, self.resume.as_deref(), max, self.budget, |_, bytes| match cond {
+            let pk = self.primary_key.as_str();
+            self.storage.scan_step_with(&self.db, &self.table, &self.driver, self.resume.as_deref(), max, self.budget, |key, bytes| match cond {
                 None => projection.json_from_raw(bytes).map(Some),
-                Some(c) => raw_read::filtered_json(projection, c, &named, bytes),
+                Some(c) => raw_read::filtered_json(projection, c, &named, pk, key, bytes),
             })?
         };
         self.done = resume.is_none();
         self.resume = resume;
         window(&mut self.to_skip, &mut self.left, batch, &mut out, |r| r);
         Ok(out)
+    }
+
+    /// Steps until `max` rows are appended to `page` (each followed by `\n`), the search is
+    /// finished, or `stop` is set (the cursor was dropped while this page was read ahead);
+    /// returns the rows appended. Each step is bounded as [`Cursor::step_json`]'s is.
+    pub fn fill_page(&mut self, max: usize, page: &mut String, stop: &AtomicBool) -> Result<usize, ServiceError> {
+        let max = max.clamp(1, MAX_BATCH);
+        let mut rows = 0;
+        while rows < max && !self.finished() && !stop.load(Ordering::Relaxed) {
+            rows += self.step_page(max - rows, page)?;
+        }
+        Ok(rows)
+    }
+
+    /// One step of [`Cursor::fill_page`]. A plain scan (no sort, offset or limit, not answered
+    /// by the index alone: a whole-table export) writes each row straight into the page
+    /// instead of a string of its own.
+    fn step_page(&mut self, max: usize, page: &mut String) -> Result<usize, ServiceError> {
+        if !self.sort.is_empty() || self.to_skip > 0 || self.left.is_some() || self.covered().is_some() {
+            let rows = self.step_json(max)?;
+            for row in &rows {
+                page.push_str(row);
+                page.push('\n');
+            }
+            return Ok(rows.len());
+        }
+        let (projection, cond) = (&self.projection, self.cond.as_ref());
+        let mut named = Vec::new();
+        if let Some(c) = cond {
+            c.attributes(&mut named);
+        }
+        let pk = self.primary_key.as_str();
+        let (batch, resume) = self.storage.scan_step_with(&self.db, &self.table, &self.driver, self.resume.as_deref(), max, self.budget, |key, bytes| {
+            let kept = match cond {
+                None => {
+                    projection.json_from_raw_into(bytes, page)?;
+                    true
+                }
+                Some(c) => raw_read::filtered_into(projection, c, &named, pk, key, bytes, page)?,
+            };
+            if kept {
+                page.push('\n');
+            }
+            Ok(kept.then_some(()))
+        })?;
+        self.done = resume.is_none();
+        self.resume = resume;
+        Ok(batch.len())
     }
 
     /// The condition and primary key name when the index alone answers this search (see

@@ -31,6 +31,7 @@ mod raw_read;
 pub mod keys;
 pub mod query;
 mod cursor;
+mod paged;
 mod projection;
 mod read;
 mod schema;
@@ -38,6 +39,7 @@ mod tuning;
 mod write;
 
 pub use cursor::Cursor;
+pub use paged::Paged;
 use projection::Projection;
 use write::{index_key, SortedOps};
 pub use write::parse_records;

@@ -78,18 +78,27 @@ impl Projection {
     /// The projected record as JSON text, from the stored bytes without building a `Value`:
     /// the stored values are compact JSON already and are copied as they are.
     pub(super) fn json_from_raw(&self, bytes: &[u8]) -> Result<String, ServiceError> {
-        let mut fields = Vec::with_capacity(self.names.len());
-        if borrow_fields(bytes, &mut fields) {
-            return Ok(self.json_from_fields(&fields, bytes.len()));
-        }
-        // Keys with escapes cannot be borrowed; take the general path.
-        Ok(self.json_from_value(&serde_json::from_slice(bytes).map_err(internal)?))
+        let mut out = String::with_capacity(bytes.len() + 16 * self.names.len());
+        self.json_from_raw_into(bytes, &mut out)?;
+        Ok(out)
     }
 
-    /// The projected record as JSON text, from its fields (key, value text) borrowed from
-    /// `len` stored bytes.
-    pub(super) fn json_from_fields(&self, fields: &[(&str, &str)], len: usize) -> String {
-        let mut out = String::with_capacity(len + 16 * self.names.len());
+    /// [`Projection::json_from_raw`] appended to `out` (a page of rows).
+    pub(super) fn json_from_raw_into(&self, bytes: &[u8], out: &mut String) -> Result<(), ServiceError> {
+        let mut fields = Vec::with_capacity(self.names.len());
+        if borrow_fields(bytes, &mut fields) {
+            self.json_from_fields_into(&fields, out);
+            return Ok(());
+        }
+        // Keys with escapes cannot be borrowed; take the general path.
+        out.push_str(&self.json_from_value(&serde_json::from_slice(bytes).map_err(internal)?));
+        Ok(())
+    }
+
+    /// The projected record as JSON text, from its fields (key, value text) borrowed from the
+    /// stored bytes, appended to `out`.
+    pub(super) fn json_from_fields_into(&self, fields: &[(&str, &str)], out: &mut String) {
+        let start = out.len();
         let mut matched = 0;
         out.push('{');
         for (i, name) in self.names.iter().enumerate() {
@@ -109,9 +118,9 @@ impl Projection {
         }
         out.push('}');
         if let Some(wider) = self.widened(fields.len(), matched, fields.iter().map(|(k, _)| *k)) {
-            return wider.json_from_fields(fields, len);
+            out.truncate(start);
+            wider.json_from_fields_into(fields, out);
         }
-        out
     }
 
     pub(super) fn apply(&self, record: &Value) -> Value {

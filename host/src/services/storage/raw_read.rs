@@ -3,19 +3,57 @@
 //! so a search over a large table (an export with a condition) does not build a whole
 //! `serde_json::Value` (map, keys, every string) for each record it examines.
 
-use super::query::Cond;
+use super::keys;
 use super::projection::borrow_fields;
+use super::query::{leaf_matches, Cond};
 use super::{internal, Projection, ServiceError};
 use serde_json::{Map, Value};
 
 /// The projected text of the stored record `bytes` when it satisfies `cond`; `names` are the
-/// attributes `cond` reads ([`Cond::attributes`]). A record whose fields cannot be borrowed
-/// (not an object, escaped keys) takes the general path: parsed whole, matched, projected.
-pub(super) fn filtered_json(projection: &Projection, cond: &Cond, names: &[&str], bytes: &[u8]) -> Result<Option<String>, ServiceError> {
+/// attributes `cond` reads ([`Cond::attributes`]), `pk` the primary key's name and `key` the
+/// record's encoded primary key. A record whose fields cannot be borrowed (not an object,
+/// escaped keys) takes the general path: parsed whole, matched, projected.
+pub(super) fn filtered_json(
+    projection: &Projection,
+    cond: &Cond,
+    names: &[&str],
+    pk: &str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<Option<String>, ServiceError> {
+    let mut out = String::new();
+    Ok(filtered_into(projection, cond, names, pk, key, bytes, &mut out)?.then_some(out))
+}
+
+/// [`filtered_json`] appending the projected text to `out`; whether the record matched.
+pub(super) fn filtered_into(
+    projection: &Projection,
+    cond: &Cond,
+    names: &[&str],
+    pk: &str,
+    key: &[u8],
+    bytes: &[u8],
+    out: &mut String,
+) -> Result<bool, ServiceError> {
+    // A condition on the primary key alone (an export's `id >= 0`) is answered from the
+    // record's key: the record is only copied, never split for the filter.
+    if names.iter().all(|n| *n == pk) {
+        if let Some(value) = key_value(key) {
+            if !matches_one(cond, &value) {
+                return Ok(false);
+            }
+            projection.json_from_raw_into(bytes, out)?;
+            return Ok(true);
+        }
+    }
     let mut record = Vec::with_capacity(projection.names.len());
     if !borrow_fields(bytes, &mut record) {
         let record = serde_json::from_slice::<Value>(bytes).map_err(internal)?;
-        return Ok(cond.matches(&record).then(|| projection.json_from_value(&record)));
+        if !cond.matches(&record) {
+            return Ok(false);
+        }
+        out.push_str(&projection.json_from_value(&record));
+        return Ok(true);
     }
     // `matches` reads top-level attributes only (a missing one is null), so the record made
     // of the named attributes answers exactly as the whole record would.
@@ -26,9 +64,32 @@ pub(super) fn filtered_json(projection: &Projection, cond: &Cond, names: &[&str]
         }
     }
     if !cond.matches(&Value::Object(named)) {
-        return Ok(None);
+        return Ok(false);
     }
-    Ok(Some(projection.json_from_fields(&record, bytes.len())))
+    projection.json_from_fields_into(&record, out);
+    Ok(true)
+}
+
+/// The primary key a record is stored under, when the key gives it back exactly as the
+/// record holds it: numbers are keyed as f64, so one with a fraction or beyond 2^53 is read
+/// from the record instead (the same rule as the index-only reads of read.rs).
+fn key_value(key: &[u8]) -> Option<Value> {
+    let (value, rest) = keys::decode(key)?;
+    let exact = match &value {
+        Value::Number(n) => n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15),
+        _ => true,
+    };
+    (exact && rest.is_empty()).then_some(value)
+}
+
+/// `cond` for a record whose every attribute the condition names holds `value`.
+fn matches_one(cond: &Cond, value: &Value) -> bool {
+    match cond {
+        Cond::Leaf { cmp, value: operand, upper, .. } => leaf_matches(value, *cmp, operand, upper.as_ref()),
+        Cond::And(children) => children.iter().all(|c| matches_one(c, value)),
+        Cond::Or(children) => children.iter().any(|c| matches_one(c, value)),
+        Cond::Not(child) => !matches_one(child, value),
+    }
 }
 
 #[cfg(test)]
@@ -43,7 +104,8 @@ mod tests {
 
     /// Exactly what parsing the whole record gives, for records that borrow (plain keys) and
     /// records that do not (escaped keys, not an object), conditions on present, missing,
-    /// nested and array attributes, and `*` and named projections.
+    /// nested and array attributes, conditions on the primary key alone (read from the key),
+    /// and `*` and named projections.
     #[test]
     fn filtering_on_named_attributes_answers_like_the_whole_record() {
         let records = [
@@ -52,6 +114,13 @@ mod tests {
             r#"{"id":3,"age":"5","name":"Ace","we\"ird":true}"#,
             r#"{"id":4}"#,
             r#"[1,2]"#,
+            // Primary keys the key encoding gives back inexactly, or as another number text.
+            r#"{"id":5.0,"name":"five"}"#,
+            r#"{"id":-2,"name":"minus"}"#,
+            r#"{"id":2.5,"name":"frac"}"#,
+            r#"{"id":1152921504606846977,"name":"big"}"#,
+            r#"{"id":"7","name":"text"}"#,
+            r#"{"id":"a\"b","name":"escaped"}"#,
         ];
         let conds = [
             leaf("age", Cmp::Equals, json!(5)),
@@ -62,6 +131,15 @@ mod tests {
             leaf("owner", Cmp::Exists, Value::Null),
             Cond::Or(vec![leaf("we\"ird", Cmp::Equals, json!(true)), Cond::Not(Box::new(leaf("age", Cmp::Exists, Value::Null)))]),
             Cond::And(vec![leaf("id", Cmp::LessThan, json!(3)), leaf("name", Cmp::EndsWith, json!("\"R\""))]),
+            // On the primary key alone: answered from the record's key.
+            leaf("id", Cmp::GreaterThanEqual, json!(0)),
+            leaf("id", Cmp::GreaterThan, json!(2)),
+            leaf("id", Cmp::Equals, json!(5)),
+            leaf("id", Cmp::LessThan, json!(1152921504606846977u64)),
+            leaf("id", Cmp::StartsWith, json!("a")),
+            Cond::Leaf { attribute: "id".into(), cmp: Cmp::Between, value: json!(2), upper: Some(json!(5)) },
+            Cond::Or(vec![leaf("id", Cmp::LessThan, json!(2)), Cond::Not(Box::new(leaf("id", Cmp::LessThanEqual, json!(4))))]),
+            Cond::And(vec![]),
         ];
         let projections = [
             Projection { names: ["id", "__createdtime__", "__updatedtime__", "age", "name"].map(String::from).to_vec(), star: true },
@@ -74,7 +152,8 @@ mod tests {
                 for text in records {
                     let whole: Value = serde_json::from_str(text).expect("valid");
                     let want = cond.matches(&whole).then(|| projection.json_from_value(&whole));
-                    let got = filtered_json(projection, cond, &names, text.as_bytes()).expect("filter");
+                    let key = keys::encoded(whole.get("id").unwrap_or(&Value::Null));
+                    let got = filtered_json(projection, cond, &names, "id", &key, text.as_bytes()).expect("filter");
                     assert_eq!(got, want, "{cond:?} on {text}");
                 }
             }
