@@ -105,7 +105,7 @@ fn job_count(server: &Server) -> usize {
 }
 
 /// A fresh folder inside `<rootPath>/exports` (an export root by default).
-fn export_dir(server: &Server, name: &str) -> PathBuf {
+pub(crate) fn export_dir(server: &Server, name: &str) -> PathBuf {
     let dir = server.root().join("exports").join(name);
     std::fs::create_dir_all(&dir).expect("export dir");
     dir.canonicalize().expect("canonical export dir")
@@ -124,14 +124,14 @@ fn read(path: &Path) -> String {
 }
 
 /// HarperDB's JSON export of `rows`: one compact array, keys in the rows' order.
-fn harper_json(rows: &[Value]) -> String {
+pub(crate) fn harper_json(rows: &[Value]) -> String {
     serde_json::to_string(rows).expect("json")
 }
 
 /// HarperDB's (json2csv's) CSV export of `rows`: quoted header from the first row's keys,
 /// strings quoted with `"` doubled, numbers and booleans bare, null/missing empty, objects and
 /// arrays as quoted JSON, `\n` between lines, none at the end; no rows → empty.
-fn harper_csv(rows: &[Value]) -> String {
+pub(crate) fn harper_csv(rows: &[Value]) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let Some(first) = rows.first() else { return String::new() };
     let columns: Vec<&str> = keys(first);
@@ -188,7 +188,7 @@ fn by_hash(database: &str, attrs: &[&str]) -> Value {
 }
 
 /// Runs `export_local`, waits for it and checks the job record; returns the file's text.
-fn export_local(server: &Server, dir: &Path, format: &str, filename: &str, search: &Value) -> String {
+pub(crate) fn export_local(server: &Server, dir: &Path, format: &str, filename: &str, search: &Value) -> String {
     let id = start_job(server, json!({"operation": "export_local", "format": format, "path": dir.display().to_string(), "filename": filename, "search_operation": search}));
     let job = wait_job(server, &id);
     assert_complete(&job, &id, "export_local");

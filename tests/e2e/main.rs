@@ -9,6 +9,7 @@ mod cluster;
 mod compat;
 mod components;
 mod data;
+mod export_values;
 mod faults;
 mod hostile_clients;
 mod hostile_data;
