@@ -48,20 +48,7 @@ impl Paged {
         let (mut text, mut rows) = std::mem::take(&mut self.spare);
         let cursor = match std::mem::replace(&mut self.state, State::Lost) {
             State::Idle(cursor) => cursor,
-            State::Ahead(task) => {
-                let (cursor, page) = join(task).await?;
-                match page {
-                    Ok((more, n)) => {
-                        text.push_str(&more);
-                        rows += n;
-                    }
-                    Err(e) => {
-                        self.state = State::Idle(cursor);
-                        return Err(e);
-                    }
-                }
-                cursor
-            }
+            State::Ahead(task) => self.absorb(join(task).await?, &mut text, &mut rows)?,
             State::Lost => return Err(ServiceError::Internal(anyhow::anyhow!("a cursor was used after its call was dropped"))),
         };
         let mut cursor = cursor;
@@ -72,21 +59,26 @@ impl Paged {
             rows = max;
         } else if rows < max && !cursor.finished() {
             // Nothing (or too little) was read ahead: read the rest now.
-            let (back, page) = join(fill(cursor, max - rows, self.stop.clone())).await?;
-            cursor = back;
-            match page {
-                Ok((more, n)) => {
-                    text.push_str(&more);
-                    rows += n;
-                }
-                Err(e) => {
-                    self.state = State::Idle(cursor);
-                    return Err(e);
-                }
-            }
+            cursor = self.absorb(join(fill(cursor, max - rows, self.stop.clone())).await?, &mut text, &mut rows)?;
         }
         self.state = if cursor.finished() { State::Idle(cursor) } else { State::Ahead(fill(cursor, max, self.stop.clone())) };
         Ok((text, rows))
+    }
+
+    /// Appends a filled page to `text` and `rows` and hands its cursor back; on an error the
+    /// cursor stays idle here, so the guest's next call reads again from where it stopped.
+    fn absorb(&mut self, (cursor, page): Filled, text: &mut String, rows: &mut usize) -> Result<Cursor, ServiceError> {
+        match page {
+            Ok((more, n)) => {
+                text.push_str(&more);
+                *rows += n;
+                Ok(cursor)
+            }
+            Err(e) => {
+                self.state = State::Idle(cursor);
+                Err(e)
+            }
+        }
     }
 }
 
