@@ -102,9 +102,25 @@ pub fn decode(bytes: &[u8]) -> Option<(Value, &[u8])> {
     }
 }
 
+/// Whether a value [`decode`] gave is certainly the number (or string) that was written:
+/// numbers are keyed as f64, so one with a fraction or beyond 2^53 may come back as another
+/// number; a read that needs the written value then takes it from the record. (An integral
+/// one is the same number, though `5.0` comes back as `5`.)
+pub(super) fn decoded_as_written(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64().is_some_and(integral),
+        _ => true,
+    }
+}
+
+/// An f64 that is an integer an i64/u64 holds exactly.
+fn integral(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() < 9.0e15
+}
+
 /// Integral floats come back as integers, as they were written (`5`, not `5.0`).
 fn number_value(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+    if integral(f) {
         if f < 0.0 {
             Value::Number(Number::from(f as i64))
         } else {

@@ -30,13 +30,17 @@ pub struct Query {
 impl Cond {
     /// Whether `record` satisfies the condition.
     pub fn matches(&self, record: &Value) -> bool {
+        self.matches_with(&|attribute| record.get(attribute))
+    }
+
+    /// Whether the record whose attributes `get` reads (a missing one is null) satisfies the
+    /// condition: a whole record, or one known only by its primary key (raw_read.rs).
+    pub fn matches_with<'v>(&self, get: &impl Fn(&str) -> Option<&'v Value>) -> bool {
         match self {
-            Cond::Leaf { attribute, cmp, value, upper } => {
-                leaf_matches(record.get(attribute).unwrap_or(&Value::Null), *cmp, value, upper.as_ref())
-            }
-            Cond::And(children) => children.iter().all(|c| c.matches(record)),
-            Cond::Or(children) => children.iter().any(|c| c.matches(record)),
-            Cond::Not(child) => !child.matches(record),
+            Cond::Leaf { attribute, cmp, value, upper } => leaf_matches(get(attribute).unwrap_or(&Value::Null), *cmp, value, upper.as_ref()),
+            Cond::And(children) => children.iter().all(|c| c.matches_with(get)),
+            Cond::Or(children) => children.iter().any(|c| c.matches_with(get)),
+            Cond::Not(child) => !child.matches_with(get),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::keys;
 use super::projection::borrow_fields;
-use super::query::{leaf_matches, Cond};
+use super::query::Cond;
 use super::{internal, Projection, ServiceError};
 use serde_json::{Map, Value};
 
@@ -39,7 +39,8 @@ pub(super) fn filtered_into(
     // record's key: the record is only copied, never split for the filter.
     if names.iter().all(|n| *n == pk) {
         if let Some(value) = key_value(key) {
-            if !matches_one(cond, &value) {
+            // Every attribute the condition names is the primary key.
+            if !cond.matches_with(&|_| Some(&value)) {
                 return Ok(false);
             }
             projection.json_from_raw_into(bytes, out)?;
@@ -71,25 +72,10 @@ pub(super) fn filtered_into(
 }
 
 /// The primary key a record is stored under, when the key gives it back exactly as the
-/// record holds it: numbers are keyed as f64, so one with a fraction or beyond 2^53 is read
-/// from the record instead (the same rule as the index-only reads of read.rs).
+/// record holds it ([`keys::decoded_as_written`]; otherwise the record is read).
 fn key_value(key: &[u8]) -> Option<Value> {
     let (value, rest) = keys::decode(key)?;
-    let exact = match &value {
-        Value::Number(n) => n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15),
-        _ => true,
-    };
-    (exact && rest.is_empty()).then_some(value)
-}
-
-/// `cond` for a record whose every attribute the condition names holds `value`.
-fn matches_one(cond: &Cond, value: &Value) -> bool {
-    match cond {
-        Cond::Leaf { cmp, value: operand, upper, .. } => leaf_matches(value, *cmp, operand, upper.as_ref()),
-        Cond::And(children) => children.iter().all(|c| matches_one(c, value)),
-        Cond::Or(children) => children.iter().any(|c| matches_one(c, value)),
-        Cond::Not(child) => !matches_one(child, value),
-    }
+    (keys::decoded_as_written(&value) && rest.is_empty()).then_some(value)
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ impl Storage {
         let mut probe = Map::with_capacity(1);
         // Index keys hold numbers as f64: a number beyond 2^53 (or with a fraction) may not
         // come back as written, so such a key or value is read from its record instead.
-        let lossy = |v: &Value| matches!(v, Value::Number(n) if !n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.0e15));
+        let lossy = |v: &Value| !keys::decoded_as_written(v);
         for item in self.db.iterator_cf_opt(&icf, opts, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
             let (key, _) = item.map_err(internal)?;
             if resume.is_some_and(|r| r == &key[..]) {
