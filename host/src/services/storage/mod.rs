@@ -318,11 +318,6 @@ impl Storage {
     }
 }
 
-#[cfg(test)]
-fn table_cf_options() -> Options {
-    tuning::table_options()
-}
-
 fn check_name(what: &str, name: &str) -> Result<(), ServiceError> {
     if valid_name(name) {
         Ok(())

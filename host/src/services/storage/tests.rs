@@ -225,14 +225,14 @@ fn orphans_of_an_interrupted_create_or_drop_are_dropped_at_open() {
     let _t = Temp(dir.clone());
     {
         let s = Storage::open(&dir, false).expect("open");
-        s.db.create_cf(records_cf("dev", "t"), &table_cf_options()).expect("cf");
-        s.db.create_cf(index_cf("dev", "t"), &table_cf_options()).expect("cf");
+        s.db.create_cf(records_cf("dev", "t"), &tuning::options_for(&records_cf("dev", "t"))).expect("cf");
+        s.db.create_cf(index_cf("dev", "t"), &tuning::options_for(&index_cf("dev", "t"))).expect("cf");
         let meta = s.meta().expect("meta");
         s.db.merge_cf(&meta, "count/dev/t", 7i64.to_le_bytes()).expect("count");
         s.db.put_cf(&meta, "attr/dev/t/ghost", b"").expect("attr");
         assert!(matches!(s.create_table("dev", "t", "id"), Ok(())), "a live orphan is replaced too");
         s.drop_table("dev", "t").expect("drop");
-        s.db.create_cf(records_cf("dev", "t"), &table_cf_options()).expect("cf");
+        s.db.create_cf(records_cf("dev", "t"), &tuning::options_for(&records_cf("dev", "t"))).expect("cf");
     }
     let s = Storage::open(&dir, false).expect("reopen");
     assert!(s.db.cf_handle(&records_cf("dev", "t")).is_none(), "orphan dropped");
