@@ -382,6 +382,57 @@ fn components_deployed_with_replicated_serve_on_every_node() {
     }
 }
 
+/// `test_hello`'s serving version number on `server` (`get_components`), which need not be
+/// what the component answers (that is its build: hello_v1 or hello_v2).
+fn hello_version(server: &Server) -> Option<u64> {
+    let listed = ok(server, json!({"operation": "get_components"}));
+    listed.as_array().and_then(|l| l.iter().find(|e| e["name"] == "test_hello")).and_then(|e| e["version"].as_u64())
+}
+
+/// `rollback_component` to a version deployed with `replicated: true` rolls every node back to
+/// its own kept version of the same bytes (so every node serves the same bytes under the same
+/// version number, and records a rollback, not a new deploy); a rollback to a version deployed
+/// on one node only stays on that node, as its deploy did.
+#[test]
+fn a_rollback_to_a_replicated_version_rolls_every_node_back() {
+    let nats = Nats::shared();
+    let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
+    let payload = |guest: &str| encode_base64(&std::fs::read(test_guest(guest)).expect("test guest built"));
+    for (build, answer) in [("hello_v1", 1), ("hello_v2", 2)] {
+        ok_replicated(&nodes[0], json!({"operation": "deploy_component", "name": "test_hello", "payload": payload(build), "replicated": true}));
+        for n in &nodes {
+            eventually("each replicated deploy serves on every node", || hello(n), |v| *v == Some(json!(answer)));
+        }
+    }
+    let rolled = ok_replicated(&nodes[0], json!({"operation": "rollback_component", "name": "test_hello"}));
+    assert_eq!((rolled["version"].as_u64(), rolled["replicated"].as_bool()), (Some(1), Some(true)), "{rolled}");
+    assert_eq!(hello(&nodes[0]), Some(json!(1)));
+    for n in &nodes[1..] {
+        eventually("the rollback reaches every node", || hello(n), |v| *v == Some(json!(1)));
+        assert_eq!(hello_version(n), Some(1), "rolled back to its version 1, not deployed as a version 3");
+        let events = ok(n, json!({"operation": "get_component_events", "name": "test_hello"}));
+        let actions: Vec<&str> = events.as_array().expect("events").iter().filter_map(|e| e["action"].as_str()).collect();
+        assert_eq!(actions, ["deploy", "deploy", "rollback"], "{events}");
+    }
+    // b deploys hello_v2 for itself only (its version 3), rolls back to replicated version 1
+    // (everyone already serves those bytes) and then to its local version 3: that stays on b.
+    let (b, others) = (&nodes[1], [&nodes[0], &nodes[2]]);
+    ok_replicated(b, json!({"operation": "deploy_component", "name": "test_hello", "payload": payload("hello_v2")}));
+    assert_eq!((hello(b), hello_version(b)), (Some(json!(2)), Some(3)));
+    ok_replicated(b, json!({"operation": "rollback_component", "name": "test_hello", "version": 1}));
+    assert_eq!(hello(b), Some(json!(1)));
+    let local = ok_replicated(b, json!({"operation": "rollback_component", "name": "test_hello", "version": 3}));
+    assert_eq!((local["version"].as_u64(), local["replicated"].as_bool()), (Some(3), Some(false)), "{local}");
+    assert_eq!(hello(b), Some(json!(2)));
+    // a and c apply the stream in order: once b's marker table is there, b's changes before it
+    // were applied (or, as here, were never sent).
+    ok_replicated(b, json!({"operation": "create_table", "database": "dev", "table": "marker", "primary_key": "id"}));
+    for n in others {
+        eventually("b's marker reaches a and c", || has_table(n, "marker"), |t| *t);
+        assert_eq!((hello(n), hello_version(n)), (Some(json!(1)), Some(1)), "b's rollback to its own version stayed on b");
+    }
+}
+
 /// A node killed with SIGKILL while another keeps writing, restarted on its root, applies
 /// everything it missed from the stream position it stored.
 #[test]
@@ -533,6 +584,58 @@ fn a_subscription_turned_off_stops_that_table_only() {
     eventually("after remove_node b gets every table again", || all(&nodes[1], "stopped").len(), |n| *n == 1);
     let (status, body) = nodes[1].post(json!({"operation": "remove_node", "node_name": "node_a"}));
     assert_eq!(status, 404, "{body}");
+}
+
+/// A node started with clustering off joins with `set_configuration` and `restart_service
+/// clustering` (reconnecting with the settings as they are now): it applies what the stream
+/// holds and its writes reach the other node; `cluster_status` and `cluster_network` then show
+/// the other node with its connection state and lag. Node registrations follow HarperDB's
+/// rules (update_node only for a registered node, add_node only for a new one, configure_cluster
+/// replaces them all), and turned off again the node disconnects.
+#[test]
+fn restart_service_clustering_connects_with_the_current_settings() {
+    let nats = Nats::shared();
+    let a = node(&nats, "node_a");
+    let b = node_builder(&nats.urls, &nats.stream, "node_b").env("CLUSTERING_ENABLED", "false").start();
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "late", "primary_key": "id"}));
+    ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "late", "records": [{"id": 1}]}));
+    assert_eq!(ok(&b, json!({"operation": "cluster_status"}))["is_enabled"], false);
+    assert!(!has_table(&b, "late"), "b is not clustered yet");
+    let restart = |enabled: bool| {
+        ok(&b, json!({"operation": "set_configuration", "clustering_enabled": enabled}));
+        let job = ok(&b, json!({"operation": "restart_service", "service": "clustering"}));
+        let id = job["job_id"].as_str().expect("job_id").to_string();
+        eventually("the restart job completes", || ok(&b, json!({"operation": "get_job", "id": id}))[0]["status"].clone(), |s| *s == "COMPLETE");
+    };
+    restart(true);
+    eventually("b applies what the stream holds", || has_table(&b, "late") && get(&b, "late", json!(1)).is_some(), |t| *t);
+    ok_replicated(&b, json!({"operation": "insert", "database": "dev", "table": "late", "records": [{"id": 2}]}));
+    eventually("b's write reaches a", || get(&a, "late", json!(2)).is_some(), |t| *t);
+    let status = ok(&b, json!({"operation": "cluster_status"}));
+    assert_eq!((status["is_enabled"].clone(), status["connected"].clone()), (json!(true), json!(true)), "{status}");
+    let conn = status["connections"].as_array().and_then(|c| c.iter().find(|c| c["node_name"] == "node_a").cloned()).expect("node_a listed");
+    assert_eq!((conn["status"].as_str(), conn["registered"].as_bool()), (Some("open"), Some(false)), "{status}");
+    assert!(conn["lag_ms"].is_u64() && conn["last_change_time"].is_u64(), "a's lag and last change: {status}");
+    let network = ok(&b, json!({"operation": "cluster_network"}));
+    let listed: Vec<&str> = network["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["name"].as_str()).collect();
+    assert_eq!(listed, ["node_b", "node_a"], "{network}");
+    assert!(network["nodes"][1]["lag_ms"].is_u64(), "{network}");
+    // Registrations.
+    let subs = json!([{"schema": "dev", "table": "late", "subscribe": true, "publish": true}]);
+    let (status, body) = b.post(json!({"operation": "update_node", "node_name": "node_a", "subscriptions": subs}));
+    assert_eq!(status, 404, "update_node of an unregistered node: {body}");
+    ok(&b, json!({"operation": "set_node_replication", "node_name": "node_a", "subscriptions": subs}));
+    ok(&b, json!({"operation": "update_node", "node_name": "node_a", "subscriptions": subs}));
+    let (status, body) = b.post(json!({"operation": "add_node", "node_name": "node_a", "subscriptions": subs}));
+    assert_eq!(status, 400, "add_node of a registered node: {body}");
+    ok(&b, json!({"operation": "configure_cluster", "connections": [{"node_name": "node_x", "subscriptions": subs}]}));
+    let status = ok(&b, json!({"operation": "cluster_status"}));
+    let registered = |name: &str| status["connections"].as_array().and_then(|c| c.iter().find(|c| c["node_name"] == name)).map(|c| c["registered"].clone());
+    assert_eq!((registered("node_x"), registered("node_a")), (Some(json!(true)), Some(json!(false))), "configure_cluster replaced node_a: {status}");
+    // Off again: b disconnects and says so.
+    restart(false);
+    let status = ok(&b, json!({"operation": "cluster_status"}));
+    assert_eq!((status["is_enabled"].clone(), status["connected"].clone()), (json!(false), json!(false)), "{status}");
 }
 
 /// HarperDB's route operations edit the NATS servers a node connects to

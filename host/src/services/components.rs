@@ -50,6 +50,10 @@ pub struct Version {
     pub deployed_at: u64,
     /// Whether this version is the one in `componentsRoot`.
     pub active: bool,
+    /// Whether it was deployed on every node of the cluster (`replicated: true` here, or applied
+    /// from another node's replicated deploy): rolling back to it rolls every node back.
+    /// Records kept before this field read as `false` (local).
+    pub replicated: bool,
 }
 
 impl Version {
@@ -69,6 +73,7 @@ impl Version {
             "deployed_by": self.deployed_by,
             "deployed_at": self.deployed_at,
             "active": self.active,
+            "replicated": self.replicated,
         })
     }
 
@@ -84,6 +89,7 @@ impl Version {
             deployed_by: v.get("deployed_by").and_then(Value::as_str).unwrap_or_default().to_string(),
             deployed_at: v.get("deployed_at").and_then(Value::as_u64).unwrap_or(0),
             active: v.get("active").and_then(Value::as_bool).unwrap_or(false),
+            replicated: v.get("replicated").and_then(Value::as_bool).unwrap_or(false),
         })
     }
 
@@ -96,6 +102,7 @@ impl Version {
             "signed": self.signature.is_some(),
             "deployed_by": self.deployed_by,
             "deployed_at": self.deployed_at,
+            "replicated": self.replicated,
         })
     }
 }
@@ -198,6 +205,16 @@ impl ComponentService {
 
     /// Checks and swaps in a component. Nothing changes unless every check passes.
     pub async fn deploy(&self, request: DeployRequest) -> Result<Value, ServiceError> {
+        self.deploy_as(request, false).await
+    }
+
+    /// Applies another node's replicated deploy (services/cluster/components.rs): the same
+    /// checks as a local deploy; the version is recorded as replicated and not published again.
+    pub async fn apply_deploy(&self, request: DeployRequest) -> Result<Value, ServiceError> {
+        self.deploy_as(request, true).await
+    }
+
+    async fn deploy_as(&self, request: DeployRequest, received: bool) -> Result<Value, ServiceError> {
         check_name(&request.name)?;
         let deployer = self.deployer()?;
         let (_, max_size) = deployer.limits();
@@ -245,13 +262,14 @@ impl ComponentService {
             deployed_by: request.user.clone(),
             deployed_at: super::jobs::now_ms(),
             active: true,
+            replicated: request.replicated || received,
         };
         let store_file = self.version_file(&request.name, version);
         let root = deployer.components_root();
         let (keep, _) = deployer.limits();
         let this = self.blocking_parts();
         let written = record.clone();
-        let replica = request.replicated.then(|| bytes.clone());
+        let replica = (request.replicated && !received).then(|| bytes.clone());
         tokio::task::spawn_blocking(move || -> Result<(), ServiceError> {
             write_private(&store_file, &bytes)?;
             this.activate(&written, &existing, keep)?;
@@ -263,17 +281,53 @@ impl ComponentService {
         deployer.clone().reload().await;
         let answer = self.answer("Successfully deployed", &deployer, &record, names)?;
         if let (Some(bytes), Some(cluster)) = (replica, self.cluster.get()) {
-            cluster.publish_component_deploy(&record.name, bytes, &hash, record.grants.clone(), record.signature.clone(), &request.user).await?;
+            cluster.publish_component_deploy(&record.name, bytes, &hash, record.grants.clone(), record.signature.clone(), &request.user, None).await?;
         }
         Ok(answer)
     }
 
-    /// Serves a kept version again.
+    /// Serves a kept version again. Rolling back to a replicated version (see
+    /// [`Version::replicated`]) rolls every node back: the cluster carries it as a deploy of
+    /// that version's bytes marked as a rollback to its number, which each node applies as a
+    /// rollback to its own kept version of the same bytes (so version numbers stay as they
+    /// were on every node) or, lacking one, as a deploy. A version deployed here only stays
+    /// local, as its deploy did: what serves on the other nodes then never depends on a
+    /// version they never had.
     pub async fn rollback(&self, name: &str, version: Option<u64>, user: &str) -> Result<Value, ServiceError> {
         check_name(name)?;
-        let deployer = self.deployer()?;
         let _change = self.changes.lock().await;
         let versions = self.versions_of(name)?;
+        self.rollback_locked(name, version, versions, user, true).await
+    }
+
+    /// Applies another node's replicated rollback to `version` with these bytes (`hash`),
+    /// grants and signature: a rollback to the kept version that matches them (that number
+    /// first, else the newest one), not published again; `None` when no kept version matches
+    /// (the caller deploys the bytes instead).
+    pub async fn apply_rollback(
+        &self,
+        name: &str,
+        version: u64,
+        hash: &str,
+        grants: &Option<Vec<String>>,
+        signature: &Option<String>,
+        user: &str,
+    ) -> Result<Option<Value>, ServiceError> {
+        check_name(name)?;
+        let _change = self.changes.lock().await;
+        let versions = self.versions_of(name)?;
+        let same = |v: &&Version| v.hash == hash && v.grants == *grants && v.signature == *signature;
+        let found = versions.iter().filter(same).find(|v| v.version == version).or_else(|| versions.iter().rev().find(same)).map(|v| v.version);
+        match found {
+            Some(kept) => self.rollback_locked(name, Some(kept), versions, user, false).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The rollback itself, under the change lock; `publish`: a replicated version's rollback
+    /// goes to the other nodes.
+    async fn rollback_locked(&self, name: &str, version: Option<u64>, versions: Vec<Version>, user: &str, publish: bool) -> Result<Value, ServiceError> {
+        let deployer = self.deployer()?;
         let active = versions.iter().find(|v| v.active).map(|v| v.version);
         let wanted = match version {
             Some(v) => versions.iter().find(|k| k.version == v).ok_or_else(|| {
@@ -294,6 +348,7 @@ impl ComponentService {
         );
         let target = deployer.components_root().join(format!("{name}.wasm"));
         let names = self.check(&deployer, &target, bytes.clone(), &wanted.hash, policy, name).await?;
+        let replica = (publish && wanted.replicated).then(|| bytes.clone());
         let mut record = wanted.clone();
         record.active = true;
         let root = deployer.components_root();
@@ -308,7 +363,13 @@ impl ComponentService {
         .map_err(internal)??;
         self.event("rollback", name, record.version, &record.hash, user).await?;
         deployer.clone().reload().await;
-        self.answer("Successfully rolled back", &deployer, &record, names)
+        let mut answer = self.answer("Successfully rolled back", &deployer, &record, names)?;
+        answer["replicated"] = Value::Bool(record.replicated);
+        if let (Some(bytes), Some(cluster)) = (replica, self.cluster.get()) {
+            let (grants, signature) = (record.grants.clone(), record.signature.clone());
+            cluster.publish_component_deploy(name, bytes, &record.hash, grants, signature, user, Some(record.version)).await?;
+        }
+        Ok(answer)
     }
 
     /// Stops serving a deployed component and deletes its kept versions.

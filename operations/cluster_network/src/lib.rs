@@ -3,7 +3,7 @@
 //!
 //! Request: `{"operation": "cluster_network"}` (HarperDB's `timeout`, `connected_nodes` and
 //! `routes` flags are accepted) → `{"nodes": [{"name": "node_a", "is_self": true}, {"name":
-//! "node_b", "status": "open", "last_change_time": 1700000000000}]}`. Capabilities: `cluster`.
+//! "node_b", "status": "open", "last_change_time": 1700000000000, "lag_ms": 3}]}`. Capabilities: `cluster`.
 
 use opshost_guest::prelude::*;
 use serde_json::Map;
@@ -19,7 +19,7 @@ impl Operation for ClusterNetwork {
         let status = cluster::status()?;
         let mut nodes = vec![json!({ "name": status["node_name"], "is_self": true, "connected": status["connected"] })];
         for c in status["connections"].as_array().into_iter().flatten() {
-            nodes.push(json!({ "name": c["node_name"], "status": c["status"], "last_change_time": c["last_change_time"] }));
+            nodes.push(json!({ "name": c["node_name"], "status": c["status"], "last_change_time": c["last_change_time"], "lag_ms": c["lag_ms"] }));
         }
         Ok(json!({ "nodes": nodes }))
     }

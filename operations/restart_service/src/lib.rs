@@ -1,6 +1,7 @@
 //! `restart_service`: a job restarting one service. `http_workers` (alias `http`) rebinds the
 //! HTTP listeners gracefully (requests in flight finish); `clustering` and `clustering_config`
-//! are accepted and do nothing while there is no clustering; `harperdb` and `custom_functions`
+//! reconnect to NATS with the `clustering.*` settings as they are now (or disconnect, when
+//! `clustering.enabled` is now false; services/cluster); `harperdb` and `custom_functions`
 //! are accepted names too (HarperDB's source accepts them). `replicated` is accepted and has no
 //! effect on a single node.
 //!

@@ -3,7 +3,9 @@
 //!
 //! Request: `{"operation": "rollback_component", "name": "my_op", "version": 1}` (`version`
 //! optional: the one before the serving one) → `{"message": "Successfully rolled back: my_op
-//! version 1", "name": "my_op", "version": 1, ...}`. Capabilities: `components`.
+//! version 1", "name": "my_op", "version": 1, "replicated": false, ...}`. A rollback to a version
+//! deployed with `replicated: true` rolls every node of the cluster back (`replicated: true`;
+//! services/components.rs). Capabilities: `components`.
 
 use opshost_guest::prelude::*;
 

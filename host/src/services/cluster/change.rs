@@ -32,8 +32,18 @@ pub enum Kind {
     /// Deletes made at `at`: a version written after it survives.
     Delete { database: String, table: String, ids: Vec<Value>, at: u64 },
     /// A `replicated` deploy: the bytes wait in the stream's object store under their SHA-256
-    /// (`hash`); each node checks them as a local deploy would (components.rs).
-    DeployComponent { name: String, hash: String, grants: Option<Vec<String>>, signature: Option<String>, user: String },
+    /// (`hash`); each node checks them as a local deploy would (components.rs). `rollback`:
+    /// the origin rolled back to its version of that number; each node rolls back to its kept
+    /// version of the same bytes, deploying them only when it keeps none.
+    DeployComponent {
+        name: String,
+        hash: String,
+        grants: Option<Vec<String>>,
+        signature: Option<String>,
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollback: Option<u64>,
+    },
     /// A `replicated` drop.
     DropComponent { name: String, user: String },
 }

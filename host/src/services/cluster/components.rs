@@ -6,6 +6,10 @@
 //! [`ComponentService`]: the same checks as a local deploy (grants bound to the hash, the
 //! signature under that node's `requireSigned` and trusted keys, compile, names, `describe`),
 //! so a node that refuses the component keeps what it served. A drop travels as a change.
+//! A `rollback_component` to a replicated version travels as a deploy of that version's bytes
+//! marked `rollback`: each node rolls back to its own kept version of those bytes (the same
+//! number when it has it), so nodes that took the same replicated deploys keep the same
+//! version numbers; a node without such a version deploys the bytes as its next version.
 //! Version numbers and audit events are each node's own.
 
 use super::change::{Change, Kind};
@@ -27,8 +31,9 @@ impl Cluster {
         let _ = self.components.set(components);
     }
 
-    /// After a local `replicated` deploy: the bytes into the object store, then the change on
-    /// the stream. A no-op when clustering is off (HarperDB answers a lone node the same).
+    /// After a local `replicated` deploy, or a rollback (`rollback`: the version rolled back
+    /// to) to a replicated version: the bytes into the object store, then the change on the
+    /// stream. A no-op when clustering is off (HarperDB answers a lone node the same).
     pub async fn publish_component_deploy(
         self: &Arc<Self>,
         name: &str,
@@ -37,10 +42,12 @@ impl Cluster {
         grants: Option<Vec<String>>,
         signature: Option<String>,
         user: &str,
+        rollback: Option<u64>,
     ) -> Result<(), ServiceError> {
         if !self.enabled() {
             return Ok(());
         }
+        let not_replicated = |why: &str| not_replicated(why, rollback.is_some());
         let js = self.js.lock().clone().ok_or_else(|| not_replicated("not connected to NATS yet"))?;
         let store = self.object_store(&js).await.map_err(|e| not_replicated(&format!("{e:#}")))?;
         // The same bytes are the same object: a repeat (or another node's deploy of them)
@@ -48,7 +55,7 @@ impl Cluster {
         if store.info(hash).await.is_err() {
             store.put(hash, &mut bytes.as_slice()).await.map_err(|e| not_replicated(&format!("storing the component in JetStream: {e}")))?;
         }
-        let kind = Kind::DeployComponent { name: name.into(), hash: hash.into(), grants, signature, user: user.into() };
+        let kind = Kind::DeployComponent { name: name.into(), hash: hash.into(), grants, signature, user: user.into(), rollback };
         self.publish_blocking(kind).await
     }
 
@@ -104,11 +111,17 @@ impl Cluster {
 
     async fn apply_component_kind(&self, js: &jetstream::Context, components: &ComponentService, kind: Kind) -> Result<bool, String> {
         match kind {
-            Kind::DeployComponent { name, hash, grants, signature, user } => {
-                // Delivered again (a restart before the ack): it already serves.
+            Kind::DeployComponent { name, hash, grants, signature, user, rollback } => {
+                // Delivered again (a restart before the ack), or rolled back to what serves here.
                 let deployed = components.deployed().map_err(|e| e.to_string())?;
                 if deployed.get(&name).is_some_and(|d| d.hash == hash) {
                     return Ok(false);
+                }
+                if let Some(version) = rollback {
+                    let rolled = components.apply_rollback(&name, version, &hash, &grants, &signature, &user).await.map_err(|e| e.to_string())?;
+                    if rolled.is_some() {
+                        return Ok(true);
+                    }
                 }
                 let store = self.object_store(js).await.map_err(|e| format!("{e:#}"))?;
                 let mut object = store.get(&hash).await.map_err(|e| format!("fetching component {name} ({hash}) from JetStream: {e}"))?;
@@ -120,7 +133,7 @@ impl Cluster {
                 }
                 let payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
                 let request = DeployRequest { name, payload, grants, signature, user, replicated: false };
-                components.deploy(request).await.map(|_| true).map_err(|e| e.to_string())
+                components.apply_deploy(request).await.map(|_| true).map_err(|e| e.to_string())
             }
             Kind::DropComponent { name, user } => match components.remove(&name, &user, false).await {
                 Ok(_) => Ok(true),
@@ -132,9 +145,11 @@ impl Cluster {
     }
 }
 
-/// The 503 of a deploy made here whose replication could not start.
-fn not_replicated(why: &str) -> ServiceError {
-    ServiceError::Unavailable(format!(
-        "clustering: deployed on this node but not replicated ({why}); deploy it again with 'replicated' to retry"
-    ))
+/// The 503 of a deploy (or a rollback) made here whose replication could not start.
+fn not_replicated(why: &str, rollback: bool) -> ServiceError {
+    ServiceError::Unavailable(if rollback {
+        format!("clustering: rolled back on this node but not on the others ({why}); roll back to the same version again to retry")
+    } else {
+        format!("clustering: deployed on this node but not replicated ({why}); deploy it again with 'replicated' to retry")
+    })
 }

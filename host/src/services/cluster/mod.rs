@@ -137,6 +137,8 @@ struct Status {
     last_lag_ms: Option<u64>,
     /// Remote nodes seen on the stream, with the time of their last change.
     seen: BTreeMap<String, u64>,
+    /// Each remote node's replication lag: its last change applied here (publish → applied), ms.
+    node_lag_ms: BTreeMap<String, u64>,
     /// Why this node is catching up by snapshot, while it is (snapshot.rs).
     catch_up: Option<String>,
     snapshots: u64,
@@ -477,8 +479,10 @@ impl Cluster {
                 for (origin, sent, applied) in results {
                     match applied {
                         Ok(true) => {
+                            let lag = now_ms().saturating_sub(sent);
                             status.applied += 1;
-                            status.last_lag_ms = Some(now_ms().saturating_sub(sent));
+                            status.last_lag_ms = Some(lag);
+                            status.node_lag_ms.insert(origin.clone(), lag);
                         }
                         Ok(false) => {}
                         // Not retried: the same change would fail the same way.
@@ -726,7 +730,9 @@ impl Cluster {
     }
 
     /// `cluster_status` in HarperDB's shape: this node, and each connection with its state,
-    /// subscriptions and lag.
+    /// subscriptions and lag. Nodes reach each other only through NATS, so a connection's
+    /// `status` is this node's connection to NATS; its `lag_ms` is the lag of the last change
+    /// of that node applied here (none until one was).
     pub fn status(&self) -> Value {
         let settings = self.settings.read().clone();
         let status = self.status.lock();
@@ -746,6 +752,7 @@ impl Cluster {
                     "status": if status.connected { "open" } else { "closed" },
                     "registered": nodes.contains_key(name),
                     "last_change_time": status.seen.get(name),
+                    "lag_ms": status.node_lag_ms.get(name),
                     "subscriptions": subs.iter().map(|s| json!({"schema": s.database, "database": s.database, "table": s.table, "subscribe": s.subscribe, "publish": s.publish})).collect::<Vec<_>>(),
                 })
             })
