@@ -16,15 +16,19 @@ use std::io::Read;
 pub use opshost_guest::bindings::opshost::host::objectstore::S3Target;
 
 /// Rows per storage write: large enough that the per-write cost (one fsync) is amortised,
-/// small enough that a batch stays a few megabytes. 5,000 rows measured no clear memory gain
-/// (1M-row load, 4 interleaved pairs: peak growth 42-57 MiB against 45-77) and looked a few
-/// percent slower for `csv_data_load`, so it stays 10,000.
-pub const BATCH: usize = 10_000;
+/// small enough that what the host and RocksDB hold for one batch stays small (issue 16). Of a
+/// 1,000,000-row load's peak RSS growth, most comes and goes with each batch: the host's copies
+/// (parsed records, index entries, stored bytes, audit entry: ~20 MiB for 10,000 of the bench's
+/// rows, freed after the write), the RocksDB write batch (8.6 MB) and the memtable it lands in,
+/// past the shared budget. Halving the batch cut RocksDB's live heap peak during the bench's
+/// 1M load from +34-36 MB to +22-27 MB and the median RSS peak growth from 47 to 39 MiB (README
+/// "Bulk loads", round 8); the `csv_data_load` of 100,000 rows makes 20 writes instead of 10.
+pub const BATCH: usize = 5_000;
 /// JSON bytes per storage write, whatever the row count. The host holds a batch many times over
 /// while it writes it (parsed records, index entries, the RocksDB write batch and memtable:
 /// about 25 times the JSON text), so wide rows make smaller batches and a load's memory does not
-/// grow with the width of its rows (10,000 rows of the bench's ~110-byte rows are 1.1 MB).
-pub const BATCH_BYTES: usize = 4 << 20;
+/// grow with the width of its rows (5,000 rows of the bench's ~110-byte rows are 0.55 MB).
+pub const BATCH_BYTES: usize = 1 << 20;
 /// Bytes asked from the host per read.
 const CHUNK: u32 = 1 << 20;
 
