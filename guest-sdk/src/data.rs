@@ -50,6 +50,28 @@ pub fn write<T: serde::Serialize>(database: &str, table: &str, mode: WriteMode, 
     Ok(Written { written: keys(r.written), skipped: keys(r.skipped) })
 }
 
+/// What a write of records given as one text did: the keys as JSON array texts, passed into an
+/// answer as they are, and how many.
+pub struct WrittenText {
+    pub written: Box<RawValue>,
+    pub written_count: usize,
+    pub skipped: Box<RawValue>,
+    pub skipped_count: usize,
+}
+
+/// [`write`] for records that are one JSON array text already (a request's `records`): the text
+/// crosses to the host as it is, with no string per record on either side (a bulk insert's
+/// 10,000 records were split, copied and re-serialized here, and their keys parsed back).
+pub fn write_text(database: &str, table: &str, mode: WriteMode, records: &RawValue) -> Result<WrittenText, Error> {
+    let r = wit::write_text(database, table, mode, records.get()).map_err(not_found_is_bad_request)?;
+    Ok(WrittenText {
+        written: raw(r.written)?,
+        written_count: r.written_count as usize,
+        skipped: raw(r.skipped)?,
+        skipped_count: r.skipped_count as usize,
+    })
+}
+
 pub fn delete(database: &str, table: &str, ids: &[Value]) -> Result<Written, Error> {
     let r = wit::delete(database, table, &texts(ids)).map_err(not_found_is_bad_request)?;
     Ok(Written { written: keys(r.written), skipped: keys(r.skipped) })

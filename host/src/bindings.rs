@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
     // thread so other requests keep this one. Reads are short and stay inline.
     imports: {
         "opshost:host/storage.write": async,
+        "opshost:host/storage.write-text": async,
         "opshost:host/storage.delete": async,
         "opshost:host/storage.create-database": async,
         "opshost:host/storage.drop-database": async,

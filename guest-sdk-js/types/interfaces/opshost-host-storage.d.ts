@@ -34,6 +34,12 @@ declare module 'opshost:host/storage@0.1.0' {
    */
   export function write(database: string, table: string, mode: WriteMode, records: Array<string>): WriteResult;
   /**
+   * `write` for records given as one JSON array text (`[{"id": 1}, ...]`, a request's own
+   * bytes): no string per record on either side. Raises `bad-request` when the text is not a
+   * JSON array, then as `write`.
+   */
+  export function writeText(database: string, table: string, mode: WriteMode, records: string): WriteSummary;
+  /**
    * Deletes records by primary key (JSON text); missing keys are reported as skipped.
    */
   export { _delete as delete };
@@ -84,6 +90,15 @@ declare module 'opshost:host/storage@0.1.0' {
   export interface WriteResult {
     written: Array<string>,
     skipped: Array<string>,
+  }
+  /**
+   * What `write-text` did: the keys as one JSON array text each (`[5,"abc"]`), and how many.
+   */
+  export interface WriteSummary {
+    written: string,
+    writtenCount: number,
+    skipped: string,
+    skippedCount: number,
   }
   /**
    * A table as `describe_table` shows it.

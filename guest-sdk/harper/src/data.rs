@@ -21,33 +21,64 @@ pub struct TableRequest {
     pub table: String,
 }
 
-/// The body of `insert`, `update` and `upsert`. Records stay raw JSON text: the host
-/// validates and stores them, so decoding them into values here would only cost time.
+/// The body of `insert`, `update` and `upsert`. The records stay the request's own JSON text:
+/// the host validates and stores them, so splitting or decoding them here would only cost time.
 #[derive(Debug, serde::Deserialize)]
 pub struct RecordsRequest {
     #[serde(alias = "schema", default = "default_database")]
     pub database: String,
     pub table: String,
-    pub records: Vec<Box<RawValue>>,
+    pub records: RecordsText,
 }
 
-/// Runs a write operation and answers in HarperDB's shape for its mode:
-/// `inserted_hashes` + `skipped_hashes`, `update_hashes` + `skipped_hashes`, or
-/// `upserted_hashes` alone.
-pub fn write_records(mode: WriteMode, req: &RecordsRequest) -> Result<Value, Error> {
-    let out = write(&req.database, &req.table, mode, &req.records)?;
-    let (verb, key) = match mode {
-        WriteMode::Insert => ("inserted", "inserted_hashes"),
-        WriteMode::Update => ("updated", "update_hashes"),
-        WriteMode::Upsert => ("upserted", "upserted_hashes"),
-    };
-    let mut body = Map::new();
-    body.insert("message".into(), json!(format!("{verb} {} of {} records", out.written.len(), req.records.len())));
-    body.insert(key.into(), Value::Array(out.written));
-    if mode != WriteMode::Upsert {
-        body.insert("skipped_hashes".into(), Value::Array(out.skipped));
+/// A request's `records` as its JSON text, known to be an array (anything else is refused as
+/// a list of records would be: `'records' must be an array`).
+#[derive(Debug)]
+pub struct RecordsText(pub Box<RawValue>);
+
+impl<'de> serde::Deserialize<'de> for RecordsText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if raw.get().starts_with('[') {
+            Ok(RecordsText(raw))
+        } else {
+            Err(serde::de::Error::invalid_type(serde::de::Unexpected::Other("not an array"), &"a sequence"))
+        }
     }
-    Ok(Value::Object(body))
+}
+
+/// Runs a write operation and answers in HarperDB's shape for its mode (see [`WriteAnswer`]).
+pub fn write_records(mode: WriteMode, req: &RecordsRequest) -> Result<WriteAnswer, Error> {
+    let out = write_text(&req.database, &req.table, mode, &req.records.0)?;
+    Ok(WriteAnswer { mode, out })
+}
+
+/// The answer of a write: `inserted_hashes` + `skipped_hashes`, `update_hashes` +
+/// `skipped_hashes`, or `upserted_hashes` alone, after the message. The keys are the host's
+/// JSON texts, copied into the answer as they are. Every record is either written or skipped,
+/// so the two counts add up to the records asked for.
+pub struct WriteAnswer {
+    mode: WriteMode,
+    out: WrittenText,
+}
+
+impl serde::Serialize for WriteAnswer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (verb, key) = match self.mode {
+            WriteMode::Insert => ("inserted", "inserted_hashes"),
+            WriteMode::Update => ("updated", "update_hashes"),
+            WriteMode::Upsert => ("upserted", "upserted_hashes"),
+        };
+        let (written, asked) = (self.out.written_count, self.out.written_count + self.out.skipped_count);
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("message", &format!("{verb} {written} of {asked} records"))?;
+        map.serialize_entry(key, &self.out.written)?;
+        if self.mode != WriteMode::Upsert {
+            map.serialize_entry("skipped_hashes", &self.out.skipped)?;
+        }
+        map.end()
+    }
 }
 
 /// HarperDB's delete message; it says "record" when exactly one was asked for.
@@ -127,6 +158,32 @@ mod tests {
         assert_eq!(c("*ab*"), (Comparator::Contains, json!("ab")));
         assert_eq!(c("ab"), (Comparator::Equals, json!("ab")));
         assert_eq!(c("*").0, Comparator::Exists);
+    }
+
+    /// `records` is passed on as its own text, and only an array is accepted, with the text a
+    /// list of records gave before.
+    #[test]
+    fn records_stay_text_and_must_be_an_array() {
+        let req: RecordsRequest = opshost_guest::decode_request(r#"{"table": "t", "records": [{"id": 1}, {"id": "a b"}]}"#).expect("valid");
+        assert_eq!((req.database.as_str(), req.records.0.get()), ("data", r#"[{"id": 1}, {"id": "a b"}]"#));
+        for bad in [r#""x""#, "null", "{}", "5"] {
+            let body = format!(r#"{{"table": "t", "records": {bad}}}"#);
+            assert_eq!(opshost_guest::decode_error::<RecordsRequest>(&body), "'records' must be an array", "{bad}");
+        }
+        assert_eq!(opshost_guest::decode_error::<RecordsRequest>(r#"{"table": "t"}"#), "'records' is required");
+    }
+
+    /// Each mode's answer, the host's key texts copied in as they are.
+    #[test]
+    fn write_answers_have_harpers_shapes() {
+        let raw = |t: &str| RawValue::from_string(t.to_string()).expect("json");
+        let answer = |mode| {
+            let out = WrittenText { written: raw(r#"[1,"b"]"#), written_count: 2, skipped: raw("[3]"), skipped_count: 1 };
+            serde_json::to_string(&WriteAnswer { mode, out }).expect("encodes")
+        };
+        assert_eq!(answer(WriteMode::Insert), r#"{"message":"inserted 2 of 3 records","inserted_hashes":[1,"b"],"skipped_hashes":[3]}"#);
+        assert_eq!(answer(WriteMode::Update), r#"{"message":"updated 2 of 3 records","update_hashes":[1,"b"],"skipped_hashes":[3]}"#);
+        assert_eq!(answer(WriteMode::Upsert), r#"{"message":"upserted 2 of 3 records","upserted_hashes":[1,"b"]}"#);
     }
 
 }

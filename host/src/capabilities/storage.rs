@@ -3,7 +3,7 @@
 
 use super::{blocking, CallState};
 use crate::bindings::opshost::host::storage::{
-    Comparator, Condition, Host, HostCursor, Logic, Node, Query, TableInfo, WriteMode, WriteResult,
+    Comparator, Condition, Host, HostCursor, Logic, Node, Query, TableInfo, WriteMode, WriteResult, WriteSummary,
 };
 use crate::bindings::OpError;
 use crate::services::storage::query::{Cmp, Cond, Query as ServiceQuery};
@@ -100,39 +100,18 @@ impl Host for CallState {
     }
 
     async fn write(&mut self, database: String, table: String, mode: WriteMode, records: Vec<String>) -> Result<WriteResult, OpError> {
-        self.check("storage")?;
-        reserved(&database)?;
-        let needed: &[&str] = match mode {
-            WriteMode::Insert => &["insert"],
-            WriteMode::Update => &["update"],
-            // HarperDB reports upsert's missing permission as "update".
-            WriteMode::Upsert => &["update", "insert"],
-        };
-        // A super user's records are parsed on the blocking thread (a bulk insert's megabyte by
-        // two threads, storage::parse_records), not on this async worker; a role's first, for
-        // its attribute rules.
-        let parsed = match self.caller.permissions {
-            Some(_) => {
-                let records = storage::parse_records(records)?;
-                self.permit(&database, &table, needed)?;
-                self.writable_attributes(&database, &table, needed, &records)?;
-                Ok(records)
-            }
-            None => Err(records),
-        };
-        let mode = match mode {
-            WriteMode::Insert => storage::WriteMode::Insert,
-            WriteMode::Update => storage::WriteMode::Update,
-            WriteMode::Upsert => storage::WriteMode::Upsert,
-        };
-        let s = self.services.storage.clone();
-        let user = self.caller.username.clone();
-        blocking("storage", move || {
-            let records = parsed.or_else(storage::parse_records)?;
-            audit::as_user(&user, || s.write(&database, &table, mode, records))
+        self.write_records(database, table, mode, storage::RecordTexts::Each(records)).await.map(outcome)
+    }
+
+    async fn write_text(&mut self, database: String, table: String, mode: WriteMode, records: String) -> Result<WriteSummary, OpError> {
+        let o = self.write_records(database, table, mode, storage::RecordTexts::Array(records)).await?;
+        let text = |keys: &[Value]| serde_json::to_string(keys).map_err(|e| OpError::Internal(format!("encoding keys: {e}")));
+        Ok(WriteSummary {
+            written: text(&o.written)?,
+            written_count: o.written.len() as u32,
+            skipped: text(&o.skipped)?,
+            skipped_count: o.skipped.len() as u32,
         })
-        .await
-        .map(outcome)
     }
 
     async fn delete(&mut self, database: String, table: String, ids: Vec<String>) -> Result<WriteResult, OpError> {
@@ -188,6 +167,43 @@ impl Host for CallState {
 }
 
 impl CallState {
+    /// `write` and `write-text`: checks the caller, then parses and writes the records on a
+    /// blocking thread.
+    async fn write_records(&mut self, database: String, table: String, mode: WriteMode, records: storage::RecordTexts) -> Result<WriteOutcome, OpError> {
+        self.check("storage")?;
+        reserved(&database)?;
+        let needed: &[&str] = match mode {
+            WriteMode::Insert => &["insert"],
+            WriteMode::Update => &["update"],
+            // HarperDB reports upsert's missing permission as "update".
+            WriteMode::Upsert => &["update", "insert"],
+        };
+        // A super user's records are parsed on the blocking thread (a bulk insert's megabyte by
+        // two threads, storage::parse_records), not on this async worker; a role's first, for
+        // its attribute rules.
+        let parsed = match self.caller.permissions {
+            Some(_) => {
+                let records = storage::parse_records(records)?;
+                self.permit(&database, &table, needed)?;
+                self.writable_attributes(&database, &table, needed, &records)?;
+                Ok(records)
+            }
+            None => Err(records),
+        };
+        let mode = match mode {
+            WriteMode::Insert => storage::WriteMode::Insert,
+            WriteMode::Update => storage::WriteMode::Update,
+            WriteMode::Upsert => storage::WriteMode::Upsert,
+        };
+        let s = self.services.storage.clone();
+        let user = self.caller.username.clone();
+        blocking("storage", move || {
+            let records = parsed.or_else(storage::parse_records)?;
+            audit::as_user(&user, || s.write(&database, &table, mode, records))
+        })
+        .await
+    }
+
     /// The audit log shows every user's changes: super users only, whatever the component.
     fn audit_reader(&self) -> Result<(), OpError> {
         if self.caller.super_user {

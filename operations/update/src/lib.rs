@@ -4,7 +4,7 @@
 //! Capabilities: `storage`. The request shape and the answer are shared with the other
 //! writes in the SDK (`data::write_records`).
 
-use opshost_harper::data::{RecordsRequest, WriteMode};
+use opshost_harper::data::{RecordsRequest, WriteAnswer, WriteMode};
 use opshost_guest::prelude::*;
 use opshost_harper::data;
 
@@ -15,9 +15,9 @@ impl Operation for Update {
     // Open to every role; the host enforces the role's table permissions in storage.
     const SUPER_USER_ONLY: bool = false;
     type Request = RecordsRequest;
-    type Response = Value;
+    type Response = WriteAnswer;
 
-    fn handle(_ctx: &Context, req: RecordsRequest) -> Result<Value, Error> {
+    fn handle(_ctx: &Context, req: RecordsRequest) -> Result<WriteAnswer, Error> {
         data::write_records(WriteMode::Update, &req)
     }
 }

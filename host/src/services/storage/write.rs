@@ -375,13 +375,32 @@ fn in_parallel<T: Send, R: Send>(parts: Vec<T>, f: impl Fn(T) -> R + Sync) -> Ve
     })
 }
 
-/// Records as the guest sends them (JSON texts), parsed; a large batch's by two threads, each
-/// on its half in order (a 10,000-record bulk insert is a megabyte of JSON). Text that is not
-/// JSON is the caller's bad request.
-pub fn parse_records(texts: Vec<String>) -> Result<Vec<Value>, ServiceError> {
-    let parse = |part: Vec<String>| -> Result<Vec<Value>, ServiceError> {
+/// Records as a guest sends them: one JSON text each, or one JSON array text of them all.
+pub enum RecordTexts {
+    Each(Vec<String>),
+    Array(String),
+}
+
+/// Records as the guest sends them, parsed; a large batch's by two threads, each on its half in
+/// order (a 10,000-record bulk insert is a megabyte of JSON). Text that is not JSON (or, for an
+/// array text, not an array) is the caller's bad request.
+pub fn parse_records(texts: RecordTexts) -> Result<Vec<Value>, ServiceError> {
+    match texts {
+        RecordTexts::Each(texts) => parse_parts(texts, |t| t.as_str()),
+        RecordTexts::Array(text) => {
+            // Split into the elements' texts first (a scan, no copies), so the halves can be
+            // parsed apart.
+            let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text)
+                .map_err(|_| ServiceError::BadRequest("the records are not a JSON array".into()))?;
+            parse_parts(items, |r| r.get())
+        }
+    }
+}
+
+fn parse_parts<T: Send>(texts: Vec<T>, text: impl Fn(&T) -> &str + Sync) -> Result<Vec<Value>, ServiceError> {
+    let parse = |part: Vec<T>| -> Result<Vec<Value>, ServiceError> {
         part.iter()
-            .map(|t| serde_json::from_str(t).map_err(|_| ServiceError::BadRequest("a record is not valid JSON".into())))
+            .map(|t| serde_json::from_str(text(t)).map_err(|_| ServiceError::BadRequest("a record is not valid JSON".into())))
             .collect()
     };
     let ways = ways(texts.len());
@@ -571,13 +590,19 @@ mod tests {
     #[test]
     fn records_parse_in_parts_like_one() {
         let texts: Vec<String> = (0..2500).map(|i| format!("{{\"id\": {i}, \"n\": \"x{i}\"}}")).collect();
-        let parsed = super::parse_records(texts.clone()).expect("parse");
+        let parsed = super::parse_records(super::RecordTexts::Each(texts.clone())).expect("parse");
+        let array = format!("[{}]", texts.join(","));
+        assert_eq!(super::parse_records(super::RecordTexts::Array(array)).expect("array"), parsed);
         let one: Vec<Value> = texts.iter().map(|t| serde_json::from_str(t).expect("json")).collect();
         assert_eq!(parsed, one);
         let mut bad = texts;
         bad[2222] = "{\"id\": ".into();
-        let err = super::parse_records(bad).expect_err("not JSON");
+        let err = super::parse_records(super::RecordTexts::Each(bad)).expect_err("not JSON");
         assert!(matches!(err, crate::services::ServiceError::BadRequest(ref m) if m == "a record is not valid JSON"), "{err}");
+        for not_an_array in ["{\"id\": 1}", "[{\"id\": 1}, {\"id\": ]", ""] {
+            let err = super::parse_records(super::RecordTexts::Array(not_an_array.into())).expect_err("not an array");
+            assert!(matches!(err, crate::services::ServiceError::BadRequest(ref m) if m == "the records are not a JSON array"), "{err}");
+        }
     }
 
     /// A batch large enough for two threads leaves the same records, index, count, outcome and
