@@ -665,3 +665,31 @@ fn cluster_routes_are_the_nats_servers() {
     assert_eq!((status["is_enabled"].clone(), status["connected"].clone()), (json!(false), json!(false)), "{status}");
     assert_eq!(server.post_as(opshost_tests::USER, json!({"operation": "cluster_status"})).0, 403);
 }
+
+/// `get_configuration`'s value at a dotted path on `server`.
+fn config_value(server: &Server, path: &str) -> Value {
+    let config = ok(server, json!({"operation": "get_configuration"}));
+    path.split('.').fold(config, |v, k| v[k].clone())
+}
+
+/// `set_configuration` of a cluster-wide key on one node reaches every node's file (the last
+/// set in the stream wins everywhere); a node-local key set in the same call stays on its node.
+#[test]
+fn cluster_wide_configuration_keys_replicate_and_node_local_ones_stay() {
+    let nats = Nats::shared();
+    let nodes = [node(&nats, "node_a"), node(&nats, "node_b"), node(&nats, "node_c")];
+    let level_before = config_value(&nodes[1], "logging.level");
+    assert_ne!(level_before, json!("debug"));
+    ok_replicated(&nodes[0], json!({"operation": "set_configuration", "logging_auditRetention": "5d", "logging_level": "debug"}));
+    assert_eq!((config_value(&nodes[0], "logging.auditRetention"), config_value(&nodes[0], "logging.level")), (json!("5d"), json!("debug")));
+    for n in &nodes[1..] {
+        eventually("the cluster-wide key reaches every node", || config_value(n, "logging.auditRetention"), |v| *v == json!("5d"));
+        // The same change carried both keys: the node-local one did not travel with it.
+        assert_eq!(config_value(n, "logging.level"), level_before, "logging.level is node-local");
+    }
+    // Another node sets it again, and a second key: every node ends with c's values.
+    ok_replicated(&nodes[2], json!({"operation": "set_configuration", "logging_auditRetention": "7d", "operationsApi_components_keepVersions": 9}));
+    for n in &nodes {
+        eventually("the last set wins on every node", || (config_value(n, "logging.auditRetention"), config_value(n, "operationsApi.components.keepVersions")), |v| *v == (json!("7d"), json!(9)));
+    }
+}

@@ -12,6 +12,9 @@ impl Host for CallState {
 
     fn set(&mut self, changes: Vec<(String, String)>) -> Result<(), OpError> {
         self.check("config")?;
-        self.services.config.set(&changes).map_err(OpError::from)
+        self.services.config.set(&changes).map_err(OpError::from)?;
+        // Written here first; with clustering on, the cluster-wide keys then go to every node
+        // (a 503 if NATS does not take them in time: the local change stays, as for writes).
+        self.services.cluster.publish_configuration(&changes, &self.caller.username).map_err(OpError::from)
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 /// Everything a call's capabilities can reach.
 pub struct Services {
-    pub config: config::ConfigService,
+    pub config: Arc<config::ConfigService>,
     pub sysinfo: Arc<sysinfo::SysinfoService>,
     pub storage: Arc<dyn storage::StorageBackend>,
     /// Replication over NATS JetStream (`clustering.enabled`; idle when off).
@@ -66,6 +66,8 @@ impl Services {
         let components = components::ComponentService::open(&settings.root, storage.clone())?;
         components.set_cluster(cluster.clone());
         cluster.set_components(Arc::downgrade(&components));
+        let config = Arc::new(config);
+        cluster.set_config(config.clone());
         Ok(Arc::new(Services {
             config,
             sysinfo: sysinfo::SysinfoService::start(),

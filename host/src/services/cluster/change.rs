@@ -46,6 +46,9 @@ pub enum Kind {
     },
     /// A `replicated` drop.
     DropComponent { name: String, user: String },
+    /// The cluster-wide keys of a `set_configuration` (config `CLUSTER_WIDE`), flattened key
+    /// and raw JSON value, applied by each node through its own validation in stream order.
+    SetConfiguration { changes: Vec<(String, String)>, user: String },
 }
 
 impl Kind {
@@ -59,6 +62,7 @@ impl Kind {
             | Kind::Delete { database, table, .. } => (database, Some(table)),
             // Node-wide like users and roles: never filtered by table subscriptions.
             Kind::DeployComponent { .. } | Kind::DropComponent { .. } => (crate::services::storage::SYSTEM_DATABASE, Some("hdb_component")),
+            Kind::SetConfiguration { .. } => (crate::services::storage::SYSTEM_DATABASE, None),
         }
     }
 
@@ -69,6 +73,7 @@ impl Kind {
         match self {
             Kind::Put { database, table, .. } | Kind::Delete { database, table, .. } => format!("{prefix}.data.{database}.{table}"),
             Kind::DeployComponent { .. } | Kind::DropComponent { .. } => format!("{prefix}.component"),
+            Kind::SetConfiguration { .. } => format!("{prefix}.config"),
             _ => format!("{prefix}.schema"),
         }
     }

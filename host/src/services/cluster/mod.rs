@@ -168,6 +168,8 @@ pub struct Cluster {
     js: Mutex<Option<jetstream::Context>>,
     /// Applies other nodes' component deploys and drops (components.rs).
     components: std::sync::OnceLock<std::sync::Weak<crate::services::components::ComponentService>>,
+    /// Writes other nodes' cluster-wide configuration keys into this node's file.
+    config: std::sync::OnceLock<Arc<crate::services::config::ConfigService>>,
     /// Stream sequences of this node's own messages not yet passed by its consumer: the stream
     /// discarding only these is no gap (nothing of another node's was missed).
     own: Arc<Mutex<OwnSequences>>,
@@ -234,6 +236,7 @@ impl Cluster {
             tasks: Mutex::new(Vec::new()),
             js: Mutex::new(None),
             components: std::sync::OnceLock::new(),
+            config: std::sync::OnceLock::new(),
             own: Default::default(),
             reader: Mutex::new(None),
         }))
@@ -245,6 +248,33 @@ impl Cluster {
 
     pub fn node_name(&self) -> String {
         self.settings.read().node_name.clone()
+    }
+
+    /// Hands in the configuration service that applies other nodes' cluster-wide keys (once,
+    /// at start).
+    pub fn set_config(&self, config: Arc<crate::services::config::ConfigService>) {
+        let _ = self.config.set(config);
+    }
+
+    /// After a local `set_configuration` was written: its cluster-wide keys go to every node
+    /// (node-local ones stay here). Nothing is published when there are none or clustering is off.
+    pub fn publish_configuration(&self, changes: &[(String, String)], user: &str) -> Result<(), ServiceError> {
+        let changes = crate::services::config::ConfigService::cluster_wide(changes);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.publish(Kind::SetConfiguration { changes, user: user.into() })
+    }
+
+    /// Writes another node's cluster-wide keys here (each through this node's validation; a
+    /// key refused here is logged, the others are written). Never published again: only local
+    /// `set_configuration` calls publish.
+    fn apply_configuration(&self, origin: &str, changes: &[(String, String)], user: &str) -> Result<(), ServiceError> {
+        let config = self.config.get().ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the configuration service is not set")))?;
+        for refused in config.set_replicated(changes)? {
+            tracing::warn!("clustering: a configuration key set by {user} on {origin} was not applied here: {refused}");
+        }
+        Ok(())
     }
 
     /// Connects (in the background, retrying) and starts publishing and applying. Call from
@@ -614,6 +644,7 @@ impl Cluster {
             }
             // Applied by the consumer between runs (components.rs), never here.
             Kind::DeployComponent { .. } | Kind::DropComponent { .. } => {}
+            Kind::SetConfiguration { changes, user } => self.apply_configuration(origin, &changes, &user)?,
         }
         Ok(())
     }

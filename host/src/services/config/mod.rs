@@ -14,7 +14,7 @@ use super::fsutil::write_atomically;
 use super::ServiceError;
 use anyhow::{Context, Result};
 use parking_lot::Mutex;
-use schema::{lookup_flat, validate, READ_ONLY, SCHEMA};
+use schema::{lookup_flat, validate, CLUSTER_WIDE, READ_ONLY, SCHEMA};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,21 +88,38 @@ impl ConfigService {
     /// Sets flattened keys. Every key and value is validated before anything is written;
     /// the old file goes to `<root>/backup/` and the new one replaces it atomically.
     pub fn set(&self, changes: &[(String, String)]) -> Result<(), ServiceError> {
-        let mut resolved = Vec::with_capacity(changes.len());
-        for (key, raw) in changes {
-            let (path, kind) = lookup_flat(key)
-                .ok_or_else(|| ServiceError::BadRequest(format!("Unknown configuration key '{key}'")))?;
-            if READ_ONLY.contains(&path) {
-                return Err(ServiceError::BadRequest(format!(
-                    "'{key}' cannot be changed with set_configuration"
-                )));
-            }
-            let value: Value = serde_json::from_str(raw)
-                .map_err(|_| ServiceError::BadRequest(format!("'{key}' is not a valid value")))?;
-            validate(path, kind, &value).map_err(ServiceError::BadRequest)?;
-            resolved.push((path, value));
-        }
+        let resolved = changes.iter().map(|(key, raw)| resolve(key, raw)).collect::<Result<Vec<_>, _>>()?;
         self.write_changes(&resolved, true).map_err(ServiceError::Internal)
+    }
+
+    /// The cluster-wide keys of a `set_configuration` change (`schema::CLUSTER_WIDE`), named by
+    /// their flattened path (`logging_auditLog`), with their raw values: what the cluster
+    /// publishes after [`ConfigService::set`] wrote them here.
+    pub fn cluster_wide(changes: &[(String, String)]) -> Vec<(String, String)> {
+        changes
+            .iter()
+            .filter_map(|(key, raw)| lookup_flat(key).filter(|(path, _)| CLUSTER_WIDE.contains(path)).map(|(path, _)| (path.replace('.', "_"), raw.clone())))
+            .collect()
+    }
+
+    /// Another node's cluster-wide change, validated like [`ConfigService::set`] but key by key:
+    /// the keys this node accepts are written (one write, one backup), each refused one comes
+    /// back with the reason (a node of another version may not know it), and a key that is not
+    /// cluster-wide here is refused, so a node-local setting never arrives from elsewhere.
+    pub fn set_replicated(&self, changes: &[(String, String)]) -> Result<Vec<String>, ServiceError> {
+        let mut accepted = Vec::with_capacity(changes.len());
+        let mut refused = Vec::new();
+        for (key, raw) in changes {
+            match resolve(key, raw) {
+                Ok((path, _)) if !CLUSTER_WIDE.contains(&path) => refused.push(format!("'{key}' is not cluster-wide on this node")),
+                Ok(change) => accepted.push(change),
+                Err(e) => refused.push(e.to_string()),
+            }
+        }
+        if !accepted.is_empty() {
+            self.write_changes(&accepted, true).map_err(ServiceError::Internal)?;
+        }
+        Ok(refused)
     }
 
     /// Applies overrides given by dotted path (environment variables and flags at start-up,
@@ -188,6 +205,17 @@ impl ConfigService {
         *self.cache.lock() = None;
         Ok(())
     }
+}
+
+/// A flattened key and its raw JSON value, checked against the schema: its path and value.
+fn resolve(key: &str, raw: &str) -> Result<(&'static str, Value), ServiceError> {
+    let (path, kind) = lookup_flat(key).ok_or_else(|| ServiceError::BadRequest(format!("Unknown configuration key '{key}'")))?;
+    if READ_ONLY.contains(&path) {
+        return Err(ServiceError::BadRequest(format!("'{key}' cannot be changed with set_configuration")));
+    }
+    let value: Value = serde_json::from_str(raw).map_err(|_| ServiceError::BadRequest(format!("'{key}' is not a valid value")))?;
+    validate(path, kind, &value).map_err(ServiceError::BadRequest)?;
+    Ok((path, value))
 }
 
 /// The configuration with its secrets (`clustering.password` and any other `password`/`secret`
@@ -306,6 +334,30 @@ mod tests {
         assert_eq!(svc.settings().expect("settings").operations_addr.port(), 9999);
         let backups = std::fs::read_dir(dir.path().join("backup")).expect("backup dir").count();
         assert_eq!(backups, 2);
+    }
+
+    /// Only cluster-wide keys travel, under their flattened path; a received change writes the
+    /// keys this node accepts and names the ones it refuses (unknown, invalid, node-local).
+    #[test]
+    fn cluster_wide_keys_travel_and_are_applied_key_by_key() {
+        for path in CLUSTER_WIDE {
+            assert!(SCHEMA.iter().any(|(p, _)| p == path), "{path} is a schema key");
+        }
+        let changes = [("LOGGING_AUDITLOG".to_string(), "false".to_string()), ("logging_level".to_string(), "\"debug\"".to_string())];
+        assert_eq!(ConfigService::cluster_wide(&changes), vec![("logging_auditLog".to_string(), "false".to_string())]);
+        let (_dir, svc) = service();
+        let refused = svc
+            .set_replicated(&[
+                ("logging_auditLog".into(), "false".into()),
+                ("logging_auditRetention".into(), "\"never\"".into()),
+                ("logging_level".into(), "\"debug\"".into()),
+                ("some_future_key".into(), "1".into()),
+            ])
+            .expect("written");
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert!(refused[0].contains("'logging.auditRetention'") && refused[1].contains("not cluster-wide") && refused[2].contains("'some_future_key'"), "{refused:?}");
+        let v = svc.file_value().expect("value");
+        assert_eq!((v["logging"]["auditLog"].clone(), v["logging"]["level"].clone(), v["logging"]["auditRetention"].clone()), (Value::from(false), Value::from("warn"), Value::from("3d")));
     }
 
     #[test]

@@ -102,6 +102,34 @@ pub(super) const SCHEMA: &[(&str, Kind)] = &[
     ("tls.privateKey", Kind::Path),
 ];
 
+/// Keys that replicate with clustering on (services/cluster, `Kind::SetConfiguration`): a
+/// `set_configuration` of one of them on any node reaches every node's file. They are the
+/// settings that must agree for nodes to treat the same data and users alike; everything else
+/// (ports, paths, TLS files, `clustering.*`, log level and files, thread and call limits, which
+/// fit each machine) stays on the node it was set on.
+pub(super) const CLUSTER_WIDE: &[&str] = &[
+    // A token issued by one node is presented to any node: one lifetime for all.
+    "authentication.operationTokenTimeout",
+    "authentication.refreshTokenTimeout",
+    // The audit log of replicated tables: every node keeps (and answers read_audit_log with)
+    // the same history.
+    "logging.auditLog",
+    "logging.auditRetention",
+    // Who logged in (or failed to) is audited alike for the same users on every node.
+    "logging.auditAuthEvents.logFailed",
+    "logging.auditAuthEvents.logSuccessful",
+    // A request (or csv_url_load download) one node accepts, every node accepts.
+    "operationsApi.network.maxBodySize",
+    "operationsApi.importMaxSizeMB",
+    // Replicated deploys are checked by each node under these: the same component is accepted
+    // or refused, granted the same interfaces, and kept for the same rollbacks everywhere.
+    "operationsApi.grants",
+    "operationsApi.components.trustedKeys",
+    "operationsApi.components.requireSigned",
+    "operationsApi.components.keepVersions",
+    "operationsApi.components.maxSizeMB",
+];
+
 /// Keys fixed at first start: the root is where the file itself lives.
 pub(super) const READ_ONLY: &[&str] = &["rootPath"];
 
