@@ -496,6 +496,54 @@ fn a_node_whose_stream_position_was_discarded_catches_up_by_snapshot() {
     eventually("c follows the stream after the snapshot", || get(&c, "log", json!(1000)).is_some(), |found| *found);
 }
 
+/// The components `get_components` lists on `server` (any kept version), sorted.
+fn components(server: &Server) -> Vec<String> {
+    let listed = ok(server, json!({"operation": "get_components"}));
+    let mut names: Vec<String> = listed.as_array().expect("array").iter().filter_map(|e| e["name"].as_str().map(str::to_string)).collect();
+    names.sort();
+    names
+}
+
+/// A snapshot carries what the stream would have: node c, killed, misses a replicated deploy,
+/// a replicated drop and a cluster-wide `set_configuration` (with far more changes after them
+/// than the 20-change stream keeps); re-seeded by snapshot from a, it serves the deployed
+/// component, no longer keeps the dropped one, shows the key in `get_configuration`, and keeps
+/// the component it had deployed for itself only.
+#[test]
+fn a_snapshot_carries_replicated_components_and_cluster_wide_configuration() {
+    let nats = Nats::shared();
+    let small = |name: &str| node_builder(&nats.urls, &nats.stream, name).env("CLUSTERING_NATS_MAXMSGS", "20");
+    let a = small("node_a").start();
+    let c = small("node_c").start();
+    let payload = |guest: &str| encode_base64(&std::fs::read(test_guest(guest)).expect("test guest built"));
+    ok_replicated(&a, json!({"operation": "deploy_component", "name": "test_panic", "payload": payload("test_panic"), "replicated": true}));
+    ok_replicated(&c, json!({"operation": "deploy_component", "name": "test_memory", "payload": payload("test_memory")}));
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "log", "primary_key": "id"}));
+    eventually("the replicated component and the table reach c", || (components(&c), has_table(&c, "log")), |(names, table)| {
+        *table && names.iter().any(|n| n == "test_panic")
+    });
+    let retention_before = config_value(&c, "logging.auditRetention");
+    assert_ne!(retention_before, json!("6d"));
+    let root: TempRoot = c.crash();
+    ok_replicated(&a, json!({"operation": "deploy_component", "name": "test_hello", "payload": payload("hello_v1"), "replicated": true}));
+    ok_replicated(&a, json!({"operation": "drop_component", "name": "test_panic", "replicated": true}));
+    ok_replicated(&a, json!({"operation": "set_configuration", "logging_auditRetention": "6d"}));
+    for i in 0..40 {
+        ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
+    }
+    let c = small("node_c").root(root).start();
+    eventually("c serves the component deployed while it was away", || hello(&c), |v| *v == Some(json!(1)));
+    eventually("c drops the component dropped while it was away", || components(&c), |names| !names.iter().any(|n| n == "test_panic"));
+    eventually("c takes the cluster-wide key set while it was away", || config_value(&c, "logging.auditRetention"), |v| *v == json!("6d"));
+    assert_eq!(components(&c), ["test_hello", "test_memory"], "c's own local component stays");
+    let status = ok(&c, json!({"operation": "cluster_status"}));
+    assert!(status["catch_up"]["snapshots_merged"].as_u64().is_some_and(|n| n >= 1), "c caught up by snapshot, not the stream: {status}");
+    eventually("c has a's records", || all(&c, "log").len(), |n| *n == 40);
+    let entry = ok(&c, json!({"operation": "get_components"}));
+    let hello_entry = entry.as_array().and_then(|l| l.iter().find(|e| e["name"] == "test_hello").cloned()).expect("listed");
+    assert_eq!(hello_entry["versions"][0]["replicated"], json!(true), "applied as a replicated version: {hello_entry}");
+}
+
 /// Writes keep coming while one of the three NATS servers is killed: every write answered 200
 /// reaches the other node (JetStream acknowledged it on a quorum before the answer).
 #[test]

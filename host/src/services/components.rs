@@ -195,6 +195,17 @@ impl ComponentService {
         Ok(out)
     }
 
+    /// Every kept version of every component (a cluster snapshot offers the replicated active
+    /// ones and names them all; a node re-seeded from it compares them with its own).
+    pub fn kept_versions(&self) -> Result<Vec<Version>, ServiceError> {
+        self.versions()
+    }
+
+    /// A kept version's bytes.
+    pub fn version_bytes(&self, name: &str, version: u64) -> Result<Vec<u8>, ServiceError> {
+        std::fs::read(self.version_file(name, version)).map_err(internal)
+    }
+
     fn versions_of(&self, name: &str) -> Result<Vec<Version>, ServiceError> {
         Ok(self.versions()?.into_iter().filter(|v| v.name == name).collect())
     }

@@ -46,6 +46,10 @@ pub enum Kind {
     },
     /// A `replicated` drop.
     DropComponent { name: String, user: String },
+    /// Snapshots only (snapshot.rs), never on the stream: every component name the origin keeps
+    /// a version of. A node re-seeded from a complete snapshot drops a component it serves as
+    /// replicated that is not among them (it was dropped while the node was away).
+    ComponentsKept { names: Vec<String> },
     /// The cluster-wide keys of a `set_configuration` (config `CLUSTER_WIDE`), flattened key
     /// and raw JSON value, applied by each node through its own validation in stream order.
     SetConfiguration { changes: Vec<(String, String)>, user: String },
@@ -61,7 +65,9 @@ impl Kind {
             | Kind::Put { database, table, .. }
             | Kind::Delete { database, table, .. } => (database, Some(table)),
             // Node-wide like users and roles: never filtered by table subscriptions.
-            Kind::DeployComponent { .. } | Kind::DropComponent { .. } => (crate::services::storage::SYSTEM_DATABASE, Some("hdb_component")),
+            Kind::DeployComponent { .. } | Kind::DropComponent { .. } | Kind::ComponentsKept { .. } => {
+                (crate::services::storage::SYSTEM_DATABASE, Some("hdb_component"))
+            }
             Kind::SetConfiguration { .. } => (crate::services::storage::SYSTEM_DATABASE, None),
         }
     }
@@ -72,7 +78,7 @@ impl Kind {
     pub fn subject(&self, prefix: &str) -> String {
         match self {
             Kind::Put { database, table, .. } | Kind::Delete { database, table, .. } => format!("{prefix}.data.{database}.{table}"),
-            Kind::DeployComponent { .. } | Kind::DropComponent { .. } => format!("{prefix}.component"),
+            Kind::DeployComponent { .. } | Kind::DropComponent { .. } | Kind::ComponentsKept { .. } => format!("{prefix}.component"),
             Kind::SetConfiguration { .. } => format!("{prefix}.config"),
             _ => format!("{prefix}.schema"),
         }

@@ -14,7 +14,7 @@
 
 use super::change::{Change, Kind};
 use super::Cluster;
-use crate::services::components::{ComponentService, DeployRequest};
+use crate::services::components::{ComponentService, DeployRequest, Version};
 use crate::services::ServiceError;
 use async_nats::jetstream;
 use base64::Engine as _;
@@ -141,6 +141,60 @@ impl Cluster {
                 Err(e) => Err(e.to_string()),
             },
             other => Err(format!("not a component change: {:?}", other.target())),
+        }
+    }
+
+    /// A snapshot's components (snapshot.rs), applied after its records and configuration.
+    /// Each replicated component the sender serves comes as the stream's deploy, or rollback,
+    /// would ([`Cluster::apply_component`]: the same checks, a rollback to this node's kept
+    /// version of the same bytes when it has one, never published again), unless this node
+    /// serves a local-only version and keeps the sender's bytes too: it took that replicated
+    /// deploy before and deployed over it here afterwards, which is what the stream's order
+    /// would have left. From a complete snapshot (the sender was not catching up itself), a
+    /// component served here as replicated of which the sender keeps no version at all was
+    /// dropped while this node was away: it is dropped here too. A component served here as
+    /// local-only, or one the sender keeps only locally, stays. A component refused here is
+    /// logged, as on the stream, and does not fail the snapshot.
+    pub(super) async fn merge_components(&self, js: &jetstream::Context, from: &str, changes: Vec<Change>, complete: bool) {
+        let Some(components) = self.components.get().and_then(Weak::upgrade) else {
+            tracing::warn!("clustering: the snapshot's components from {from} were not applied: the component service is gone (shutting down)");
+            return;
+        };
+        let mut kept_there = None;
+        for change in changes {
+            match &change.kind {
+                Kind::ComponentsKept { names } => {
+                    kept_there = Some(names.clone());
+                    continue;
+                }
+                Kind::DeployComponent { name, hash, .. } => {
+                    let mine: Vec<Version> = match components.kept_versions() {
+                        Ok(all) => all.into_iter().filter(|v| v.name == *name).collect(),
+                        Err(e) => {
+                            tracing::error!("clustering: component {name} from {from}'s snapshot not applied: reading the kept versions: {e}");
+                            continue;
+                        }
+                    };
+                    if mine.iter().any(|v| v.active && !v.replicated) && mine.iter().any(|v| v.hash == *hash) {
+                        tracing::info!("clustering: keeping this node's own version of component {name} (deployed here after {from}'s replicated one)");
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            // A refusal was logged there; the rest of the snapshot still applies.
+            let _ = self.apply_component(js, change).await;
+        }
+        let Some(kept_there) = kept_there.filter(|_| complete) else { return };
+        let here = match components.kept_versions() {
+            Ok(all) => all,
+            Err(e) => return tracing::error!("clustering: checking components against {from}'s snapshot failed: {e}"),
+        };
+        for gone in here.iter().filter(|v| v.active && v.replicated && !kept_there.contains(&v.name)) {
+            match components.remove(&gone.name, &format!("snapshot from {from}"), false).await {
+                Ok(_) => tracing::info!("clustering: dropped component {} ({from} keeps none: dropped while this node was away)", gone.name),
+                Err(e) => tracing::error!("clustering: dropping component {} ({from} keeps none) failed: {e}", gone.name),
+            }
         }
     }
 }

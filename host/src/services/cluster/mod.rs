@@ -642,8 +642,9 @@ impl Cluster {
                     self.system_changed(&table);
                 }
             }
-            // Applied by the consumer between runs (components.rs), never here.
-            Kind::DeployComponent { .. } | Kind::DropComponent { .. } => {}
+            // Applied by the consumer between runs, or after a snapshot's merge (components.rs),
+            // never here.
+            Kind::DeployComponent { .. } | Kind::DropComponent { .. } | Kind::ComponentsKept { .. } => {}
             Kind::SetConfiguration { changes, user } => self.apply_configuration(origin, &changes, &user)?,
         }
         Ok(())

@@ -9,7 +9,8 @@
 //! `<stream>-snapshot` (NATS request/reply, outside the stream's subjects) and collects the
 //! answers on its own inbox. Every other node answers at once: `building` (then, once built,
 //! the snapshot: every replicated table, records with the node that wrote each version,
-//! tombstones with their node and time, as one array of changes in the stream's object store)
+//! tombstones with their node and time, the cluster-wide configuration keys' values and the
+//! replicated components, as one array of changes in the stream's object store)
 //! or `busy` when it is catching up itself. The asker merges the first snapshot through the same
 //! last-writer-wins path as stream changes (subscriptions and `publish: false` respected),
 //! deletes the object and goes on with the stream. When only busy nodes answer (every node
@@ -121,10 +122,15 @@ impl Cluster {
         objects.get(&object).await.map_err(|e| anyhow::anyhow!("fetching snapshot {object}: {e}"))?.read_to_end(&mut bytes).await.context("reading the snapshot")?;
         let changes = read_changes(&bytes).context("decoding the snapshot")?;
         let count = changes.len();
+        // Records, schema and configuration first (the configuration's component limits and
+        // trusted keys then judge the components), components last, as the stream applies them.
+        let (components, changes): (Vec<Change>, Vec<Change>) =
+            changes.into_iter().partition(|c| matches!(c.kind, Kind::DeployComponent { .. } | Kind::DropComponent { .. } | Kind::ComponentsKept { .. }));
         let results = self.apply_run(&settings.node_name, changes).await?;
         if let Some(e) = results.iter().find_map(|(_, _, r)| r.as_ref().err()) {
             anyhow::bail!("applying the snapshot from {from}: {e}");
         }
+        self.merge_components(js, &from, components, complete).await;
         if let Err(e) = objects.delete(&object).await {
             tracing::warn!("clustering: deleting snapshot {object} failed (it expires with the bucket's age limit): {e}");
         }
@@ -228,16 +234,34 @@ impl Cluster {
 
     async fn offer_snapshot(self: &Arc<Self>, js: &jetstream::Context, asker: &str) -> anyhow::Result<String> {
         let me = self.clone();
-        let bytes = tokio::task::spawn_blocking(move || me.snapshot_bytes()).await?.map_err(ServiceError::into_anyhow)?;
+        let (bytes, components) = tokio::task::spawn_blocking(move || me.snapshot_bytes()).await?.map_err(ServiceError::into_anyhow)?;
         let name = format!("snapshot-{asker}-{}", uuid::Uuid::new_v4());
         let objects = self.object_store(js).await?;
+        // The offered components' bytes travel as their deploys' did: objects named by their
+        // hash in the same bucket (a deploy's object expires with the bucket's age limit, so
+        // one older than that is put again). Not inline: components reach maxSizeMB (64 MB),
+        // the snapshot is held whole in memory on both sides, and the asker fetches only the
+        // bytes it does not already keep.
+        for (name, version, hash) in components {
+            if objects.info(&hash).await.is_ok() {
+                continue;
+            }
+            let service = self.components.get().and_then(std::sync::Weak::upgrade).context("the component service is gone (shutting down)")?;
+            let owned = name.clone();
+            let component = tokio::task::spawn_blocking(move || service.version_bytes(&owned, version)).await?.map_err(ServiceError::into_anyhow)?;
+            objects.put(hash.as_str(), &mut component.as_slice()).await.map_err(|e| anyhow::anyhow!("storing component {name} for the snapshot: {e}"))?;
+        }
         objects.put(name.as_str(), &mut bytes.as_slice()).await.map_err(|e| anyhow::anyhow!("storing the snapshot: {e}"))?;
         Ok(name)
     }
 
-    /// Every replicated table as changes: schema, records grouped by the node that wrote them,
-    /// tombstones grouped by node and time.
-    fn snapshot_bytes(&self) -> Result<Vec<u8>, ServiceError> {
+    /// Everything replicated as changes: the cluster-wide configuration keys' values; every
+    /// replicated table (schema, records grouped by the node that wrote them, tombstones
+    /// grouped by node and time); each component's active version when it is replicated (a
+    /// deploy marked as a rollback to that version, as a replicated rollback travels) and the
+    /// names of all components kept here. With it, the components whose bytes the snapshot
+    /// needs in the object store: `(name, version, hash)`.
+    fn snapshot_bytes(&self) -> Result<(Vec<u8>, Vec<(String, u64, String)>), ServiceError> {
         let me = self.node_name();
         let time = now_ms();
         let mut changes = Vec::new();
@@ -245,6 +269,12 @@ impl Cluster {
             let exclude = self.excluded(&kind);
             changes.push(Change { origin: origin.to_string(), time, exclude, kind });
         };
+        if let Some(config) = self.config.get() {
+            let values = config.cluster_wide_values()?;
+            if !values.is_empty() {
+                push(&me, Kind::SetConfiguration { changes: values, user: format!("snapshot from {me}") });
+            }
+        }
         let mut tables = Vec::new();
         for (database, names) in StorageBackend::list_databases(&*self.storage) {
             push(&me, Kind::CreateDatabase { database: database.clone() });
@@ -282,7 +312,27 @@ impl Cluster {
                 push(&origin, Kind::Delete { database: database.clone(), table: table.clone(), ids, at });
             }
         }
-        serde_json::to_vec(&changes).map_err(|e| ServiceError::Internal(e.into()))
+        let mut uploads = Vec::new();
+        if let Some(components) = self.components.get().and_then(std::sync::Weak::upgrade) {
+            let kept = components.kept_versions()?;
+            for v in kept.iter().filter(|v| v.active && v.replicated) {
+                uploads.push((v.name.clone(), v.version, v.hash.clone()));
+                let kind = Kind::DeployComponent {
+                    name: v.name.clone(),
+                    hash: v.hash.clone(),
+                    grants: v.grants.clone(),
+                    signature: v.signature.clone(),
+                    user: v.deployed_by.clone(),
+                    rollback: Some(v.version),
+                };
+                push(&me, kind);
+            }
+            let mut names: Vec<String> = kept.into_iter().map(|v| v.name).collect();
+            names.dedup();
+            push(&me, Kind::ComponentsKept { names });
+        }
+        let bytes = serde_json::to_vec(&changes).map_err(|e| ServiceError::Internal(e.into()))?;
+        Ok((bytes, uploads))
     }
 }
 

@@ -102,16 +102,32 @@ impl ConfigService {
             .collect()
     }
 
+    /// This node's file values of the cluster-wide keys (flattened path, raw JSON value), for a
+    /// snapshot: what a node re-seeded from it writes through [`ConfigService::set_replicated`].
+    /// Values start-up overrides wrote into the file are among them (HarperDB keeps those in
+    /// the file too); keys the file lacks are not sent.
+    pub fn cluster_wide_values(&self) -> Result<Vec<(String, String)>, ServiceError> {
+        let current = self.file_value()?;
+        Ok(CLUSTER_WIDE
+            .iter()
+            .filter_map(|path| get_path(&current, path).filter(|v| !v.is_null()).map(|v| (path.replace('.', "_"), v.to_string())))
+            .collect())
+    }
+
     /// Another node's cluster-wide change, validated like [`ConfigService::set`] but key by key:
     /// the keys this node accepts are written (one write, one backup), each refused one comes
     /// back with the reason (a node of another version may not know it), and a key that is not
     /// cluster-wide here is refused, so a node-local setting never arrives from elsewhere.
+    /// A key already holding the value is left alone, so a snapshot that agrees with this
+    /// node's file (services/cluster/snapshot.rs) writes nothing and leaves no backup.
     pub fn set_replicated(&self, changes: &[(String, String)]) -> Result<Vec<String>, ServiceError> {
+        let current = self.file_value()?;
         let mut accepted = Vec::with_capacity(changes.len());
         let mut refused = Vec::new();
         for (key, raw) in changes {
             match resolve(key, raw) {
                 Ok((path, _)) if !CLUSTER_WIDE.contains(&path) => refused.push(format!("'{key}' is not cluster-wide on this node")),
+                Ok((path, value)) if get_path(&current, path) == Some(&value) => {}
                 Ok(change) => accepted.push(change),
                 Err(e) => refused.push(e.to_string()),
             }
@@ -358,6 +374,15 @@ mod tests {
         assert!(refused[0].contains("'logging.auditRetention'") && refused[1].contains("not cluster-wide") && refused[2].contains("'some_future_key'"), "{refused:?}");
         let v = svc.file_value().expect("value");
         assert_eq!((v["logging"]["auditLog"].clone(), v["logging"]["level"].clone(), v["logging"]["auditRetention"].clone()), (Value::from(false), Value::from("warn"), Value::from("3d")));
+        // A snapshot carries the file's cluster-wide values; applied where they already hold,
+        // nothing is written (no new backup).
+        let values = svc.cluster_wide_values().expect("values");
+        assert!(values.contains(&("logging_auditLog".to_string(), "false".to_string())), "{values:?}");
+        assert!(values.iter().all(|(k, _)| ConfigService::cluster_wide(&[(k.clone(), String::new())]).len() == 1), "only cluster-wide keys: {values:?}");
+        let backups = || std::fs::read_dir(svc.root.join("backup")).map(|d| d.count()).unwrap_or(0);
+        let before = backups();
+        assert!(svc.set_replicated(&values).expect("written").is_empty());
+        assert_eq!(backups(), before, "an agreeing snapshot writes nothing");
     }
 
     #[test]
