@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod compile_cache;
 pub mod deployer;
+pub mod memtrace;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -100,6 +100,7 @@ enum UserCommand {
 
 fn main() -> Result<()> {
     disable_transparent_huge_pages();
+    opshost::memtrace::start_from_env();
     let cli = Cli::parse();
     let root = match cli.run.root.clone() {
         Some(root) => root,

@@ -12,9 +12,10 @@
 //! baseline RSS, the 1M load with its peak, then the RSS 5 s after it ends ("steady").
 //! `OPSHOST_BENCH_LOAD_RUNS` runs (default 7) of each variant, interleaved; a variant is a set
 //! of environment variables for the server, `OPSHOST_BENCH_LOAD_VARIANTS` as
-//! `name:K=V,K=V;name2:` (default: the server as shipped).
+//! `name:K=V,K=V;name2:` (default: the server as shipped), where `DIST=<folder>` runs another
+//! dist's server (`base:DIST=/tmp/base-dist;new:` alternates an earlier build with this one).
 
-use super::{free_port, post, rss_kib, run_job, scratch_root, server_command, spawn_server, stop, wait_ready, PEAK};
+use super::{free_port, post, rss_kib, run_job, scratch_root, server_command, server_command_of, spawn_server, stop, wait_ready, PEAK};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
@@ -155,13 +156,17 @@ fn one_run(small: &Path, big: &Path, vars: &[(String, String)]) -> Result<Run> {
     result
 }
 
-/// [`spawn_server`] with a variant's environment.
+/// [`spawn_server`] with a variant's environment; `DIST=<folder>` in it runs the server of
+/// that dist folder (a copy of an earlier `target/opshost`, for base-against-new runs) instead.
 fn spawn_with(root: &Path, port: u16, vars: &[(String, String)]) -> Result<Child> {
     if vars.is_empty() {
         return spawn_server(root, port);
     }
-    let mut cmd = server_command(root, port);
-    for (k, v) in vars {
+    let mut cmd = match vars.iter().find(|(k, _)| k == "DIST") {
+        Some((_, dist)) => server_command_of(Path::new(dist), root, port),
+        None => server_command(root, port),
+    };
+    for (k, v) in vars.iter().filter(|(k, _)| k != "DIST") {
         cmd.env(k, v);
     }
     Ok(cmd.spawn()?)

@@ -36,6 +36,7 @@ mod projection;
 mod read;
 mod schema;
 mod tuning;
+pub use tuning::memory_usage;
 mod write;
 
 pub use cursor::Cursor;

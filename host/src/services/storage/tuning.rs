@@ -61,6 +61,17 @@ fn block_cache() -> Cache {
     guard.get_or_insert_with(|| Cache::new_lru_cache(BLOCK_CACHE)).clone()
 }
 
+/// The memtable budget of the store opened last (a server opens one store), for
+/// [`memory_usage`].
+static BUDGET: Mutex<Option<WriteBufferManager>> = Mutex::new(None);
+
+/// Bytes in memtables (of the store opened last) and in the shared block cache: the memory
+/// sampler's view of RocksDB (`OPSHOST_MEMORY_TRACE`, memtrace.rs).
+pub fn memory_usage() -> (usize, usize) {
+    let memtables = BUDGET.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, WriteBufferManager::get_usage);
+    (memtables, block_cache().get_usage())
+}
+
 /// Options for the whole database (the options keep their environment alive).
 pub(super) fn db_options() -> Options {
     let mut opts = Options::default();
@@ -81,7 +92,9 @@ pub(super) fn db_options() -> Options {
     opts.set_max_background_jobs(BACKGROUND_JOBS);
     opts.set_max_subcompactions(2);
     // Memtables of all tables together stay under this (writers wait for a flush at it).
-    opts.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, true));
+    let budget = WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, true);
+    opts.set_write_buffer_manager(&budget);
+    *BUDGET.lock().unwrap_or_else(|e| e.into_inner()) = Some(budget);
     // Concurrent writers form groups that share one WAL write and one fsync (RocksDB's write
     // thread: the group's leader syncs for all, and each writer returns only once the sync
     // covering its batch is done). Not pipelined: pipelining (the next group writes its WAL
