@@ -215,30 +215,35 @@ impl std::fmt::Display for RowLabel {
 }
 
 /// Writes rows in batches, reporting progress, and pins a refused batch down to its first bad
-/// row.
+/// row. A batch is kept as the one JSON array text `storage.write-text` takes (issue 16): the
+/// rows are appended to one buffer, reused from batch to batch, instead of a string each, so
+/// the guest makes no allocation per row, the host copies one text in (not 5,000 strings),
+/// and the keys come back as one text instead of a string per row.
 pub struct Writer {
     target: Target,
-    batch: Vec<String>,
+    /// `[`, then the batch's rows separated by commas; the closing `]` is added to write it.
+    text: String,
+    /// Where each row of the batch starts in `text`.
+    starts: Vec<usize>,
     /// How each row of the batch is named in an error.
     labels: Vec<RowLabel>,
     loaded: Loaded,
     total_hint: u64,
-    /// JSON bytes in `batch`.
-    bytes: usize,
 }
 
 impl Writer {
     pub fn new(target: Target) -> Writer {
-        Writer { target, batch: Vec::with_capacity(BATCH), labels: Vec::with_capacity(BATCH), loaded: Loaded::default(), total_hint: 0, bytes: 0 }
+        Writer { target, text: String::new(), starts: Vec::with_capacity(BATCH), labels: Vec::with_capacity(BATCH), loaded: Loaded::default(), total_hint: 0 }
     }
 
     /// Adds one row (a JSON object's text); `label` names it in an error.
-    pub fn push(&mut self, row: String, label: RowLabel) -> Result<(), Error> {
-        self.bytes += row.len();
-        self.batch.push(row);
+    pub fn push(&mut self, row: &str, label: RowLabel) -> Result<(), Error> {
+        self.text.push(if self.starts.is_empty() { '[' } else { ',' });
+        self.starts.push(self.text.len());
+        self.text.push_str(row);
         self.labels.push(label);
         self.loaded.rows += 1;
-        if self.batch.len() >= BATCH || self.bytes >= BATCH_BYTES {
+        if self.starts.len() >= BATCH || self.text.len() >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -247,19 +252,28 @@ impl Writer {
     /// Writes what is pending. On a refused batch: finds the first bad row by halving (the rows
     /// before it are written, O(log n) writes), and fails naming it.
     pub fn flush(&mut self) -> Result<(), Error> {
-        let rows = std::mem::take(&mut self.batch);
-        let labels = std::mem::take(&mut self.labels);
-        self.bytes = 0;
-        let (mut lo, mut hi) = (0usize, rows.len());
+        let n = self.starts.len();
+        let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
-            match self.write(&rows[lo..hi]) {
+            let attempt = if (lo, hi) == (0, n) {
+                // The whole batch: the buffer itself, closed.
+                self.text.push(']');
+                let done = write(&self.target, &mut self.loaded, &self.text);
+                self.text.pop();
+                done
+            } else {
+                let rows = self.rows(lo, hi);
+                write(&self.target, &mut self.loaded, &rows)
+            };
+            match attempt {
                 Ok(()) => break,
                 Err(Error::BadRequest(reason)) if hi - lo == 1 => {
-                    return Err(Error::bad_request(format!("{}: {reason}", labels[lo])));
+                    return Err(Error::bad_request(format!("{}: {reason}", self.labels[lo])));
                 }
                 Err(Error::BadRequest(_)) => {
                     let mid = lo + (hi - lo) / 2;
-                    match self.write(&rows[lo..mid]) {
+                    let rows = self.rows(lo, mid);
+                    match write(&self.target, &mut self.loaded, &rows) {
                         // The bad row is in the second half: the first is stored now.
                         Ok(()) => lo = mid,
                         Err(Error::BadRequest(_)) => hi = mid,
@@ -270,28 +284,38 @@ impl Writer {
             }
         }
         crate::jobs::progress(self.loaded.rows, self.total_hint.max(self.loaded.rows));
-        self.batch = rows;
-        self.batch.clear();
-        self.labels = labels;
+        self.text.clear();
+        self.starts.clear();
         self.labels.clear();
         Ok(())
     }
 
-    fn write(&mut self, rows: &[String]) -> Result<(), Error> {
-        // Straight to the host: the rows are JSON texts already.
-        let out = opshost_guest::bindings::opshost::host::storage::write(&self.target.database, &self.target.table, self.target.mode, rows)?;
-        self.loaded.written += out.written.len() as u64;
-        self.loaded.skipped += out.skipped.len() as u64;
-        Ok(())
+    /// Rows `lo..hi` of the batch as a JSON array text.
+    fn rows(&self, lo: usize, hi: usize) -> String {
+        // A row ends where the next one's comma is, the last at the end of the text.
+        let end = self.starts.get(hi).map_or(self.text.len(), |s| s - 1);
+        let mut out = String::with_capacity(end - self.starts[lo] + 2);
+        out.push('[');
+        out.push_str(&self.text[self.starts[lo]..end]);
+        out.push(']');
+        out
     }
 
     /// Writes the rest; the counts.
     pub fn finish(mut self) -> Result<Loaded, Error> {
-        if !self.batch.is_empty() {
+        if !self.starts.is_empty() {
             self.flush()?;
         }
         Ok(self.loaded)
     }
+}
+
+/// One `write-text` of `rows` (a JSON array text) into `target`, counted into `loaded`.
+fn write(target: &Target, loaded: &mut Loaded, rows: &str) -> Result<(), Error> {
+    let out = opshost_guest::bindings::opshost::host::storage::write_text(&target.database, &target.table, target.mode, rows)?;
+    loaded.written += u64::from(out.written_count);
+    loaded.skipped += u64::from(out.skipped_count);
+    Ok(())
 }
 
 /// Loads CSV (a header row, then records) from `input` into `target`.
@@ -330,7 +354,7 @@ pub fn load_csv(input: impl Read, target: Target) -> Result<Loaded, Error> {
             infer(text, &mut out);
         }
         out.push('}');
-        writer.push(out.clone(), label)?;
+        writer.push(&out, label)?;
     }
     writer.finish()
 }
@@ -358,7 +382,7 @@ pub fn load_json(input: impl Read, target: Target) -> Result<Loaded, Error> {
                     *self.failed = Some(Error::bad_request(format!("JSON record {n}: not an object")));
                     return Err(serde::de::Error::custom("stopped"));
                 }
-                if let Err(e) = self.writer.push(text.to_string(), RowLabel::Json(n)) {
+                if let Err(e) = self.writer.push(text, RowLabel::Json(n)) {
                     *self.failed = Some(e);
                     return Err(serde::de::Error::custom("stopped"));
                 }
@@ -688,6 +712,22 @@ mod tests {
         for (input, json) in cases {
             assert_eq!(cell(input), json, "{input}");
         }
+    }
+
+    #[test]
+    fn a_batch_is_one_array_text_and_its_ranges_are_arrays_too() {
+        let target = Target { database: "dev".into(), table: "dog".into(), mode: WriteMode::Insert };
+        let mut w = Writer::new(target);
+        for (n, row) in [r#"{"id":1,"s":"a,b"}"#, r#"{"id":2}"#, r#"{"id":3,"o":{"x":[1,2]}}"#].into_iter().enumerate() {
+            w.push(row, RowLabel::Json(n as u64 + 1)).expect("below a batch: nothing written");
+        }
+        let whole: Value = serde_json::from_str(&format!("{}]", w.text)).expect("the batch text closes into JSON");
+        assert_eq!(whole.as_array().map(Vec::len), Some(3));
+        assert_eq!(w.rows(0, 3), format!("{}]", w.text));
+        assert_eq!(w.rows(0, 1), r#"[{"id":1,"s":"a,b"}]"#);
+        assert_eq!(w.rows(1, 2), r#"[{"id":2}]"#);
+        assert_eq!(w.rows(1, 3), r#"[{"id":2},{"id":3,"o":{"x":[1,2]}}]"#);
+        assert_eq!(w.rows(2, 3), r#"[{"id":3,"o":{"x":[1,2]}}]"#);
     }
 
     #[test]
