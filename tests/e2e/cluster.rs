@@ -536,8 +536,10 @@ fn a_snapshot_carries_replicated_components_and_cluster_wide_configuration() {
     eventually("c drops the component dropped while it was away", || components(&c), |names| !names.iter().any(|n| n == "test_panic"));
     eventually("c takes the cluster-wide key set while it was away", || config_value(&c, "logging.auditRetention"), |v| *v == json!("6d"));
     assert_eq!(components(&c), ["test_hello", "test_memory"], "c's own local component stays");
-    let status = ok(&c, json!({"operation": "cluster_status"}));
-    assert!(status["catch_up"]["snapshots_merged"].as_u64().is_some_and(|n| n >= 1), "c caught up by snapshot, not the stream: {status}");
+    // The merge is counted once all of it is applied (the component reloads take a moment).
+    eventually("c caught up by snapshot, not the stream", || ok(&c, json!({"operation": "cluster_status"}))["catch_up"].clone(), |s| {
+        s["snapshots_merged"].as_u64().is_some_and(|n| n >= 1) && s["needed"] == json!(false)
+    });
     eventually("c has a's records", || all(&c, "log").len(), |n| *n == 40);
     let entry = ok(&c, json!({"operation": "get_components"}));
     let hello_entry = entry.as_array().and_then(|l| l.iter().find(|e| e["name"] == "test_hello").cloned()).expect("listed");
@@ -740,4 +742,118 @@ fn cluster_wide_configuration_keys_replicate_and_node_local_ones_stay() {
     for n in &nodes {
         eventually("the last set wins on every node", || (config_value(n, "logging.auditRetention"), config_value(n, "operationsApi.components.keepVersions")), |v| *v == (json!("7d"), json!(9)));
     }
+}
+
+/// One JetStream `nats-server` of its own with `extra` configuration (authorization, TLS), on a
+/// free port; killed when the returned guard drops. Its URL.
+struct LoneNats {
+    url: String,
+    child: std::process::Child,
+    _dir: TempRoot,
+}
+
+impl LoneNats {
+    fn start(dir: TempRoot, scheme: &str, extra: &str) -> Self {
+        let port = opshost_tests::free_port();
+        let store = dir.path().join("js");
+        let config = format!("listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 256MB }}\n{extra}\n", store.display());
+        let path = dir.path().join("nats.conf");
+        std::fs::write(&path, config).expect("nats config");
+        let log = std::fs::File::create(dir.path().join("nats.log")).expect("nats log");
+        let child = std::process::Command::new(opshost_tests::nats::server_binary())
+            .arg("-c")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting nats-server (apt-get install nats-server)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { url: format!("{scheme}://127.0.0.1:{port}"), child, _dir: dir }
+    }
+}
+
+impl Drop for LoneNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node on a lone NATS server (one replica), a short publish wait so a disconnected node's
+/// writes answer their 503 quickly.
+fn lone_node(nats: &LoneNats, name: &str, env: &[(&str, &str)]) -> Server {
+    let mut builder = node_builder(&nats.url, "SECURED", name).env("CLUSTERING_NATS_REPLICAS", "1").env("CLUSTERING_PUBLISHTIMEOUT", "500");
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
+    builder.start()
+}
+
+/// Two nodes with the right settings connect and replicate; a third with wrong ones says why
+/// in `cluster_status` (`last_error` containing `expected`, not connected) and keeps serving
+/// its own data: its write is kept here and answers the clustering 503, and reads answer.
+fn secured_nats_connects_right_nodes_and_reports_wrong_ones(nats: &LoneNats, right: &[(&str, &str)], wrong: &[(&str, &str)], expected: &str) {
+    let (a, b) = (lone_node(nats, "node_a", right), lone_node(nats, "node_b", right));
+    let bad = lone_node(nats, "node_bad", wrong);
+    ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "secure", "primary_key": "id"}));
+    ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "secure", "records": [{"id": 1}]}));
+    eventually("a's write reaches b", || has_table(&b, "secure") && get(&b, "secure", json!(1)).is_some(), |t| *t);
+    for n in [&a, &b] {
+        let status = eventually("the node shows its connection open", || ok(n, json!({"operation": "cluster_status"})), |s| s["connected"] == json!(true));
+        assert!(status["last_error"].is_null(), "{status}");
+    }
+    let conn = ok(&b, json!({"operation": "cluster_status"}))["connections"].as_array().and_then(|c| c.iter().find(|c| c["node_name"] == "node_a").cloned());
+    assert_eq!(conn.as_ref().map(|c| c["status"].clone()), Some(json!("open")), "{conn:?}");
+    let status = eventually(
+        "the misconfigured node reports why it cannot connect",
+        || ok(&bad, json!({"operation": "cluster_status"})),
+        |s| s["last_error"].as_str().is_some_and(|e| e.to_lowercase().contains(expected)),
+    );
+    assert_eq!(status["connected"], json!(false), "{status}");
+    assert!(status["last_error"].as_str().is_some_and(|e| e.contains("connecting to NATS")), "{status}");
+    let (code, body) = bad.post(json!({"operation": "create_table", "database": "dev", "table": "alone", "primary_key": "id"}));
+    assert_eq!(code, 503, "written here, not replicated: {body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("clustering")), "{body}");
+    let (code, body) = bad.post(json!({"operation": "insert", "database": "dev", "table": "alone", "records": [{"id": 7}]}));
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(get(&bad, "alone", json!(7)).map(|r| r["id"].clone()), Some(json!(7)), "the misconfigured node serves its local data");
+    assert_eq!(bad.post(json!({"operation": "system_information"})).0, 200);
+    assert!(!has_table(&a, "alone"), "nothing of the misconfigured node reached the others");
+}
+
+/// `clustering.user` / `clustering.password` against a server with authorization: the right
+/// password connects, a wrong one is reported as an authorization failure.
+#[test]
+fn nats_credentials_connect_and_a_wrong_password_is_reported() {
+    let nats = LoneNats::start(TempRoot::new(), "nats", "authorization { user: opshost, password: \"s3cret-pw\" }");
+    let right = [("CLUSTERING_USER", "opshost"), ("CLUSTERING_PASSWORD", "s3cret-pw")];
+    let wrong = [("CLUSTERING_USER", "opshost"), ("CLUSTERING_PASSWORD", "not-it")];
+    secured_nats_connects_right_nodes_and_reports_wrong_ones(&nats, &right, &wrong, "authorization");
+}
+
+/// `clustering.tls.certificateAuthority` against a server with TLS (a CA and a server
+/// certificate for 127.0.0.1 made here with openssl): the CA connects; a node without it
+/// (the server's certificate is then unknown to it) is reported as a TLS failure.
+#[test]
+fn nats_tls_connects_with_the_ca_and_a_node_without_it_is_reported() {
+    let dir = TempRoot::new();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl (apt-get install openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=opshost test CA", "-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
+    std::fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"]);
+    let ca = file("ca.pem");
+    let tls = format!("tls {{ cert_file: \"{}\", key_file: \"{}\" }}", file("server.pem"), file("server.key"));
+    let nats = LoneNats::start(dir, "tls", &tls);
+    let right = [("CLUSTERING_TLS_CERTIFICATEAUTHORITY", ca.as_str())];
+    secured_nats_connects_right_nodes_and_reports_wrong_ones(&nats, &right, &[], "tls");
 }
