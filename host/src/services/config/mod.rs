@@ -29,6 +29,10 @@ pub struct ConfigService {
     root: PathBuf,
     path: PathBuf,
     cache: Mutex<Option<Cached>>,
+    /// Counts this service's writes of the file: a reader that started before a write must
+    /// not put what it read into the cache after the write cleared it (with the 20 ms answer
+    /// window, that stale entry would be served after set_configuration returned).
+    writes: std::sync::atomic::AtomicU64,
     /// Serializes writers so two set_configuration calls cannot interleave.
     write_lock: Mutex<()>,
     /// The settings last computed by [`ConfigService::settings`] (at start and on restart):
@@ -52,7 +56,7 @@ impl ConfigService {
         // 0700: the root holds the keys, the database and the exports (see files::private_dir).
         super::files::private_dir(root).with_context(|| format!("creating the root folder {}", root.display()))?;
         let path = root.join(FILE_NAME);
-        let service = Self { root: root.to_path_buf(), path, cache: Mutex::new(None), write_lock: Mutex::new(()), effective: Mutex::new(None) };
+        let service = Self { root: root.to_path_buf(), path, cache: Mutex::new(None), writes: Default::default(), write_lock: Mutex::new(()), effective: Mutex::new(None) };
         if !service.path.exists() {
             let text = DEFAULTS.replace("{ROOT}", &root.display().to_string()).replace("{TMP}", &std::env::temp_dir().display().to_string());
             write_atomically(&service.path, text.as_bytes())?;
@@ -84,6 +88,7 @@ impl ConfigService {
                 return Ok(f(c));
             }
         }
+        let writes = self.writes.load(std::sync::atomic::Ordering::Acquire);
         let stamp = file_stamp(&self.path).map_err(ServiceError::Internal)?;
         let mut cache = self.cache.lock();
         if let Some(c) = cache.as_mut().filter(|c| c.stamp == stamp) {
@@ -94,7 +99,9 @@ impl ConfigService {
         let json: Arc<str> = redacted(&value).to_string().into();
         let fresh = Cached { stamp, checked: Instant::now(), json, value };
         let out = f(&fresh);
-        *cache = Some(fresh);
+        if self.writes.load(std::sync::atomic::Ordering::Acquire) == writes {
+            *cache = Some(fresh);
+        }
         Ok(out)
     }
 
@@ -231,6 +238,7 @@ impl ConfigService {
             yaml_serde::to_string(&doc)?
         );
         write_atomically(&self.path, text.as_bytes())?;
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *self.cache.lock() = None;
         Ok(())
     }
