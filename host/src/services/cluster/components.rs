@@ -160,6 +160,12 @@ impl Cluster {
             tracing::warn!("clustering: the snapshot's components from {from} were not applied: the component service is gone (shutting down)");
             return;
         };
+        // What this node kept before the merge, read once: the snapshot names each component
+        // once, so applying one does not change what is compared for another.
+        let before = match components.kept_versions() {
+            Ok(all) => all,
+            Err(e) => return tracing::error!("clustering: the snapshot's components from {from} were not applied: reading the kept versions: {e}"),
+        };
         let mut kept_there = None;
         for change in changes {
             match &change.kind {
@@ -168,13 +174,7 @@ impl Cluster {
                     continue;
                 }
                 Kind::DeployComponent { name, hash, .. } => {
-                    let mine: Vec<Version> = match components.kept_versions() {
-                        Ok(all) => all.into_iter().filter(|v| v.name == *name).collect(),
-                        Err(e) => {
-                            tracing::error!("clustering: component {name} from {from}'s snapshot not applied: reading the kept versions: {e}");
-                            continue;
-                        }
-                    };
+                    let mine: Vec<&Version> = before.iter().filter(|v| v.name == *name).collect();
                     if mine.iter().any(|v| v.active && !v.replicated) && mine.iter().any(|v| v.hash == *hash) {
                         tracing::info!("clustering: keeping this node's own version of component {name} (deployed here after {from}'s replicated one)");
                         continue;
