@@ -2,7 +2,8 @@
 //! wasm overhead per call, `get_configuration` throughput over HTTP at concurrency 16 (wrk),
 //! and start-up to first served request with a cold and a warm compile cache.
 //! `cargo xtask bench fuzz [N] [SEED]` runs the request fuzzer instead (fuzz.rs);
-//! `cargo xtask bench polyglot` compares a Rust, a JavaScript and a Python operation (bench_polyglot.rs).
+//! `cargo xtask bench polyglot` compares a Rust, a JavaScript and a Python operation (bench_polyglot.rs);
+//! `cargo xtask bench floor` what a request costs before the operation works (bench_floor.rs).
 //!
 //! These figures are higher than `../shared/anchors/harper/bench.sh`'s (26k against 13-15k
 //! get_configuration req/s, 20k against 9-11k search_by_hash), and bench.sh's are the ones
@@ -37,6 +38,8 @@ mod polyglot;
 mod cluster;
 #[path = "bench_loads.rs"]
 mod loads;
+#[path = "bench_floor.rs"]
+mod floor;
 
 const USER: &str = "admin";
 const PASS: &str = "bench-pass";
@@ -62,6 +65,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask bench loads`: bulk-load times and the 1M-row load's memory growth.
     if args.first().is_some_and(|a| a == "loads") {
         return loads::run();
+    }
+    // `cargo xtask bench floor`: what a request costs before the operation does any work.
+    if args.first().is_some_and(|a| a == "floor") {
+        return floor::run();
     }
     // `cargo xtask bench components`: deploy-to-served times.
     if args.first().is_some_and(|a| a == "components") {
