@@ -46,14 +46,11 @@ impl Storage {
             WriteMode::Upsert => "upsert",
         };
         let mut audit = self.audit_begin(db, table, operation);
+        let ctx = ChunkContext { mode, now, pk_name, known: &meta_info.attributes, audited: audit.is_some(), repeats };
         let parts = if repeats { vec![prepared] } else { split(prepared, ways) };
-        // Parts on threads of their own also encode their operations for the batch there.
-        let encode_for = if parts.len() > 1 { Some((cf_id(&rcf)?, cf_id(&icf)?)) } else { None };
-        let ctx = ChunkContext { mode, now, pk_name, known: &meta_info.attributes, audited: audit.is_some(), repeats, encode_for };
         let chunks = in_parallel(parts, |part| self.write_chunk(&rcf, part, &ctx));
         let mut outcome = WriteOutcome::default();
         let (mut records, mut index) = (Vec::with_capacity(chunks.len()), Vec::with_capacity(chunks.len()));
-        let (mut encoded_records, mut encoded_index) = (Vec::with_capacity(chunks.len()), Vec::with_capacity(chunks.len()));
         let mut new_attributes = BTreeSet::new();
         let mut added: i64 = 0;
         for chunk in chunks {
@@ -67,10 +64,6 @@ impl Storage {
             outcome.skipped.extend(chunk.skipped);
             records.push(chunk.records);
             index.push(chunk.index);
-            if let Some((records, index)) = chunk.encoded {
-                encoded_records.push(records);
-                encoded_index.push(index);
-            }
             new_attributes.extend(chunk.new_attributes);
             added += chunk.added;
         }
@@ -80,11 +73,9 @@ impl Storage {
         // Sized up front: growing a batch of megabytes copies it again and again.
         let audit_bytes = audit.as_ref().map_or(0, |a| a.record_bytes() * 2 + 4096);
         let ops_bytes: usize = records.iter().chain(&index).map(SortedOps::bytes).sum();
-        let mut batch = WriteBatch::with_capacity_bytes(if ctx.encode_for.is_some() { audit_bytes + 4096 } else { ops_bytes + audit_bytes + 4096 });
-        if ctx.encode_for.is_none() {
-            SortedOps::apply_sorted(records, &mut batch, &rcf);
-            SortedOps::apply_sorted(index, &mut batch, &icf);
-        }
+        let mut batch = WriteBatch::with_capacity_bytes(ops_bytes + audit_bytes + 4096);
+        SortedOps::apply_sorted(records, &mut batch, &rcf);
+        SortedOps::apply_sorted(index, &mut batch, &icf);
         for attr in &new_attributes {
             batch.put_cf(&meta, format!("attr/{db}/{table}/{attr}"), b"");
         }
@@ -94,12 +85,6 @@ impl Storage {
         batch.merge_cf(&meta, format!("last/{db}/{table}"), (now as i64).to_le_bytes());
         if let Some(a) = audit {
             a.commit(self, &mut batch)?;
-        }
-        if ctx.encode_for.is_some() {
-            // The parts' encoded records, then their index entries (each part's in key order),
-            // then the table's counters and the audit entry added above.
-            let tail = Encoded::of(&batch);
-            batch = Encoded::join(encoded_records.into_iter().chain(encoded_index).chain(Some(tail)).collect());
         }
         self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
         if !new_attributes.is_empty() {
@@ -186,10 +171,6 @@ impl Storage {
             // names its record's key): an unstable sort orders them the same, faster.
             chunk.records.sort_distinct();
             chunk.index.sort_distinct();
-        }
-        if let Some((records_cf, index_cf)) = ctx.encode_for {
-            let (records, index) = (std::mem::take(&mut chunk.records), std::mem::take(&mut chunk.index));
-            chunk.encoded = Some((records.encode(records_cf), index.encode(index_cf)));
         }
         Ok(chunk)
     }
@@ -340,96 +321,6 @@ impl SortedOps {
             }
         }
     }
-}
-
-impl SortedOps {
-    /// These operations, in key order (`write_chunk` sorted them), in a write batch's encoding
-    /// for column family `cf`.
-    fn encode(self, cf: u32) -> Encoded {
-        debug_assert!(self.0.is_sorted_by(|a, b| a.0 <= b.0));
-        let mut out = Encoded(Vec::with_capacity(self.bytes() + 8 * self.0.len()), 0);
-        for (key, value) in self.0 {
-            out.0.push(if value.is_some() { TYPE_CF_VALUE } else { TYPE_CF_DELETION });
-            varint(&mut out.0, cf);
-            varstring(&mut out.0, &key);
-            if let Some(value) = value {
-                varstring(&mut out.0, &value);
-            }
-            out.1 += 1;
-        }
-        out
-    }
-}
-
-/// Operations in RocksDB's encoding of a write batch's contents (`WriteBatch::Data` after its
-/// 12-byte header: the WAL's record format, stable across RocksDB versions), and their count.
-/// The threads that prepared a split write encode their own parts, so the committing thread
-/// only copies bytes: adding a 10,000-record insert's ~90,000 operations one `put_cf` call at a
-/// time took 14 ms of its 60 ms, on one thread.
-#[derive(Default)]
-struct Encoded(Vec<u8>, u32);
-
-/// RocksDB's record tags for a put and a delete in a named column family (`ValueType` in
-/// `dbformat.h`: kTypeColumnFamilyValue, kTypeColumnFamilyDeletion).
-const TYPE_CF_VALUE: u8 = 0x5;
-const TYPE_CF_DELETION: u8 = 0x4;
-/// `WriteBatch::Data`'s header: the sequence number (fixed64) and the count (fixed32).
-const BATCH_HEADER: usize = 12;
-
-impl Encoded {
-    /// The operations of a batch built the usual way.
-    fn of(batch: &WriteBatch) -> Self {
-        Encoded(batch.data()[BATCH_HEADER..].to_vec(), batch.len() as u32)
-    }
-
-    /// One batch holding `parts`' operations in order.
-    fn join(parts: Vec<Encoded>) -> WriteBatch {
-        let (bytes, count) = parts.iter().fold((BATCH_HEADER, 0u32), |(b, c), p| (b + p.0.len(), c + p.1));
-        let mut data = Vec::with_capacity(bytes);
-        data.extend_from_slice(&0u64.to_le_bytes());
-        data.extend_from_slice(&count.to_le_bytes());
-        for part in parts {
-            data.extend_from_slice(&part.0);
-        }
-        WriteBatch::from_data(&data)
-    }
-}
-
-/// A column family's id, as RocksDB writes it into a batch (read back from a one-put batch:
-/// the crate does not expose the id itself).
-fn cf_id(cf: &Arc<BoundColumnFamily<'_>>) -> Result<u32, ServiceError> {
-    let mut probe = WriteBatch::default();
-    probe.put_cf(cf, b"", b"");
-    let data = probe.data();
-    match data.get(BATCH_HEADER) {
-        Some(&TYPE_CF_VALUE) => read_varint(&data[BATCH_HEADER + 1..]).ok_or_else(|| internal(anyhow::anyhow!("unreadable column family id in a write batch"))),
-        // The default column family's puts carry no id; a table's never are in it.
-        _ => Err(internal(anyhow::anyhow!("a table's column family encodes as the default one"))),
-    }
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn varstring(out: &mut Vec<u8>, bytes: &[u8]) {
-    varint(out, bytes.len() as u32);
-    out.extend_from_slice(bytes);
-}
-
-fn read_varint(bytes: &[u8]) -> Option<u32> {
-    let mut v: u32 = 0;
-    for (n, b) in bytes.iter().take(5).enumerate() {
-        v |= u32::from(b & 0x7f) << (7 * n);
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 fn put(batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>, key: Vec<u8>, value: Option<Vec<u8>>) {
@@ -588,9 +479,6 @@ struct ChunkContext<'a> {
     audited: bool,
     /// Whether some key is named twice (then there is one part, and it tracks earlier records).
     repeats: bool,
-    /// The records' and index's column family ids when each part encodes its own operations
-    /// (a write split over threads), else `None` (the operations are added to the batch).
-    encode_for: Option<(u32, u32)>,
 }
 
 /// One part's share of a write.
@@ -598,8 +486,6 @@ struct ChunkContext<'a> {
 struct Chunk {
     records: SortedOps,
     index: SortedOps,
-    /// The records' and index's operations, encoded (with `ChunkContext::encode_for`).
-    encoded: Option<(Encoded, Encoded)>,
     written: Vec<Value>,
     skipped: Vec<Value>,
     /// Per written record (when audited): its stored text and the record it replaced.
@@ -671,47 +557,6 @@ mod tests {
                 (e["operation"].as_str().unwrap_or("").to_string(), e["hash_values"].as_array().expect("keys").clone(), records, originals)
             })
             .collect()
-    }
-
-    /// A part's operations encoded by hand are, byte for byte, the batch RocksDB builds from
-    /// the same `put_cf` and `delete_cf` calls: keys and values across the one- and two-byte
-    /// length encodings, deletes among puts, two column families, and a tail added the usual
-    /// way (merges, a put in a third family) joined after them.
-    #[test]
-    fn encoded_operations_are_the_batch_rocksdb_builds() {
-        use super::{cf_id, Encoded, SortedOps};
-        let (_dir, s) = open();
-        let (rcf, icf) = s.cfs("p", "t").expect("cfs");
-        let meta = s.meta().expect("meta");
-        let ops = |seed: usize| {
-            let mut ops = SortedOps::default();
-            for i in 0..300usize {
-                let key = format!("{seed}-{i:05}-{}", "k".repeat(i % 140)).into_bytes();
-                if i % 7 == 3 {
-                    ops.delete(key);
-                } else {
-                    ops.put(key, vec![b'v'; (i * 37) % 20_000]);
-                }
-            }
-            ops.sort_distinct();
-            ops
-        };
-        let mut usual = rocksdb::WriteBatch::default();
-        ops(1).apply(&mut usual, &rcf);
-        ops(2).apply(&mut usual, &icf);
-        let mut tail = rocksdb::WriteBatch::default();
-        for batch in [&mut usual, &mut tail] {
-            batch.merge_cf(&meta, "count/p/t", 5i64.to_le_bytes());
-            batch.put_cf(&meta, "attr/p/t/x", b"");
-        }
-        let joined = Encoded::join(vec![
-            ops(1).encode(cf_id(&rcf).expect("id")),
-            ops(2).encode(cf_id(&icf).expect("id")),
-            Encoded::of(&tail),
-        ]);
-        assert_ne!(cf_id(&rcf).expect("id"), cf_id(&icf).expect("id"));
-        assert_eq!(joined.len(), usual.len());
-        assert!(joined.data() == usual.data(), "the encodings differ ({} and {} bytes)", joined.data().len(), usual.data().len());
     }
 
     /// `sort_distinct` (unstable) orders operations as the stable `sort` does when no key is
