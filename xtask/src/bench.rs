@@ -300,16 +300,18 @@ fn wrk_as(port: u16, seconds: u32, root: &Path, body: &str, request_fn: Option<&
     Ok(format!("{rps} (latency p50 {}, p99 {}; {errors})", pick("50%"), pick("99%")))
 }
 
+/// A wrk script that POSTs `body` as the benches' admin user.
+fn post_script(body: &str) -> String {
+    format!(
+        "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Basic {}\"\n",
+        base64(format!("{USER}:{PASS}").as_bytes())
+    )
+}
+
 /// One connection, 5 s: the latency percentiles.
 fn wrk_latency(port: u16, root: &Path, body: &str) -> Result<String> {
     let script = root.join("latency.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Basic {}\"\n",
-            base64(format!("{USER}:{PASS}").as_bytes())
-        ),
-    )?;
+    std::fs::write(&script, post_script(body))?;
     let out = Command::new("wrk")
         .args(["-t1", "-c1", "-d5s", "--latency", "-s"])
         .arg(&script)

@@ -9,7 +9,7 @@
 //! `test_hello` is the per-call price of an isolated instance, and `test_hello`'s req/s bounds
 //! what any operation can reach here with the client on the same cores.
 
-use super::{base64, free_port, post, scratch_root, server_command, stop, wait_ready, PASS, USER};
+use super::{free_port, post, post_script, scratch_root, server_command, stop, wait_ready};
 use crate::paths;
 use anyhow::{bail, Context, Result};
 use std::process::Command;
@@ -87,13 +87,7 @@ fn measure(port: u16, pid: u32, seconds: u32, root: &std::path::Path, body: Opti
     wrk.args(["-t2", "-c16", &format!("-d{seconds}s")]);
     if let Some(body) = body {
         let script = root.join("floor.lua");
-        std::fs::write(
-            &script,
-            format!(
-                "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Basic {}\"\nwrk.body = '{body}'\n",
-                base64(format!("{USER}:{PASS}").as_bytes())
-            ),
-        )?;
+        std::fs::write(&script, post_script(body))?;
         wrk.arg("-s").arg(script);
     }
     let before = cpu_ticks(pid)?;
