@@ -7,8 +7,9 @@ use crate::bindings::opshost::host::storage::{
 };
 use crate::bindings::OpError;
 use crate::services::storage::query::{Cmp, Cond, Query as ServiceQuery};
-use crate::services::storage::{self, audit, Paged as Cursor, WriteOutcome};
+use crate::services::storage::{self, audit, Paged as Cursor, StorageBackend, WriteOutcome};
 use serde_json::Value;
+use std::sync::Arc;
 use wasmtime::component::Resource;
 
 /// JSON text from the guest; garbage is the guest's bad request, not a host failure.
@@ -24,6 +25,28 @@ fn outcome(o: WriteOutcome) -> WriteResult {
     WriteResult {
         written: o.written.iter().map(Value::to_string).collect(),
         skipped: o.skipped.iter().map(Value::to_string).collect(),
+    }
+}
+
+/// The most records a write may hold to be written on the async worker (when the backend can:
+/// `try_write_unsynced`); more, or a larger text, go to the blocking pool.
+const INLINE_WRITE_RECORDS: usize = 16;
+const INLINE_WRITE_BYTES: usize = 16 << 10;
+
+/// Waits for the WAL sync that covers an unsynced write (`None`: nothing to wait for).
+async fn durable(storage: Arc<dyn StorageBackend>, unsynced: Option<u64>) -> Result<(), OpError> {
+    match unsynced {
+        Some(seq) => storage.local().synced(seq).await.map_err(OpError::from),
+        None => Ok(()),
+    }
+}
+
+/// Whether a write is small enough for the async worker.
+fn few_records(records: &Result<Vec<serde_json::Value>, storage::RecordTexts>) -> bool {
+    match records {
+        Ok(parsed) => parsed.len() <= INLINE_WRITE_RECORDS,
+        Err(storage::RecordTexts::Each(texts)) => texts.len() <= INLINE_WRITE_RECORDS && texts.iter().map(String::len).sum::<usize>() <= INLINE_WRITE_BYTES,
+        Err(storage::RecordTexts::Array(text)) => text.len() <= INLINE_WRITE_BYTES,
     }
 }
 
@@ -167,8 +190,9 @@ impl Host for CallState {
 }
 
 impl CallState {
-    /// `write` and `write-text`: checks the caller, then parses and writes the records on a
-    /// blocking thread.
+    /// `write` and `write-text`: checks the caller, then parses and writes the records (a few
+    /// on this worker, more on a blocking thread) and answers once they are durable: the WAL
+    /// sync is shared with the writes around this one (storage/durable.rs).
     async fn write_records(&mut self, database: String, table: String, mode: WriteMode, records: storage::RecordTexts) -> Result<WriteOutcome, OpError> {
         self.check("storage")?;
         reserved(&database)?;
@@ -181,7 +205,7 @@ impl CallState {
         // A super user's records are parsed on the blocking thread (a bulk insert's megabyte by
         // two threads, storage::parse_records), not on this async worker; a role's first, for
         // its attribute rules.
-        let parsed = match self.caller.permissions {
+        let mut parsed = match self.caller.permissions {
             Some(_) => {
                 let records = storage::parse_records(records)?;
                 self.permit(&database, &table, needed)?;
@@ -197,11 +221,30 @@ impl CallState {
         };
         let s = self.services.storage.clone();
         let user = self.caller.username.clone();
-        blocking("storage", move || {
+        if few_records(&parsed) {
+            // A few records are written on this worker: with the sync left to durable.rs the
+            // write does not block (and gives way to the blocking pool when it would), and the
+            // pool's hand-off (a thread woken per write, ~30 of them cycling at 16 clients)
+            // cost more than the write.
             let records = parsed.or_else(storage::parse_records)?;
-            audit::as_user(&user, || s.write(&database, &table, mode, records))
+            let attempt = match records.len() <= INLINE_WRITE_RECORDS {
+                true => audit::as_user(&user, || s.try_write_unsynced(&database, &table, mode, records.clone()))?,
+                false => None,
+            };
+            if let Some((outcome, unsynced)) = attempt {
+                durable(s, unsynced).await?;
+                return Ok(outcome);
+            }
+            parsed = Ok(records);
+        }
+        let writer = s.clone();
+        let (outcome, unsynced) = blocking("storage", move || {
+            let records = parsed.or_else(storage::parse_records)?;
+            audit::as_user(&user, || writer.write_unsynced(&database, &table, mode, records))
         })
-        .await
+        .await?;
+        durable(s, unsynced).await?;
+        Ok(outcome)
     }
 
     /// The audit log shows every user's changes: super users only, whatever the component.

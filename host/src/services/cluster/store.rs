@@ -90,6 +90,20 @@ impl StorageBackend for ReplicatedStore {
         }
         Ok(outcome)
     }
+    // A table that does not replicate leaves its sync to the caller like a plain store; one
+    // that does writes durably, then publishes (on a blocking thread), as `write` does.
+    fn write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<(WriteOutcome, Option<u64>), ServiceError> {
+        if self.replicates(db, Some(table)) {
+            return self.write(db, table, mode, records).map(|outcome| (outcome, None));
+        }
+        self.inner.write_unsynced(db, table, mode, records)
+    }
+    fn try_write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<Option<(WriteOutcome, Option<u64>)>, ServiceError> {
+        if self.replicates(db, Some(table)) {
+            return Ok(None);
+        }
+        self.inner.try_write_unsynced(db, table, mode, records)
+    }
     fn delete(&self, db: &str, table: &str, ids: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
         if !self.replicates(db, Some(table)) {
             return self.inner.delete(db, table, ids);

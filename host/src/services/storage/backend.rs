@@ -39,6 +39,17 @@ pub trait StorageBackend: Send + Sync {
     fn describe_table(&self, db: &str, table: &str) -> Result<TableInfo, ServiceError>;
     /// Writes a batch atomically, each record inserted, merged or skipped according to `mode`.
     fn write(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<WriteOutcome, ServiceError>;
+    /// [`StorageBackend::write`] that may leave its WAL sync to the caller: a sequence number
+    /// to await with [`Storage::synced`] before answering, or `None` when the write is already
+    /// as durable as it will be (this default: the write itself).
+    fn write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<(WriteOutcome, Option<u64>), ServiceError> {
+        self.write(db, table, mode, records).map(|outcome| (outcome, None))
+    }
+    /// [`StorageBackend::write_unsynced`] on an async worker, for a few records: `Ok(None)`,
+    /// nothing written, when it could block (this default: always).
+    fn try_write_unsynced(&self, _db: &str, _table: &str, _mode: WriteMode, _records: Vec<Value>) -> Result<Option<(WriteOutcome, Option<u64>)>, ServiceError> {
+        Ok(None)
+    }
     /// Deletes by primary key; keys that do not exist are reported as skipped.
     fn delete(&self, db: &str, table: &str, ids: Vec<Value>) -> Result<WriteOutcome, ServiceError>;
     /// Records by primary key in the order asked, missing ones left out, projected.
@@ -98,6 +109,12 @@ impl StorageBackend for Storage {
     }
     fn write(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
         Storage::write(self, db, table, mode, records)
+    }
+    fn write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<(WriteOutcome, Option<u64>), ServiceError> {
+        Storage::write_unsynced(self, db, table, mode, records)
+    }
+    fn try_write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<Option<(WriteOutcome, Option<u64>)>, ServiceError> {
+        Storage::try_write_unsynced(self, db, table, mode, records)
     }
     fn delete(&self, db: &str, table: &str, ids: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
         Storage::delete(self, db, table, ids)

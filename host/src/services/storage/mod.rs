@@ -36,6 +36,7 @@ mod projection;
 mod read;
 mod schema;
 mod tuning;
+mod durable;
 pub use tuning::memory_usage;
 mod write;
 
@@ -66,8 +67,9 @@ pub const SYSTEM_DATABASE: &str = "system";
 const META: &str = "meta";
 const CREATED: &str = "__createdtime__";
 const UPDATED: &str = "__updatedtime__";
-/// Key locks per table. A write holds its keys' stripes until its batch is durable (its WAL
-/// fsync), so two concurrent writes of different keys in one stripe wait a sync for each other:
+/// Key locks per table. A write holds its keys' stripes until its batch is written (and, but for
+/// the capability's writes, which await their sync after, durable.rs, until its WAL fsync), so
+/// two concurrent writes of different keys in one stripe wait for each other:
 /// with 256, 16 clients inserting one record each collided often enough to spend ~6% of the
 /// server's CPU in lock waits (issue 18). A stripe is a one-byte mutex: 4 KiB per table.
 const STRIPES: usize = 4096;
@@ -128,6 +130,8 @@ pub struct Storage {
     table_locks: Mutex<HashMap<String, Arc<TableLocks>>>,
     /// Whether user tables are audited, and for how long (audit.rs).
     audit: audit::AuditSettings,
+    /// The WAL sync that unsynced writes await (durable.rs).
+    group: durable::GroupSync,
 }
 
 /// One table's locks. Writes hold `schema` shared and a drop holds it exclusively, so a write
@@ -142,18 +146,27 @@ struct TableLocks {
 impl TableLocks {
     /// Locks the stripes of `keys` in a fixed order (no deadlock between two batches).
     fn lock_keys<'a>(&self, keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<parking_lot::MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = keys
-            .map(|k| {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                k.hash(&mut h);
-                (h.finish() as usize) % STRIPES
-            })
-            .collect();
+        let mut stripes: Vec<usize> = keys.map(stripe).collect();
         stripes.sort_unstable();
         stripes.dedup();
         stripes.into_iter().map(|s| self.stripes[s].lock()).collect()
     }
+
+    /// [`TableLocks::lock_keys`] without waiting: `None` when another write holds one of them.
+    fn try_lock_keys<'a>(&self, keys: impl Iterator<Item = &'a Vec<u8>>) -> Option<Vec<parking_lot::MutexGuard<'_, ()>>> {
+        let mut stripes: Vec<usize> = keys.map(stripe).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes.into_iter().map(|s| self.stripes[s].try_lock()).collect()
+    }
+}
+
+/// The stripe of a key's lock.
+fn stripe(key: &Vec<u8>) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() as usize) % STRIPES
 }
 
 /// `[A-Za-z0-9_]+`, for databases, tables and attributes (deviations.md: no path tricks).
@@ -217,6 +230,7 @@ impl Storage {
             schema_lock: Mutex::new(()),
             table_locks: Mutex::new(HashMap::new()),
             audit: Default::default(),
+            group: Default::default(),
         };
         storage.load_catalog()?;
         storage.drop_orphans(&existing)?;
@@ -307,6 +321,13 @@ impl Storage {
     fn write_options(&self) -> WriteOptions {
         let mut w = WriteOptions::default();
         w.set_sync(self.sync);
+        w
+    }
+
+    /// Options for a write whose caller awaits its WAL sync itself ([`Storage::synced`]).
+    fn unsynced_write_options() -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(false);
         w
     }
 

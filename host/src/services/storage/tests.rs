@@ -350,3 +350,77 @@ fn a_star_read_shows_attributes_added_after_it_took_the_names() {
     let named = Projection::new(&meta, &["status".into()]).expect("projection");
     assert_eq!(named.json_from_raw(text.as_bytes()).expect("raw"), r#"{"status":"COMPLETE"}"#);
 }
+
+/// The group commit (durable.rs): 64 concurrent unsynced writes each get a sequence number and
+/// each `synced` returns (how many syncs they shared is timing, not asserted); every record is
+/// stored and the last sync covers every write's number.
+#[test]
+fn unsynced_writes_all_become_durable() {
+    let (_t, s) = open();
+    s.create_table("dev", "dog", "id").expect("table");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let seqs = rt.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let (out, seq) = s.write_unsynced("dev", "dog", WriteMode::Insert, vec![json!({"id": i})]).expect("write");
+                    assert_eq!(out.written, vec![json!(i)]);
+                    let seq = seq.expect("a synced store returns a sequence number");
+                    s.clone().synced(seq).await.expect("synced");
+                    seq
+                })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(tokio::time::timeout(std::time::Duration::from_secs(60), t).await.expect("in time").expect("task"));
+        }
+        seqs
+    });
+    assert!(s.group_synced() >= *seqs.iter().max().expect("seqs"));
+    assert_eq!(s.get("dev", "dog", &(0..64).map(|i| json!(i)).collect::<Vec<_>>(), &[]).expect("get").len(), 64);
+}
+
+/// A waiter leading a sync may be dropped mid-sync (its request timed out): the next waiter
+/// must still get its sync, not wait forever for one nobody runs.
+#[test]
+fn a_dropped_sync_leader_does_not_stop_the_next_sync() {
+    let (_t, s) = open();
+    s.create_table("dev", "dog", "id").expect("table");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let (_, seq) = s.write_unsynced("dev", "dog", WriteMode::Insert, vec![json!({"id": 1})]).expect("write");
+        let seq = seq.expect("seq");
+        {
+            // Polled once: it becomes the leader and starts the sync, then it is dropped.
+            let mut leader = Box::pin(s.clone().synced(seq));
+            let waker = std::task::Waker::noop();
+            let _ = std::future::Future::poll(leader.as_mut(), &mut std::task::Context::from_waker(waker));
+        }
+        let (_, seq) = s.write_unsynced("dev", "dog", WriteMode::Insert, vec![json!({"id": 2})]).expect("write");
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), s.clone().synced(seq.expect("seq"))).await;
+        assert!(matches!(next, Ok(Ok(()))), "the next sync ran");
+    });
+}
+
+/// A small write on an async worker never waits for another write's locks: it gives way
+/// (`Ok(None)`, nothing written) while a bulk write holds the stripe, and writes once it is free.
+#[test]
+fn a_write_on_a_worker_gives_way_to_held_locks() {
+    let (_t, s) = open();
+    s.create_table("dev", "dog", "id").expect("table");
+    let locks = s.locks("dev", "dog");
+    let keys: Vec<Vec<u8>> = (0..STRIPES as i64 * 8).map(|i| keys::encoded(&json!(i))).collect();
+    {
+        let _held = locks.lock_keys(keys.iter());
+        let attempt = s.try_write_unsynced("dev", "dog", WriteMode::Insert, vec![json!({"id": 7})]).expect("no error");
+        assert!(attempt.is_none(), "gave way to the held stripe");
+        assert!(s.get("dev", "dog", &[json!(7)], &[]).expect("get").is_empty(), "nothing written");
+    }
+    let attempt = s.try_write_unsynced("dev", "dog", WriteMode::Insert, vec![json!({"id": 7})]).expect("no error");
+    let (out, seq) = attempt.expect("written once the stripe is free");
+    assert_eq!(out.written, vec![json!(7)]);
+    assert!(seq.is_some());
+    assert_eq!(s.get("dev", "dog", &[json!(7)], &[]).expect("get").len(), 1);
+}

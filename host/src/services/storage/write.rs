@@ -2,6 +2,25 @@
 
 use super::*;
 
+/// A write that would have had to wait (for another write's locks, or for RocksDB to catch up)
+/// and was refused instead, nothing written: [`Commit::NoWait`].
+#[derive(Debug, thiserror::Error)]
+#[error("the write would wait")]
+struct WouldStall;
+
+/// How a write commits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Durable before it returns (unless `storage.writeAsync`).
+    Synced,
+    /// Written, its WAL sync left to the caller (durable.rs).
+    Unsynced,
+    /// `Unsynced`, for an async worker: nothing in it may block, so a lock another write holds
+    /// (a bulk write holds most of a table's stripes while it commits) or a write stall ends it
+    /// with [`WouldStall`] instead.
+    NoWait,
+}
+
 impl Storage {
     /// Writes a batch atomically: all records are validated first (nothing is written when one
     /// is bad), then each is inserted, merged or skipped according to `mode`.
@@ -13,8 +32,37 @@ impl Storage {
     /// joined in request order, and a batch naming a key twice is done by one thread (a later
     /// record must see the earlier one).
     pub fn write(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<WriteOutcome, ServiceError> {
+        self.write_with(db, table, mode, records, Commit::Synced)
+    }
+
+    /// [`Storage::write`] without its WAL sync: the caller passes the sequence number returned
+    /// to [`Storage::synced`] and answers only after that (durable.rs: many writers share one
+    /// sync there without a thread each waiting). `None` when writes are not synced at all
+    /// (`storage.writeAsync`).
+    pub fn write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<(WriteOutcome, Option<u64>), ServiceError> {
+        let outcome = self.write_with(db, table, mode, records, Commit::Unsynced)?;
+        // Whatever this write read (a key found, so skipped) was written by then too.
+        Ok((outcome, self.sync.then(|| self.db.latest_sequence_number())))
+    }
+
+    /// [`Storage::write_unsynced`] for an async worker: when the write would wait (for locks
+    /// another write holds, or a write stall while flushes catch up) it returns `Ok(None)` at
+    /// once, nothing written, and the caller writes on a blocking thread instead.
+    pub fn try_write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<Option<(WriteOutcome, Option<u64>)>, ServiceError> {
+        match self.write_with(db, table, mode, records, Commit::NoWait) {
+            Ok(outcome) => Ok(Some((outcome, self.sync.then(|| self.db.latest_sequence_number())))),
+            Err(ServiceError::Internal(e)) if e.is::<WouldStall>() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_with(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>, commit: Commit) -> Result<WriteOutcome, ServiceError> {
+        let would_stall = || ServiceError::Internal(WouldStall.into());
         let locks = self.locks(db, table);
-        let _schema = locks.schema.read();
+        let _schema = match commit {
+            Commit::NoWait => locks.schema.try_read().ok_or_else(would_stall)?,
+            _ => locks.schema.read(),
+        };
         let meta_info = self.table_meta(db, table)?;
         let pk_name = meta_info.primary_key.as_str();
         let ways = ways(records.len());
@@ -34,7 +82,10 @@ impl Storage {
 
         let (rcf, icf) = self.cfs(db, table)?;
         let meta = self.meta().map_err(internal)?;
-        let _stripes = locks.lock_keys(prepared.iter().map(|p| &p.key));
+        let _stripes = match commit {
+            Commit::NoWait => locks.try_lock_keys(prepared.iter().map(|p| &p.key)).ok_or_else(would_stall)?,
+            _ => locks.lock_keys(prepared.iter().map(|p| &p.key)),
+        };
         let repeats = {
             let mut seen = std::collections::HashSet::with_capacity(prepared.len());
             !prepared.iter().all(|p| seen.insert(p.key.as_slice()))
@@ -86,7 +137,19 @@ impl Storage {
         if let Some(a) = audit {
             a.commit(self, &mut batch)?;
         }
-        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        let options = match commit {
+            Commit::Synced => self.write_options(),
+            Commit::Unsynced => Self::unsynced_write_options(),
+            Commit::NoWait => {
+                let mut options = Self::unsynced_write_options();
+                options.set_no_slowdown(true);
+                options
+            }
+        };
+        self.db.write_opt(batch, &options).map_err(|e| match e.kind() {
+            rocksdb::ErrorKind::Incomplete if commit == Commit::NoWait => would_stall(),
+            _ => internal(e),
+        })?;
         if !new_attributes.is_empty() {
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
                 t.attributes.extend(new_attributes);
