@@ -439,7 +439,7 @@ impl Storage {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(&cf, prefix(db, table).into_bytes(), key(db, table, cutoff));
         batch.merge_cf(&meta, size_key(db, table), (-bytes).to_le_bytes());
-        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        self.commit(batch).map_err(internal)?;
         Ok(count)
     }
 

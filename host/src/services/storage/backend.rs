@@ -384,7 +384,7 @@ impl Storage {
             batch.merge_cf(&meta, format!("count/{db}/{table}"), added.to_le_bytes());
         }
         batch.merge_cf(&meta, format!("last/{db}/{table}"), (last as i64).to_le_bytes());
-        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        self.commit(batch).map_err(internal)?;
         if !new_attributes.is_empty() {
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
                 t.attributes.extend(new_attributes);
@@ -440,7 +440,7 @@ impl Storage {
             if !outcome.written.is_empty() {
                 batch.merge_cf(&meta, format!("count/{db}/{table}"), (-(outcome.written.len() as i64)).to_le_bytes());
             }
-            self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+            self.commit(batch).map_err(internal)?;
         }
         Ok(outcome)
     }
@@ -472,7 +472,7 @@ impl Storage {
         let to = super::keys::prefix_end(&from);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(&cf, from, to);
-        self.db.write_opt(batch, &self.write_options()).map_err(internal)
+        self.commit(batch).map_err(internal)
     }
 
     /// A table as replication sees it, for a node catching up by snapshot: every record with
@@ -523,11 +523,11 @@ impl Storage {
                 purged += 1;
             }
             if batch.len() >= 10_000 {
-                self.db.write_opt(std::mem::take(&mut batch), &self.write_options()).map_err(internal)?;
+                self.commit(std::mem::take(&mut batch)).map_err(internal)?;
             }
         }
         if !batch.is_empty() {
-            self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+            self.commit(batch).map_err(internal)?;
         }
         Ok(purged)
     }

@@ -153,7 +153,7 @@ impl Storage {
             if let Some(a) = audit {
                 a.commit(self, &mut batch)?;
             }
-            self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+            self.commit(batch).map_err(internal)?;
         }
         Ok(Some(outcome))
     }

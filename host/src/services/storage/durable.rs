@@ -1,5 +1,6 @@
 //! Group commit for durable writes: a write lands in the WAL and memtables unsynced, and its
 //! caller awaits one WAL fsync that covers it and every write that finished before that sync.
+//! Also the count of slow writes in flight, which writes on an async worker keep clear of.
 //!
 //! Why not RocksDB's own grouping (`sync: true`): it is a group too, but every writer waits in
 //! it on a thread, so a durable insert cost a hand-off to a blocking thread, a follower's sleep
@@ -15,14 +16,26 @@
 
 use super::{internal, ServiceError, Storage};
 use parking_lot::Mutex;
+use rocksdb::WriteBatch;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
+
+/// A batch this large holds RocksDB's write queue for milliseconds (its WAL write and memtable
+/// inserts; a bulk insert's 10,000 records are ~5 MB).
+pub(super) const LARGE_BATCH: usize = 256 << 10;
 
 /// The sync in progress and what the last one covered.
 pub(super) struct GroupSync {
     state: Mutex<SyncState>,
     /// Bumped after every sync, successful or not, so waiters look again.
     done: watch::Sender<u64>,
+    /// Writes in flight that can hold RocksDB's write queue for long: a synced one (its fsync,
+    /// now and then tens of milliseconds) or a large batch. Every write queued behind one waits
+    /// as long, so a write on an async worker (write.rs, `Commit::NoWait`) moves to the blocking
+    /// pool while any is in flight rather than block the worker. Best effort: a slow write that
+    /// starts in the microseconds between that check and the write can still queue it.
+    slow: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -35,11 +48,31 @@ struct SyncState {
 
 impl Default for GroupSync {
     fn default() -> Self {
-        Self { state: Mutex::new(SyncState::default()), done: watch::Sender::new(0) }
+        Self { state: Mutex::new(SyncState::default()), done: watch::Sender::new(0), slow: AtomicUsize::new(0) }
     }
 }
 
 impl Storage {
+    /// Commits a batch, synced unless `storage.writeAsync`: the host's own writes and the ones
+    /// that are not the guests' record writes.
+    pub(super) fn commit(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        let _slow = self.slow_write(self.sync || batch.size_in_bytes() >= LARGE_BATCH);
+        self.db.write_opt(batch, &self.write_options())
+    }
+
+    /// Counts a write as slow (see `GroupSync::slow`) until the guard drops.
+    pub(super) fn slow_write(&self, slow: bool) -> Option<SlowWrite<'_>> {
+        slow.then(|| {
+            self.group.slow.fetch_add(1, Ordering::AcqRel);
+            SlowWrite(&self.group.slow)
+        })
+    }
+
+    /// Whether a slow write is in flight: a write on an async worker would queue behind it.
+    pub(super) fn slow_writes_in_flight(&self) -> bool {
+        self.group.slow.load(Ordering::Acquire) > 0
+    }
+
     /// What the last sync covered (tests).
     #[cfg(test)]
     pub(super) fn group_synced(&self) -> u64 {
@@ -92,5 +125,14 @@ impl Drop for Leading<'_> {
     fn drop(&mut self) {
         self.0.state.lock().running = false;
         self.0.done.send_modify(|n| *n += 1);
+    }
+}
+
+/// A slow write in flight; dropped when its commit returns.
+pub(super) struct SlowWrite<'a>(&'a AtomicUsize);
+
+impl Drop for SlowWrite<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

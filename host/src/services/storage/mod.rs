@@ -265,7 +265,7 @@ impl Storage {
             }
         }
         if !batch.is_empty() {
-            self.db.write_opt(batch, &self.write_options())?;
+            self.commit(batch)?;
         }
         Ok(())
     }

@@ -55,7 +55,7 @@ impl Storage {
         batch.put_cf(&meta, format!("db/{db}"), b"{}");
         batch.put_cf(&meta, format!("table/{db}/{table}"), serde_json::json!({ "primary_key": primary_key }).to_string());
         batch.put_cf(&meta, format!("attr/{db}/{table}/{primary_key}"), b"");
-        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        self.commit(batch).map_err(internal)?;
         let mut attributes = BTreeSet::new();
         attributes.insert(primary_key.to_string());
         self.catalog
@@ -95,7 +95,7 @@ impl Storage {
         self.table_meta(db, table)?;
         let mut batch = WriteBatch::default();
         self.delete_table_meta(&mut batch, db, table)?;
-        self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+        self.commit(batch).map_err(internal)?;
         if let Some(tables) = self.catalog.write().get_mut(db) {
             tables.remove(table);
         }

@@ -23,8 +23,8 @@ use std::sync::Mutex;
 
 /// Background flush and compaction threads (RocksDB's own pools, not the request threads).
 const BACKGROUND_JOBS: i32 = 4;
-/// Memtables of all column families together. Past it a flush starts, and writers wait once
-/// the flushes fall behind, so a load of any size holds at most this much unwritten data.
+/// Memtables of all column families together. Near it the largest memtable is flushed, so a
+/// load of any size holds about this much unwritten data (db_options: a soft cap).
 /// 12 MB (16 before): one 10,000-row load batch is about 8 MB of memtable. At 8 MB every such
 /// write waited for a flush and a 100,000-row `csv_data_load` took 1.09 s against 1.03 s (5
 /// interleaved runs, medians); at 12 MB it took 1.03 s.
@@ -91,8 +91,16 @@ pub(super) fn db_options() -> Options {
     }
     opts.set_max_background_jobs(BACKGROUND_JOBS);
     opts.set_max_subcompactions(2);
-    // Memtables of all tables together stay under this (writers wait for a flush at it).
-    let budget = WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, true);
+    // Memtables of all tables together: past 7/8 of the budget the largest is flushed. A soft
+    // cap, not a stall: with `allow_stall` every writer waited at the budget for a flush that
+    // RocksDB does not always schedule (it flushes for the budget only on *mutable* memtable
+    // memory, and ours is spread over a few column families of 3 MB memtables), and then no
+    // write ever returned: durable inserts into one table beside a bulk insert into another
+    // wedged the store in 1 run of 3 (gdb: a writer parked in WriteBufferManagerStallWrites,
+    // RocksDB's flush threads idle). HarperDB hit the same and turned the stall off. What still
+    // bounds memory is the per-column-family limit (`max_write_buffer_number`), whose write
+    // slowdown RocksDB lifts itself as flushes finish.
+    let budget = WriteBufferManager::new_write_buffer_manager(MEMTABLE_BUDGET, false);
     opts.set_write_buffer_manager(&budget);
     *BUDGET.lock().unwrap_or_else(|e| e.into_inner()) = Some(budget);
     // Concurrent writers form groups that share one WAL write and one fsync (RocksDB's write

@@ -16,8 +16,8 @@ enum Commit {
     /// Written, its WAL sync left to the caller (durable.rs).
     Unsynced,
     /// `Unsynced`, for an async worker: nothing in it may block, so a lock another write holds
-    /// (a bulk write holds most of a table's stripes while it commits) or a write stall ends it
-    /// with [`WouldStall`] instead.
+    /// (a bulk write holds most of a table's stripes while it commits), a slow write in RocksDB's
+    /// queue (durable.rs) or a write stall ends it with [`WouldStall`] instead.
     NoWait,
 }
 
@@ -58,6 +58,9 @@ impl Storage {
 
     fn write_with(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>, commit: Commit) -> Result<WriteOutcome, ServiceError> {
         let would_stall = || ServiceError::Internal(WouldStall.into());
+        if commit == Commit::NoWait && self.slow_writes_in_flight() {
+            return Err(would_stall());
+        }
         let locks = self.locks(db, table);
         let _schema = match commit {
             Commit::NoWait => locks.schema.try_read().ok_or_else(would_stall)?,
@@ -137,13 +140,18 @@ impl Storage {
         if let Some(a) = audit {
             a.commit(self, &mut batch)?;
         }
-        let options = match commit {
-            Commit::Synced => self.write_options(),
-            Commit::Unsynced => Self::unsynced_write_options(),
+        let large = batch.size_in_bytes() >= durable::LARGE_BATCH;
+        let (options, _slow) = match commit {
+            Commit::Synced => (self.write_options(), self.slow_write(self.sync || large)),
+            Commit::Unsynced => (Self::unsynced_write_options(), self.slow_write(large)),
             Commit::NoWait => {
+                // Checked again just before queueing: one may have started meanwhile.
+                if self.slow_writes_in_flight() {
+                    return Err(would_stall());
+                }
                 let mut options = Self::unsynced_write_options();
                 options.set_no_slowdown(true);
-                options
+                (options, None)
             }
         };
         self.db.write_opt(batch, &options).map_err(|e| match e.kind() {
@@ -287,7 +295,7 @@ impl Storage {
             if let Some(a) = audit {
                 a.commit(self, &mut batch)?;
             }
-            self.db.write_opt(batch, &self.write_options()).map_err(internal)?;
+            self.commit(batch).map_err(internal)?;
         }
         Ok(outcome)
     }
