@@ -6,6 +6,9 @@ impl Storage {
     pub fn create_database(&self, db: &str) -> Result<(), ServiceError> {
         check_name("database", db)?;
         let _guard = self.schema_lock.lock();
+        // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
+        // every write looks its column families up there: writes on async workers keep clear.
+        let _slow = self.slow_write(true);
         if self.catalog.read().contains_key(db) {
             return Err(ServiceError::BadRequest(format!("database '{db}' already exists")));
         }
@@ -17,6 +20,9 @@ impl Storage {
 
     pub fn drop_database(&self, db: &str) -> Result<(), ServiceError> {
         let _guard = self.schema_lock.lock();
+        // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
+        // every write looks its column families up there: writes on async workers keep clear.
+        let _slow = self.slow_write(true);
         let tables: Vec<String> = {
             let catalog = self.catalog.read();
             let tables = catalog.get(db).ok_or_else(|| ServiceError::NotFound(format!("database '{db}' does not exist")))?;
@@ -37,6 +43,9 @@ impl Storage {
         check_name("table", table)?;
         check_name("primary_key", primary_key)?;
         let _guard = self.schema_lock.lock();
+        // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
+        // every write looks its column families up there: writes on async workers keep clear.
+        let _slow = self.slow_write(true);
         let locks = self.locks(db, table);
         let _table = locks.schema.write();
         if self.catalog.read().get(db).is_some_and(|t| t.contains_key(table)) {
@@ -68,6 +77,9 @@ impl Storage {
 
     pub fn drop_table(&self, db: &str, table: &str) -> Result<(), ServiceError> {
         let _guard = self.schema_lock.lock();
+        // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
+        // every write looks its column families up there: writes on async workers keep clear.
+        let _slow = self.slow_write(true);
         self.drop_table_locked(db, table)
     }
 
