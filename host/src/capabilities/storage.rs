@@ -227,9 +227,10 @@ impl CallState {
             // pool's hand-off (a thread woken per write, ~30 of them cycling at 16 clients)
             // cost more than the write.
             let records = parsed.or_else(storage::parse_records)?;
-            let attempt = match records.len() <= INLINE_WRITE_RECORDS {
-                true => audit::as_user(&user, || s.try_write_unsynced(&database, &table, mode, records.clone()))?,
-                false => None,
+            let attempt = if records.len() <= INLINE_WRITE_RECORDS {
+                audit::as_user(&user, || s.try_write_unsynced(&database, &table, mode, records.clone()))?
+            } else {
+                None
             };
             if let Some((outcome, unsynced)) = attempt {
                 durable(s, unsynced).await?;

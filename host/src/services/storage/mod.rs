@@ -146,27 +146,28 @@ struct TableLocks {
 impl TableLocks {
     /// Locks the stripes of `keys` in a fixed order (no deadlock between two batches).
     fn lock_keys<'a>(&self, keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<parking_lot::MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = keys.map(stripe).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        stripes.into_iter().map(|s| self.stripes[s].lock()).collect()
+        stripes(keys).into_iter().map(|s| self.stripes[s].lock()).collect()
     }
 
     /// [`TableLocks::lock_keys`] without waiting: `None` when another write holds one of them.
     fn try_lock_keys<'a>(&self, keys: impl Iterator<Item = &'a Vec<u8>>) -> Option<Vec<parking_lot::MutexGuard<'_, ()>>> {
-        let mut stripes: Vec<usize> = keys.map(stripe).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        stripes.into_iter().map(|s| self.stripes[s].try_lock()).collect()
+        stripes(keys).into_iter().map(|s| self.stripes[s].try_lock()).collect()
     }
 }
 
-/// The stripe of a key's lock.
-fn stripe(key: &Vec<u8>) -> usize {
+/// The stripes of some keys' locks, each once, in the order every write takes them.
+fn stripes<'a>(keys: impl Iterator<Item = &'a Vec<u8>>) -> Vec<usize> {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() as usize) % STRIPES
+    let mut stripes: Vec<usize> = keys
+        .map(|k| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            k.hash(&mut h);
+            (h.finish() as usize) % STRIPES
+        })
+        .collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    stripes
 }
 
 /// `[A-Za-z0-9_]+`, for databases, tables and attributes (deviations.md: no path tricks).

@@ -41,8 +41,14 @@ impl Storage {
     /// (`storage.writeAsync`).
     pub fn write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<(WriteOutcome, Option<u64>), ServiceError> {
         let outcome = self.write_with(db, table, mode, records, Commit::Unsynced)?;
-        // Whatever this write read (a key found, so skipped) was written by then too.
-        Ok((outcome, self.sync.then(|| self.db.latest_sequence_number())))
+        Ok((outcome, self.sync_ticket()))
+    }
+
+    /// What a caller of an unsynced write awaits with [`Storage::synced`]: the sequence number
+    /// of everything written so far, so whatever the write read (a key found, so skipped) is
+    /// covered too; `None` when writes are not synced at all.
+    fn sync_ticket(&self) -> Option<u64> {
+        self.sync.then(|| self.db.latest_sequence_number())
     }
 
     /// [`Storage::write_unsynced`] for an async worker: when the write would wait (for locks
@@ -50,7 +56,7 @@ impl Storage {
     /// once, nothing written, and the caller writes on a blocking thread instead.
     pub fn try_write_unsynced(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>) -> Result<Option<(WriteOutcome, Option<u64>)>, ServiceError> {
         match self.write_with(db, table, mode, records, Commit::NoWait) {
-            Ok(outcome) => Ok(Some((outcome, self.sync.then(|| self.db.latest_sequence_number())))),
+            Ok(outcome) => Ok(Some((outcome, self.sync_ticket()))),
             Err(ServiceError::Internal(e)) if e.is::<WouldStall>() => Ok(None),
             Err(e) => Err(e),
         }
@@ -140,10 +146,12 @@ impl Storage {
         if let Some(a) = audit {
             a.commit(self, &mut batch)?;
         }
-        let large = batch.size_in_bytes() >= durable::LARGE_BATCH;
-        let (options, _slow) = match commit {
-            Commit::Synced => (self.write_options(), self.slow_write(self.sync || large)),
-            Commit::Unsynced => (Self::unsynced_write_options(), self.slow_write(large)),
+        match commit {
+            Commit::Synced => self.commit(batch).map_err(internal)?,
+            Commit::Unsynced => {
+                let _slow = self.slow_write(batch.size_in_bytes() >= durable::LARGE_BATCH);
+                self.db.write_opt(batch, &Self::unsynced_write_options()).map_err(internal)?
+            }
             Commit::NoWait => {
                 // Checked again just before queueing: one may have started meanwhile.
                 if self.slow_writes_in_flight() {
@@ -151,13 +159,12 @@ impl Storage {
                 }
                 let mut options = Self::unsynced_write_options();
                 options.set_no_slowdown(true);
-                (options, None)
+                self.db.write_opt(batch, &options).map_err(|e| match e.kind() {
+                    rocksdb::ErrorKind::Incomplete => would_stall(),
+                    _ => internal(e),
+                })?
             }
-        };
-        self.db.write_opt(batch, &options).map_err(|e| match e.kind() {
-            rocksdb::ErrorKind::Incomplete if commit == Commit::NoWait => would_stall(),
-            _ => internal(e),
-        })?;
+        }
         if !new_attributes.is_empty() {
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
                 t.attributes.extend(new_attributes);
