@@ -3,7 +3,8 @@
 //! and start-up to first served request with a cold and a warm compile cache.
 //! `cargo xtask bench fuzz [N] [SEED]` runs the request fuzzer instead (fuzz.rs);
 //! `cargo xtask bench polyglot` compares a Rust, a JavaScript and a Python operation (bench_polyglot.rs);
-//! `cargo xtask bench floor` what a request costs before the operation works (bench_floor.rs).
+//! `cargo xtask bench floor` what a request costs before the operation works (bench_floor.rs);
+//! `cargo xtask bench mixed` durable inserts beside a bulk insert into another table (bench_mixed.rs).
 //!
 //! These figures are higher than `../shared/anchors/harper/bench.sh`'s (26k against 13-15k
 //! get_configuration req/s, 20k against 9-11k search_by_hash), and bench.sh's are the ones
@@ -40,6 +41,8 @@ mod cluster;
 mod loads;
 #[path = "bench_floor.rs"]
 mod floor;
+#[path = "bench_mixed.rs"]
+mod mixed;
 
 const USER: &str = "admin";
 const PASS: &str = "bench-pass";
@@ -69,6 +72,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask bench floor`: what a request costs before the operation does any work.
     if args.first().is_some_and(|a| a == "floor") {
         return floor::run();
+    }
+    // `cargo xtask bench mixed`: durable inserts beside a bulk insert into another table.
+    if args.first().is_some_and(|a| a == "mixed") {
+        return mixed::run();
     }
     // `cargo xtask bench components`: deploy-to-served times.
     if args.first().is_some_and(|a| a == "components") {
