@@ -150,6 +150,9 @@ impl Storage {
             self.commit_as(batch, commit)
         };
         let spent = (records, index);
+        // A write on an async worker (`NoWait`) is a few records, never split: the scope below
+        // would join a thread on the worker.
+        debug_assert!(commit != Commit::NoWait || ways == 1, "a NoWait write was split");
         if ways > 1 {
             // A large write's ~90,000 operations (a 10,000-record insert) are freed by a second
             // thread while this one finishes the batch and RocksDB writes it: freeing them here
@@ -360,7 +363,8 @@ impl Storage {
 }
 
 
-/// Puts and deletes for one column family, added to the write batch in key order: RocksDB's
+/// Puts and deletes for one column family, added to the write batch in key order (a large
+/// write's two parts as two ascending runs, `apply_runs`): RocksDB's
 /// memtable inserts a run of ascending keys far faster than scattered ones (the skip list
 /// reuses its last position), which halves the cost of a bulk delete or insert. The sort is
 /// stable, so two operations on one key keep their order.
@@ -406,7 +410,9 @@ impl SortedOps {
     /// the last one went, so a second ascending run (whose keys fall between the first's) costs
     /// about what one merged run does. Parts come from records with distinct primary keys (a
     /// batch naming a key twice is one part), so no key is in two parts and their order does not
-    /// matter. The batch copies what it is given, so the parts stay the caller's to drop.
+    /// matter: a record key is its primary key, and an index key ends with it (`index_key`,
+    /// after a prefix-free value encoding). The batch copies what it is given, so the parts
+    /// stay the caller's to drop.
     pub(super) fn apply_runs(parts: &[SortedOps], batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>) {
         for (key, value) in parts.iter().flat_map(|p| &p.0) {
             match value {
