@@ -8,6 +8,10 @@ use super::*;
 #[error("the write would wait")]
 struct WouldStall;
 
+fn would_stall() -> ServiceError {
+    ServiceError::Internal(WouldStall.into())
+}
+
 /// How a write commits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Commit {
@@ -63,7 +67,6 @@ impl Storage {
     }
 
     fn write_with(&self, db: &str, table: &str, mode: WriteMode, records: Vec<Value>, commit: Commit) -> Result<WriteOutcome, ServiceError> {
-        let would_stall = || ServiceError::Internal(WouldStall.into());
         if commit == Commit::NoWait && self.slow_writes_in_flight() {
             return Err(would_stall());
         }
@@ -177,7 +180,6 @@ impl Storage {
 
     /// Writes a finished batch as `commit` says.
     fn commit_as(&self, batch: WriteBatch, commit: Commit) -> Result<(), ServiceError> {
-        let would_stall = || ServiceError::Internal(WouldStall.into());
         match commit {
             Commit::Synced => self.commit(batch).map_err(internal),
             Commit::Unsynced => {
@@ -388,7 +390,7 @@ impl SortedOps {
     pub(super) fn apply(mut self, batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>) {
         self.sort();
         for (key, value) in self.0 {
-            put(batch, cf, key, value);
+            put(batch, cf, &key, value.as_deref());
         }
     }
 
@@ -415,15 +417,12 @@ impl SortedOps {
     /// stay the caller's to drop.
     pub(super) fn apply_runs(parts: &[SortedOps], batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>) {
         for (key, value) in parts.iter().flat_map(|p| &p.0) {
-            match value {
-                Some(v) => batch.put_cf(cf, key, v),
-                None => batch.delete_cf(cf, key),
-            }
+            put(batch, cf, key, value.as_deref());
         }
     }
 }
 
-fn put(batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>, key: Vec<u8>, value: Option<Vec<u8>>) {
+fn put(batch: &mut WriteBatch, cf: &Arc<BoundColumnFamily<'_>>, key: &[u8], value: Option<&[u8]>) {
     match value {
         Some(v) => batch.put_cf(cf, key, v),
         None => batch.delete_cf(cf, key),
