@@ -39,6 +39,7 @@ mod tuning;
 mod durable;
 pub use tuning::memory_usage;
 mod write;
+mod batch_rep;
 
 pub use cursor::Cursor;
 pub use paged::Paged;

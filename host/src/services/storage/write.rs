@@ -1,6 +1,7 @@
 //! Storage writes: validated batch inserts, updates, upserts and deletes with their index entries, in one RocksDB batch.
 
 use super::*;
+use super::batch_rep::{self, CfTag};
 
 /// A write that would have had to wait (for another write's locks, or for RocksDB to catch up)
 /// and was refused instead, nothing written: [`Commit::NoWait`].
@@ -135,11 +136,8 @@ impl Storage {
         }
         // Sized up front: growing a batch of megabytes copies it again and again.
         let audit_bytes = audit.as_ref().map_or(0, |a| a.record_bytes() * 2 + 4096);
-        let ops_bytes: usize = records.iter().chain(&index).map(SortedOps::bytes).sum();
-        let mut batch = WriteBatch::with_capacity_bytes(ops_bytes + audit_bytes + 4096);
-        SortedOps::apply_runs(&records, &mut batch, &rcf);
-        SortedOps::apply_runs(&index, &mut batch, &icf);
-        let finish = |mut batch: WriteBatch| -> Result<(), ServiceError> {
+        // The table's bookkeeping and the audit entry, after the records in the same batch.
+        let tail = |batch: &mut WriteBatch| -> Result<(), ServiceError> {
             for attr in &new_attributes {
                 batch.put_cf(&meta, format!("attr/{db}/{table}/{attr}"), b"");
             }
@@ -147,29 +145,34 @@ impl Storage {
                 batch.merge_cf(&meta, format!("count/{db}/{table}"), added.to_le_bytes());
             }
             batch.merge_cf(&meta, format!("last/{db}/{table}"), (now as i64).to_le_bytes());
-            if let Some(a) = audit {
-                a.commit(self, &mut batch)?;
+            match audit {
+                Some(a) => a.commit(self, batch),
+                None => Ok(()),
             }
-            self.commit_as(batch, commit)
         };
-        let spent = (records, index);
-        // A write on an async worker (`NoWait`) is a few records, never split: the scope below
-        // would join a thread on the worker.
+        // A write on an async worker (`NoWait`) is a few records, never split: the parts'
+        // threads below would be joined on the worker.
         debug_assert!(commit != Commit::NoWait || ways == 1, "a NoWait write was split");
-        if ways > 1 {
-            // A large write's ~90,000 operations (a 10,000-record insert) are freed by a second
-            // thread while this one finishes the batch and RocksDB writes it: freeing them here
-            // took ~2.5 ms of the ~60 ms its client waits for, while the other core idled. The
-            // scope ends before the write returns, so the next write's buffers never pile up
-            // on these (a load's peak memory, issue 16). If no thread starts, they drop here.
-            std::thread::scope(|s| {
-                let _ = std::thread::Builder::new().name("write-free".into()).spawn_scoped(s, move || drop(spent));
-                finish(batch)
-            })?;
-        } else {
-            drop(spent);
-            finish(batch)?;
-        }
+        let tags = if ways > 1 { CfTag::of(&rcf).zip(CfTag::of(&icf)) } else { None };
+        let batch = match tags {
+            // A large write: its parts' threads encode the batch (batch_rep.rs).
+            Some((record_tag, index_tag)) => {
+                let mut rest = WriteBatch::with_capacity_bytes(audit_bytes + 4096);
+                tail(&mut rest)?;
+                let parts = records.into_iter().zip(index).collect();
+                batch_rep::encode(parts, record_tag, index_tag, &rest).ok_or_else(|| internal(anyhow::anyhow!("a write of more operations than a batch can count")))?
+            }
+            None => {
+                let ops_bytes: usize = records.iter().chain(&index).map(SortedOps::bytes).sum();
+                let mut batch = WriteBatch::with_capacity_bytes(ops_bytes + audit_bytes + 4096);
+                SortedOps::apply_runs(&records, &mut batch, &rcf);
+                SortedOps::apply_runs(&index, &mut batch, &icf);
+                drop((records, index));
+                tail(&mut batch)?;
+                batch
+            }
+        };
+        self.commit_as(batch, commit)?;
         if !new_attributes.is_empty() {
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
                 t.attributes.extend(new_attributes);
@@ -457,7 +460,7 @@ fn split<T>(mut items: Vec<T>, ways: usize) -> Vec<Vec<T>> {
 }
 
 /// `f` of each part, in order: the first on this thread, the others on their own threads.
-fn in_parallel<T: Send, R: Send>(parts: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+pub(super) fn in_parallel<T: Send, R: Send>(parts: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     if parts.len() <= 1 {
         return parts.into_iter().map(f).collect();
     }
