@@ -159,8 +159,15 @@ impl Storage {
             Some((record_tag, index_tag)) => {
                 let mut rest = WriteBatch::with_capacity_bytes(audit_bytes + 4096);
                 tail(&mut rest)?;
-                let parts = records.into_iter().zip(index).collect();
-                batch_rep::encode(parts, record_tag, index_tag, &rest).ok_or_else(|| internal(anyhow::anyhow!("a write of more operations than a batch can count")))?
+                batch_rep::encode(records.into_iter().zip(index).collect(), record_tag, index_tag, &rest).unwrap_or_else(|parts| {
+                    // Not encoded (no memory mapped): the same operations, filled here after
+                    // the tail's (the order of distinct keys in one batch does not matter).
+                    let mut batch = WriteBatch::from_data(rest.data());
+                    let (records, index): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+                    SortedOps::apply_runs(&records, &mut batch, &rcf);
+                    SortedOps::apply_runs(&index, &mut batch, &icf);
+                    batch
+                })
             }
             None => {
                 let ops_bytes: usize = records.iter().chain(&index).map(SortedOps::bytes).sum();
