@@ -104,7 +104,7 @@ pub(super) fn encode(parts: Parts, records: CfTag, index: CfTag, tail: &WriteBat
                 tag.encode(&mut out, &key, value.as_deref());
             }
         }
-        debug_assert!(out.0.is_empty(), "a part's size was miscounted");
+        assert!(out.0.is_empty(), "a part's size was miscounted");
     });
     Ok(WriteBatch::from_data(&rep))
 }
