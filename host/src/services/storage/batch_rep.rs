@@ -20,6 +20,9 @@ const DELETE: u8 = 0x0;
 const PUT: u8 = 0x1;
 const DELETE_CF: u8 = 0x4;
 const PUT_CF: u8 = 0x5;
+/// RocksDB's longest key in a batch (`kMaxWriteBatchKeySize`: `u32::MAX` less the 8 bytes it
+/// appends to make an internal key).
+const MAX_KEY: usize = u32::MAX as usize - 8;
 
 /// One column family's id, as its operations carry it in a batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,7 +78,8 @@ impl CfTag {
 /// The batch holding `parts` (each part's record operations under `records`, its index
 /// operations under `index`, each already in key order) and then everything in `tail`. Each
 /// part is encoded, and its operations freed, on a thread of its own. The parts come back
-/// untouched when they would not fit one batch (a count past `u32`) or no memory was mapped.
+/// untouched when they would not fit one batch (a count past `u32`, a key or value too long for
+/// its 32-bit length) or no memory was mapped.
 pub(super) fn encode(parts: Parts, records: CfTag, index: CfTag, tail: &WriteBatch) -> Result<WriteBatch, Parts> {
     let tail = tail.data();
     let body = &tail[HEADER..];
@@ -84,6 +88,12 @@ pub(super) fn encode(parts: Parts, records: CfTag, index: CfTag, tail: &WriteBat
     let Some(count) = u32::try_from(ops).ok().and_then(|n| n.checked_add(tail_count)) else {
         return Err(parts);
     };
+    // RocksDB reads every length as a varint32 (and caps keys a little below it): a longer one
+    // would be read cut short and the rest of the batch misparsed.
+    let fits = |(k, v): &(Vec<u8>, Option<Vec<u8>>)| k.len() <= MAX_KEY && v.as_ref().is_none_or(|v| v.len() <= u32::MAX as usize);
+    if !parts.iter().all(|(r, i)| r.0.iter().chain(&i.0).all(fits)) {
+        return Err(parts);
+    }
     let size = |ops: &SortedOps, tag: CfTag| -> usize { ops.0.iter().map(|(k, v)| tag.len(k, v.as_deref())).sum() };
     let sizes: Vec<usize> = parts.iter().map(|(r, i)| size(r, records) + size(i, index)).collect();
     let Some(mut rep) = Pages::zeroed(HEADER + sizes.iter().sum::<usize>() + body.len()) else {

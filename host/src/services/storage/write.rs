@@ -160,8 +160,9 @@ impl Storage {
                 let mut rest = WriteBatch::with_capacity_bytes(audit_bytes + 4096);
                 tail(&mut rest)?;
                 batch_rep::encode(records.into_iter().zip(index).collect(), record_tag, index_tag, &rest).unwrap_or_else(|parts| {
-                    // Not encoded (no memory mapped, or past a batch's count): the same operations, filled here after
-                    // the tail's (the order of distinct keys in one batch does not matter).
+                    // Not encoded (see `encode`): the same operations, filled here after the
+                    // tail's (the order of distinct keys in one batch does not matter). Rare, so
+                    // the batch is not sized up front (`from_data` takes only the tail's bytes).
                     let mut batch = WriteBatch::from_data(rest.data());
                     let (records, index): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
                     SortedOps::apply_runs(&records, &mut batch, &rcf);
