@@ -91,11 +91,10 @@ pub(super) fn encode(parts: Parts, records: CfTag, index: CfTag, tail: &WriteBat
     // RocksDB reads every length as a varint32 (and caps keys a little below it): a longer one
     // would be read cut short and the rest of the batch misparsed.
     let fits = |(k, v): &(Vec<u8>, Option<Vec<u8>>)| k.len() <= MAX_KEY && v.as_ref().is_none_or(|v| v.len() <= u32::MAX as usize);
-    if !parts.iter().all(|(r, i)| r.0.iter().chain(&i.0).all(fits)) {
+    let size = |ops: &SortedOps, tag: CfTag| -> Option<usize> { ops.0.iter().try_fold(0, |n, op| fits(op).then(|| n + tag.len(&op.0, op.1.as_deref()))) };
+    let Some(sizes) = parts.iter().map(|(r, i)| Some(size(r, records)? + size(i, index)?)).collect::<Option<Vec<usize>>>() else {
         return Err(parts);
-    }
-    let size = |ops: &SortedOps, tag: CfTag| -> usize { ops.0.iter().map(|(k, v)| tag.len(k, v.as_deref())).sum() };
-    let sizes: Vec<usize> = parts.iter().map(|(r, i)| size(r, records) + size(i, index)).collect();
+    };
     let Some(mut rep) = Pages::zeroed(HEADER + sizes.iter().sum::<usize>() + body.len()) else {
         return Err(parts);
     };
