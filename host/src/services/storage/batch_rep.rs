@@ -8,6 +8,8 @@
 //! (`WriteBatch::from_data`, one copy). The column family ids are read from a batch RocksDB
 //! encoded itself, and compared with this module's encoding of the same operations: any
 //! difference (a format this module does not know) and the caller fills the batch as before.
+//! A write this format cannot hold (a length past 32 bits) is refused, where `put_cf` would
+//! have dropped the operation silently (the C API ignores its status).
 
 use super::write::{in_parallel, SortedOps};
 use rocksdb::{BoundColumnFamily, WriteBatch};
@@ -77,27 +79,21 @@ impl CfTag {
 
 /// The batch holding `parts` (each part's record operations under `records`, its index
 /// operations under `index`, each already in key order) and then everything in `tail`. Each
-/// part is encoded, and its operations freed, on a thread of its own. The parts come back
-/// untouched when they would not fit one batch (a count past `u32`, a key or value too long for
-/// its 32-bit length) or no memory was mapped.
-pub(super) fn encode(parts: Parts, records: CfTag, index: CfTag, tail: &WriteBatch) -> Result<WriteBatch, Parts> {
+/// part is encoded, and its operations freed, on a thread of its own. `None` when they would not
+/// fit one batch (a count past `u32`, a key or value too long for its 32-bit length) or no
+/// memory could be mapped.
+pub(super) fn encode(parts: Vec<(SortedOps, SortedOps)>, records: CfTag, index: CfTag, tail: &WriteBatch) -> Option<WriteBatch> {
     let tail = tail.data();
     let body = &tail[HEADER..];
     let tail_count = u32::from_le_bytes(tail[8..HEADER].try_into().expect("a batch has a header"));
     let ops: usize = parts.iter().map(|(r, i)| r.0.len() + i.0.len()).sum();
-    let Some(count) = u32::try_from(ops).ok().and_then(|n| n.checked_add(tail_count)) else {
-        return Err(parts);
-    };
+    let count = u32::try_from(ops).ok()?.checked_add(tail_count)?;
     // RocksDB reads every length as a varint32 (and caps keys a little below it): a longer one
     // would be read cut short and the rest of the batch misparsed.
     let fits = |(k, v): &(Vec<u8>, Option<Vec<u8>>)| k.len() <= MAX_KEY && v.as_ref().is_none_or(|v| v.len() <= u32::MAX as usize);
     let size = |ops: &SortedOps, tag: CfTag| -> Option<usize> { ops.0.iter().try_fold(0, |n, op| fits(op).then(|| n + tag.len(&op.0, op.1.as_deref()))) };
-    let Some(sizes) = parts.iter().map(|(r, i)| Some(size(r, records)? + size(i, index)?)).collect::<Option<Vec<usize>>>() else {
-        return Err(parts);
-    };
-    let Some(mut rep) = Pages::zeroed(HEADER + sizes.iter().sum::<usize>() + body.len()) else {
-        return Err(parts);
-    };
+    let sizes = parts.iter().map(|(r, i)| Some(size(r, records)? + size(i, index)?)).collect::<Option<Vec<usize>>>()?;
+    let mut rep = Pages::zeroed(HEADER + sizes.iter().sum::<usize>() + body.len())?;
     rep[8..HEADER].copy_from_slice(&count.to_le_bytes());
     let (mut slices, mut rest) = (Vec::with_capacity(parts.len()), &mut rep[HEADER..]);
     for size in sizes {
@@ -115,11 +111,8 @@ pub(super) fn encode(parts: Parts, records: CfTag, index: CfTag, tail: &WriteBat
         }
         assert!(out.0.is_empty(), "a part's size was miscounted");
     });
-    Ok(WriteBatch::from_data(&rep))
+    Some(WriteBatch::from_data(&rep))
 }
-
-/// A write's parts: each one's record and index operations.
-pub(super) type Parts = Vec<(SortedOps, SortedOps)>;
 
 /// Zeroed memory mapped from the kernel and unmapped on drop. A large write's batch is laid out
 /// here once and copied into RocksDB's at once; taken from the heap instead, the ~10 MB of each
@@ -246,7 +239,7 @@ mod tests {
         }
         filled.put(b"meta", vec![7u8; 70_000]);
         filled.delete(b"gone");
-        let encoded = encode(parts, rt, it, &tail).ok().expect("encoded");
+        let encoded = encode(parts, rt, it, &tail).expect("encoded");
         assert_eq!(encoded.len(), filled.len());
         assert!(encoded.data() == filled.data(), "the encodings differ");
     }

@@ -159,16 +159,8 @@ impl Storage {
             Some((record_tag, index_tag)) => {
                 let mut rest = WriteBatch::with_capacity_bytes(audit_bytes + 4096);
                 tail(&mut rest)?;
-                batch_rep::encode(records.into_iter().zip(index).collect(), record_tag, index_tag, &rest).unwrap_or_else(|parts| {
-                    // Not encoded (see `encode`): the same operations, filled here after the
-                    // tail's (the order of distinct keys in one batch does not matter). Rare, so
-                    // the batch is not sized up front (`from_data` takes only the tail's bytes).
-                    let mut batch = WriteBatch::from_data(rest.data());
-                    let (records, index): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-                    SortedOps::apply_runs(&records, &mut batch, &rcf);
-                    SortedOps::apply_runs(&index, &mut batch, &icf);
-                    batch
-                })
+                batch_rep::encode(records.into_iter().zip(index).collect(), record_tag, index_tag, &rest)
+                    .ok_or_else(|| internal(anyhow::anyhow!("the write does not fit one RocksDB batch (or no memory could be mapped for it)")))?
             }
             None => {
                 let ops_bytes: usize = records.iter().chain(&index).map(SortedOps::bytes).sum();
