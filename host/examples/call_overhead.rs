@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         let outcome = executor.block_on(runtime.call(&op, &services, &context, Caller { username: "bench".into(), super_user: true, ..Caller::default() }, &request, limits));
         let cpu_elapsed = thread_cpu().saturating_sub(cpu_started);
         let elapsed = started.elapsed();
-        if !matches!(outcome, CallOutcome::Answered(Ok(_), _)) {
+        if !matches!(outcome, CallOutcome::Answered(Ok(_), _, _)) {
             anyhow::bail!("call {i} did not succeed");
         }
         if i >= 1000 {

@@ -1,6 +1,7 @@
 //! opshost: a HarperDB Operations API server in which every operation is a WebAssembly
 //! component. This library holds the whole server; `main.rs` only parses the command line.
 
+pub mod answers;
 pub mod api;
 pub mod bindings;
 pub mod capabilities;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub builtin_dir: PathBuf,
     /// Serializes registry rebuilds (restart, hot swap) so none publishes over a newer one.
     pub reload: tokio::sync::Mutex<()>,
+    /// Answers of built-in operations kept while what they read holds (answers.rs).
+    pub answers: answers::Answers,
 }
 
 impl AppState {

@@ -69,7 +69,8 @@ impl LoadedOperation {
 /// How a call ended.
 pub enum CallOutcome {
     /// The operation answered (with its own success or error).
-    Answered(Result<String, OpError>, CallEffects),
+    /// With it, the host functions it entered (for the answer cache).
+    Answered(Result<String, OpError>, CallEffects, crate::answers::Trace),
     /// A trap, an exhausted deadline or memory limit: the detail is for the log only.
     Failed(Failure, anyhow::Error),
 }
@@ -254,7 +255,10 @@ impl Runtime {
         op.stats.record(started.elapsed(), !matches!(result, Ok(Ok(_))));
         store.data_mut().flush_wasi_output();
         match result {
-            Ok(answer) => CallOutcome::Answered(answer, std::mem::take(&mut store.data_mut().effects)),
+            Ok(answer) => {
+                let state = store.data_mut();
+                CallOutcome::Answered(answer, std::mem::take(&mut state.effects), std::mem::take(&mut state.trace))
+            }
             Err(error) => {
                 let failure = if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
                     Failure::Timeout
@@ -334,22 +338,22 @@ fn granted_linker(engine: &Engine, grants: Grants) -> Result<Linker<CallState>> 
     let mut linker = Linker::new(engine);
     let l = &mut linker;
     let steps: [(&str, &dyn Fn(&mut Linker<CallState>) -> wasmtime::Result<()>); 17] = [
-        ("types", &|l| h::types::add_to_linker::<CallState, D>(l, |s| s)),
-        ("log", &|l| h::log::add_to_linker::<CallState, D>(l, |s| s)),
-        ("config", &|l| h::config::add_to_linker::<CallState, D>(l, |s| s)),
-        ("sysinfo", &|l| h::sysinfo::add_to_linker::<CallState, D>(l, |s| s)),
-        ("control", &|l| h::control::add_to_linker::<CallState, D>(l, |s| s)),
-        ("storage", &|l| h::storage::add_to_linker::<CallState, D>(l, |s| s)),
-        ("certs", &|l| h::certs::add_to_linker::<CallState, D>(l, |s| s)),
-        ("jobs", &|l| h::jobs::add_to_linker::<CallState, D>(l, |s| s)),
-        ("filesystem", &|l| h::filesystem::add_to_linker::<CallState, D>(l, |s| s)),
-        ("objectstore", &|l| h::objectstore::add_to_linker::<CallState, D>(l, |s| s)),
-        ("sources", &|l| h::sources::add_to_linker::<CallState, D>(l, |s| s)),
-        ("users", &|l| h::users::add_to_linker::<CallState, D>(l, |s| s)),
-        ("catalog", &|l| h::catalog::add_to_linker::<CallState, D>(l, |s| s)),
-        ("packages", &|l| h::packages::add_to_linker::<CallState, D>(l, |s| s)),
-        ("components", &|l| h::components::add_to_linker::<CallState, D>(l, |s| s)),
-        ("cluster", &|l| h::cluster::add_to_linker::<CallState, D>(l, |s| s)),
+        ("types", &|l| h::types::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("log", &|l| h::log::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("config", &|l| h::config::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("sysinfo", &|l| h::sysinfo::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("control", &|l| h::control::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("storage", &|l| h::storage::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("certs", &|l| h::certs::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("jobs", &|l| h::jobs::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("filesystem", &|l| h::filesystem::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("objectstore", &|l| h::objectstore::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("sources", &|l| h::sources::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("users", &|l| h::users::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("catalog", &|l| h::catalog::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("packages", &|l| h::packages::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("components", &|l| h::components::add_to_linker::<CallState, D>(l, CallState::entered)),
+        ("cluster", &|l| h::cluster::add_to_linker::<CallState, D>(l, CallState::entered)),
         // Locked down: see `CallState::ctx` in capabilities/wasi.rs.
         ("wasi", &|l| wasmtime_wasi::p2::add_to_linker_async(l)),
     ];

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per area. Each test starts the real server
 //! (built by `cargo xtask build`) on its own port and root folder.
 
+mod answers;
 mod audit;
 mod auth;
 mod certs;

@@ -103,7 +103,7 @@ impl ApiError {
 const ROLE_PERMISSIONS: &str = "Errors in the role permissions JSON provided";
 
 /// A JSON body with HarperDB's plain `application/json` content type.
-pub fn json_response(status: StatusCode, body: String) -> Response {
+pub fn json_response(status: StatusCode, body: impl IntoResponse) -> Response {
     let mut response = (status, body).into_response();
     response
         .headers_mut()

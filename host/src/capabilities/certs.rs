@@ -33,7 +33,9 @@ impl Host for CallState {
 
     fn list_json(&mut self) -> Result<String, OpError> {
         self.check("certs")?;
-        Ok(self.services.certs.list_json()?.to_string())
+        let text = self.services.certs.list_json()?;
+        self.trace.reads.push(crate::answers::Read::Certs(text.clone()));
+        Ok(text.to_string())
     }
 
     async fn add(

@@ -7,7 +7,9 @@ use crate::bindings::OpError;
 impl Host for CallState {
     fn get(&mut self) -> Result<String, OpError> {
         self.check("config")?;
-        self.services.config.file_json().map(|s| s.to_string()).map_err(OpError::from)
+        let text = self.services.config.file_json()?;
+        self.trace.reads.push(crate::answers::Read::Config(text.clone()));
+        Ok(text.to_string())
     }
 
     fn set(&mut self, changes: Vec<(String, String)>) -> Result<(), OpError> {

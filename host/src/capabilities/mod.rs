@@ -55,6 +55,8 @@ pub struct CallState {
     pub(crate) wasi: Option<Box<wasi::WasiState>>,
     /// Resources the guest holds handles to (storage cursors).
     pub(crate) table: wasmtime::component::ResourceTable,
+    /// The host functions this call entered, for the answer cache (answers.rs).
+    pub(crate) trace: crate::answers::Trace,
 }
 
 impl CallState {
@@ -76,12 +78,20 @@ impl CallState {
             job_id: None,
             wasi: None,
             table: wasmtime::component::ResourceTable::new(),
+            trace: Default::default(),
         }
     }
 
     pub fn with_caller(mut self, caller: Caller, job_id: Option<String>) -> Self {
         self.caller = caller;
         self.job_id = job_id;
+        self
+    }
+
+    /// The store's data as a host function sees it: every host function of every interface
+    /// is entered through here (the linker's getter), so the answer cache counts them all.
+    pub(crate) fn entered(&mut self) -> &mut Self {
+        self.trace.entered();
         self
     }
 
@@ -131,6 +141,13 @@ pub struct CallEffects {
     pub denied: Vec<serde_json::Value>,
     /// The problems of a refused role permission JSON (HarperDB's `main_permissions`).
     pub role_problems: Vec<String>,
+}
+
+impl CallEffects {
+    /// Nothing asked of the host after the answer.
+    pub fn is_empty(&self) -> bool {
+        !self.restart && self.restart_service.is_none() && self.denied.is_empty() && self.role_problems.is_empty()
+    }
 }
 
 impl CallState {

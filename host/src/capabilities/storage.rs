@@ -151,15 +151,22 @@ impl Host for CallState {
         self.check("storage")?;
         reserved(&database)?;
         let ids = jsons(&ids, "an id")?;
-        let attributes = self.readable(&database, &table, attributes, None)?;
         // Reads are local on every backend (a replicated store reads its own RocksDB).
         let s = self.services.storage.clone().local();
-        if ids.len() <= INLINE_GET_IDS {
+        // Taken before anything is read (the table's attributes included), for the answer cache.
+        let version = s.settled_version();
+        let attributes = self.readable(&database, &table, attributes, None)?;
+        let records = if ids.len() <= INLINE_GET_IDS {
             // A point read of a few keys is a few microseconds: handing it to the blocking
             // pool (a thread wake-up and two context switches) cost more than the read.
-            return s.get_json(&database, &table, &ids, &attributes).map_err(OpError::from);
+            s.get_json(&database, &table, &ids, &attributes).map_err(OpError::from)?
+        } else {
+            blocking("storage", move || s.get_json(&database, &table, &ids, &attributes)).await?
+        };
+        if let Some(version) = version {
+            self.trace.reads.push(crate::answers::Read::Storage(version));
         }
-        blocking("storage", move || s.get_json(&database, &table, &ids, &attributes)).await
+        Ok(records)
     }
 
     fn search(&mut self, database: String, table: String, query: Query) -> Result<Resource<Cursor>, OpError> {

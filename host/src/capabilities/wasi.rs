@@ -39,7 +39,8 @@ impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         // Only components granted `wasi` are linked against a linker that holds these imports
         // (`runtime::granted_linker`; `describe` runs where every import traps), so a context
-        // built here always belongs to one.
+        // built here always belongs to one. Counted as a host call entered (answers.rs).
+        self.trace.entered();
         let state = self.wasi.get_or_insert_with(|| Box::new(WasiState::new()));
         WasiCtxView { ctx: &mut state.ctx, table: &mut self.table }
     }

@@ -75,6 +75,7 @@ pub fn run(options: Options) -> Result<()> {
         restart: restart_tx,
         builtin_dir,
         reload: tokio::sync::Mutex::new(()),
+        answers: Default::default(),
     });
     // deploy_component and friends check and reload through the loader (held weakly: the
     // services live inside the state).

@@ -84,6 +84,7 @@ pub(super) const SCHEMA: &[(&str, Kind)] = &[
     ("operationsApi.limits.maxConcurrentCalls", Kind::Count),
     ("operationsApi.limits.jobTimeout", Kind::Count),
     ("operationsApi.jobs.maxConcurrent", Kind::Count),
+    ("operationsApi.answerCache", Kind::Bool),
     ("operationsApi.exportRoots", Kind::Paths),
     ("operationsApi.importRoots", Kind::Paths),
     ("operationsApi.importMaxSizeMB", Kind::Count),

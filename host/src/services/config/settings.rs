@@ -62,6 +62,8 @@ pub struct Settings {
     pub headers_timeout: Duration,
     /// `localStudio.enabled`: serve the Studio web console at `GET /`.
     pub studio_enabled: bool,
+    /// `operationsApi.answerCache`: keep answers of calls that only read (answers.rs).
+    pub answer_cache: bool,
 }
 
 /// The settings from the file's values (`file`), a key missing or null there taken from the
@@ -147,6 +149,7 @@ pub(super) fn from_values(root: &Path, file: &Value, defaults: &Value) -> Result
         headers_timeout: Duration::from_millis(num("operationsApi.network.headersTimeout").max(1.0) as u64),
         // Files written before the key existed keep the Studio on, HarperDB's default.
         studio_enabled: get("localStudio.enabled").and_then(|v| v.as_bool()).unwrap_or(true),
+        answer_cache: get("operationsApi.answerCache").and_then(|v| v.as_bool()).unwrap_or(true),
     })
 }
 

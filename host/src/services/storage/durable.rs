@@ -57,6 +57,7 @@ impl Storage {
     /// that are not the guests' record writes.
     pub(super) fn commit(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
         let _slow = self.slow_write(self.sync || batch.size_in_bytes() >= LARGE_BATCH);
+        let _changing = self.changing();
         self.db.write_opt(batch, &self.write_options())
     }
 

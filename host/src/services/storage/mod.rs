@@ -133,6 +133,28 @@ pub struct Storage {
     audit: audit::AuditSettings,
     /// The WAL sync that unsynced writes await (durable.rs).
     group: durable::GroupSync,
+    /// Changes to what reads see, counted for the answer cache (`Storage::settled_version`).
+    changes: Changes,
+}
+
+/// Changes to what reads see (records, indexes, the catalog), counted when they start and when
+/// they end. A read taken while the two counts are equal saw a settled state, and that state
+/// still holds while no change has started since; the answer cache (`answers.rs`) keeps a
+/// storage read's answer on exactly that condition. Every RocksDB write and every catalog
+/// update holds a [`Changing`] across itself.
+#[derive(Default)]
+struct Changes {
+    started: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicU64,
+}
+
+/// A change under way; counted as finished when dropped (also on an error or a panic).
+pub(super) struct Changing<'a>(&'a Changes);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// One table's locks. Writes hold `schema` shared and a drop holds it exclusively, so a write
@@ -212,6 +234,25 @@ fn merge_counters(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands)
 }
 
 impl Storage {
+    /// Counts a change to what reads see until the guard drops (see [`Changes`]).
+    pub(super) fn changing(&self) -> Changing<'_> {
+        self.changes.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Changing(&self.changes)
+    }
+
+    /// The count of changes so far when none is under way, else `None`: a read that starts
+    /// after this saw a state that holds while [`Storage::unchanged_since`] says so.
+    pub fn settled_version(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let started = self.changes.started.load(SeqCst);
+        (self.changes.finished.load(SeqCst) == started).then_some(started)
+    }
+
+    /// Whether no change has started since [`Storage::settled_version`] returned `version`.
+    pub fn unchanged_since(&self, version: u64) -> bool {
+        self.changes.started.load(std::sync::atomic::Ordering::SeqCst) == version
+    }
+
     /// Opens (or creates) the store at `path` and loads its catalog.
     pub fn open(path: &Path, write_async: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
@@ -233,6 +274,7 @@ impl Storage {
             table_locks: Mutex::new(HashMap::new()),
             audit: Default::default(),
             group: Default::default(),
+            changes: Default::default(),
         };
         storage.load_catalog()?;
         storage.drop_orphans(&existing)?;
@@ -249,6 +291,7 @@ impl Storage {
             let (Some(kind @ ("r" | "i")), Some(db), Some(table)) = (parts.next(), parts.next(), parts.next()) else { continue };
             if !known(db, table) {
                 tracing::warn!("dropping column family {kind}/{db}/{table}: its table has no catalog entry (an interrupted create or drop)");
+                let _changing = self.changing();
                 self.db.drop_cf(name).with_context(|| format!("dropping orphan column family {name}"))?;
             }
         }
@@ -312,6 +355,7 @@ impl Storage {
                 t.attributes.insert(attr);
             }
         }
+        let _changing = self.changing();
         *self.catalog.write() = catalog;
         Ok(())
     }

@@ -9,6 +9,7 @@ impl Storage {
         // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
         // every write looks its column families up there: writes on async workers keep clear.
         let _slow = self.slow_write(true);
+        let _changing = self.changing();
         if self.catalog.read().contains_key(db) {
             return Err(ServiceError::BadRequest(format!("database '{db}' already exists")));
         }
@@ -23,6 +24,7 @@ impl Storage {
         // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
         // every write looks its column families up there: writes on async workers keep clear.
         let _slow = self.slow_write(true);
+        let _changing = self.changing();
         let tables: Vec<String> = {
             let catalog = self.catalog.read();
             let tables = catalog.get(db).ok_or_else(|| ServiceError::NotFound(format!("database '{db}' does not exist")))?;
@@ -46,6 +48,7 @@ impl Storage {
         // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
         // every write looks its column families up there: writes on async workers keep clear.
         let _slow = self.slow_write(true);
+        let _changing = self.changing();
         let locks = self.locks(db, table);
         let _table = locks.schema.write();
         if self.catalog.read().get(db).is_some_and(|t| t.contains_key(table)) {
@@ -80,6 +83,7 @@ impl Storage {
         // A schema change holds RocksDB's column-family map for its MANIFEST write and sync, and
         // every write looks its column families up there: writes on async workers keep clear.
         let _slow = self.slow_write(true);
+        let _changing = self.changing();
         self.drop_table_locked(db, table)
     }
 

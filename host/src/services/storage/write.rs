@@ -172,6 +172,8 @@ impl Storage {
                 batch
             }
         };
+        // One change from the write to the catalog's new attributes (see `Changes`).
+        let _changing = self.changing();
         self.commit_as(batch, commit)?;
         if !new_attributes.is_empty() {
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
@@ -183,6 +185,7 @@ impl Storage {
 
     /// Writes a finished batch as `commit` says.
     fn commit_as(&self, batch: WriteBatch, commit: Commit) -> Result<(), ServiceError> {
+        let _changing = self.changing();
         match commit {
             Commit::Synced => self.commit(batch).map_err(internal),
             Commit::Unsynced => {
