@@ -24,6 +24,9 @@ use std::sync::{Arc, Weak};
 
 /// The largest answer kept: bigger ones cost more to keep than to make again.
 const MAX_ANSWER: usize = 256 << 10;
+/// The largest request looked up or kept: a bulk body is never a repeated read, and hashing
+/// it would cost every write.
+pub const MAX_REQUEST: usize = 16 << 10;
 /// The most answers and bytes (answers and requests) kept; past either, the cache starts over.
 const MAX_ENTRIES: usize = 4096;
 const MAX_BYTES: usize = 32 << 20;
@@ -84,8 +87,17 @@ struct Kept {
 }
 
 impl Kept {
+    /// What the entry holds (the texts its reads keep alive included).
     fn size(&self) -> usize {
-        self.answer.len() + self.request.len() + self.username.len() + self.role.len() + 128
+        let texts: usize = self
+            .reads
+            .iter()
+            .map(|r| match r {
+                Read::Config(t) | Read::Certs(t) => t.len(),
+                Read::Storage(_) => 0,
+            })
+            .sum();
+        self.answer.len() + self.request.len() + self.username.len() + self.role.len() + texts + 128
     }
 
     fn is_for(&self, q: &Question<'_>) -> bool {
@@ -125,9 +137,9 @@ pub struct Answers {
 }
 
 impl Answers {
-    /// Whether this operation's answers may be kept at all.
-    pub fn may_keep(operation: &LoadedOperation) -> bool {
-        operation.builtin && !operation.info.job && !operation.grants.has("wasi")
+    /// Whether answers to this request may be kept at all.
+    pub fn may_keep(operation: &LoadedOperation, request: &str) -> bool {
+        operation.builtin && !operation.info.job && !operation.grants.has("wasi") && request.len() <= MAX_REQUEST
     }
 
     fn hash(&self, q: &Question<'_>) -> u64 {
@@ -164,9 +176,12 @@ impl Answers {
             super_user: q.caller.super_user,
             permissions: q.caller.permissions.clone(),
             request: q.request.into(),
-            reads: trace.reads.clone(),
+            reads: distinct(&trace.reads),
             answer: answer.clone(),
         });
+        if kept.size() > MAX_BYTES / 8 {
+            return;
+        }
         let key = self.hash(q);
         let mut entries = self.entries.lock();
         if entries.map.len() >= MAX_ENTRIES || entries.bytes + kept.size() > MAX_BYTES {
@@ -177,5 +192,47 @@ impl Answers {
         if let Some(old) = entries.map.insert(key, kept) {
             entries.bytes -= old.size();
         }
+    }
+
+    /// Forgets every kept answer.
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock();
+        entries.map.clear();
+        entries.bytes = 0;
+    }
+}
+
+/// The reads to check again, each once: storage's by its earliest count (the answer holds
+/// only while no change has started since its first read), texts by identity.
+fn distinct(reads: &[Read]) -> Vec<Read> {
+    let mut out: Vec<Read> = Vec::new();
+    for read in reads {
+        let seen = out.iter_mut().find_map(|r| match (r, read) {
+            (Read::Storage(a), Read::Storage(b)) => {
+                *a = (*a).min(*b);
+                Some(())
+            }
+            (Read::Config(a), Read::Config(b)) | (Read::Certs(a), Read::Certs(b)) if Arc::ptr_eq(a, b) => Some(()),
+            _ => None,
+        });
+        if seen.is_none() {
+            out.push(read.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_checked_once_each() {
+        let (a, b): (Arc<str>, Arc<str>) = ("{}".into(), "{}".into());
+        let reads = [Read::Storage(9), Read::Config(a.clone()), Read::Storage(4), Read::Config(a.clone()), Read::Config(b), Read::Storage(7)];
+        let out = distinct(&reads);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(matches!(out[0], Read::Storage(4)));
+        assert!(matches!(&out[1], Read::Config(t) if Arc::ptr_eq(t, &a)));
     }
 }

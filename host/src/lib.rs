@@ -89,6 +89,13 @@ impl AppState {
         policy
     }
 
+    /// Serves `registry` from now on. Kept answers are forgotten: they were made under the
+    /// previous operations' limits (a restart may have lowered them) and grants.
+    pub fn publish(&self, registry: Registry) {
+        self.registry.store(Arc::new(registry));
+        self.answers.clear();
+    }
+
     /// Rebuilds the registry from disk (unchanged files reused, a failing file keeps its
     /// previous version) and publishes it; one rebuild at a time.
     pub async fn reload_registry(self: &Arc<Self>, why: &str) {
@@ -98,7 +105,7 @@ impl AppState {
         let previous = self.registry.load_full();
         match tokio::task::spawn_blocking(move || loader.load_registry(Some(&previous))).await {
             Ok(next) => {
-                self.registry.store(Arc::new(next));
+                self.publish(next);
                 tracing::info!("registry rebuilt after {why}, published in {:?}", started.elapsed());
             }
             Err(e) => tracing::error!("rebuilding the registry after {why} failed, the previous operations keep serving: {e}"),

@@ -90,6 +90,12 @@ fn kept_answers_follow_every_change_they_depend_on() {
     for _ in 0..2 {
         assert!(!ask(&server, ADMIN, &json!({"operation": "system_information"})).2);
     }
+    // Nor a large request (a bulk body is not a repeated read, and is never hashed).
+    let many = json!({"operation": "search_by_hash", "database": "dev", "table": "dog", "hash_values": (0..4000).collect::<Vec<_>>(), "get_attributes": ["id"]});
+    for _ in 0..2 {
+        let (status, answer, hit) = ask(&server, ADMIN, &many);
+        assert_eq!((status, hit, answer.as_array().map(Vec::len)), (200, false, Some(1)));
+    }
     // Nor a failed call.
     let missing = json!({"operation": "search_by_hash", "database": "dev", "table": "nosuch", "hash_values": [1], "get_attributes": ["*"]});
     for _ in 0..2 {

@@ -90,7 +90,7 @@ pub async fn operation(State(app): State<Arc<AppState>>, request: Request) -> Re
     let request = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("Request body must be UTF-8".into()))?;
     // A request answered before by a call that only read, while all it read still holds, gets
     // that answer without a call (answers.rs).
-    let question = (settings.answer_cache && Answers::may_keep(&op))
+    let question = (settings.answer_cache && Answers::may_keep(&op, request))
         .then(|| Question { operation: &op, caller: &caller, role: &context.role, request });
     if let Some(q) = &question {
         let started = std::time::Instant::now();

@@ -104,7 +104,7 @@ async fn serve(
         let _loading = state.reload.lock().await;
         let loader = state.clone();
         let registry = tokio::task::spawn_blocking(move || loader.load_registry(None)).await?;
-        state.registry.store(Arc::new(registry));
+        state.publish(registry);
     }
     tracing::info!(
         "loaded {} operations in {:?} (pooling allocator: {})",
@@ -182,7 +182,7 @@ async fn restart(
     // A component that fails to load now keeps serving the version it had.
     let previous = state.registry.load_full();
     let registry = tokio::task::spawn_blocking(move || loader.load_registry(Some(&previous))).await?;
-    state.registry.store(Arc::new(registry));
+    state.publish(registry);
     if settings.operations_addr != listener.addr {
         let next = Listener::bind(state.clone(), settings.operations_addr).await?;
         let previous = std::mem::replace(listener, next);

@@ -59,7 +59,7 @@ pub(super) fn watch_components(state: &Arc<AppState>) -> Option<notify::Recommen
             let previous = state.registry.load_full();
             match tokio::task::spawn_blocking(move || loader.load_registry(Some(&previous))).await {
                 Ok(next) => {
-                    state.registry.store(Arc::new(next));
+                    state.publish(next);
                     tracing::info!("hot swap of {} file(s) published in {:?}", changed.len(), started.elapsed());
                 }
                 Err(e) => tracing::error!("hot swap failed, the previous operations keep serving: {e}"),
