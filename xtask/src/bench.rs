@@ -115,9 +115,9 @@ fn data(seconds: u32) -> Result<()> {
         println!("bulk insert of 100,000 records (6 attributes) as 10 x 10,000: {:.2} s ({:.0} records/s)", bulk.as_secs_f64(), 100_000.0 / bulk.as_secs_f64());
 
         let certs = wrk(port, seconds, &root, r#"{"operation":"list_certificates"}"#, None)?;
-        println!("list_certificates, wrk -t2 -c16 -d{seconds}s: {certs}");
+        println!("list_certificates (answer cache on: kept answers), wrk -t2 -c16 -d{seconds}s: {certs}");
         let by_hash = wrk(port, seconds, &root, r#"{"operation":"search_by_hash","database":"bench","table":"dog","hash_values":[4242],"get_attributes":["*"]}"#, None)?;
-        println!("search_by_hash, wrk -t2 -c16 -d{seconds}s: {by_hash}");
+        println!("search_by_hash (answer cache on: kept answers), wrk -t2 -c16 -d{seconds}s: {by_hash}");
         let insert = wrk(port, seconds, &root, "", Some(
             "local seen = 0\nsetup = function(thread)\n  thread:set(\"tid\", seen)\n  seen = seen + 1\nend\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  local id = 1000000000 + tid * 100000000 + counter\n  return wrk.format(nil, nil, nil, string.format('{\"operation\":\"insert\",\"database\":\"bench\",\"table\":\"dog\",\"records\":[{\"id\":%d,\"name\":\"n\",\"breed\":\"b\",\"age\":1,\"owner\":\"o\",\"weight\":2.5}]}', id))\nend\n",
         ))?;
@@ -391,8 +391,8 @@ fn throughput(seconds: u32) -> Result<()> {
     })();
     stop(&mut child);
     let (basic, bearer) = result?;
-    println!("get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Basic auth: {basic}");
-    println!("get_configuration over HTTP, wrk -t2 -c16 -d{seconds}s, Bearer token: {bearer}");
+    println!("get_configuration over HTTP (answer cache on: kept answers), wrk -t2 -c16 -d{seconds}s, Basic auth: {basic}");
+    println!("get_configuration over HTTP (answer cache on: kept answers), wrk -t2 -c16 -d{seconds}s, Bearer token: {bearer}");
     let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }

@@ -7,7 +7,9 @@
 //! 1,000-record table, as `../shared/anchors/harper/bench.sh` asks). Each prints req/s and the
 //! server's CPU per request (utime + stime from /proc): the gap between the no-wasm POST and
 //! `test_hello` is the per-call price of an isolated instance, and `test_hello`'s req/s bounds
-//! what any operation can reach here with the client on the same cores.
+//! what any operation can reach here with the client on the same cores. The server runs with
+//! the answer cache off, so the three operations are real calls every time;
+//! `OPSHOST_BENCH_FLOOR_ANSWER_CACHE=true` turns it on (their answers are then kept ones).
 
 use super::{free_port, post, post_script, scratch_root, server_command, stop, wait_ready};
 use crate::paths;
@@ -39,7 +41,8 @@ pub fn run() -> Result<()> {
     let hello = paths::test_guests().join("hello_v1.wasm");
     std::fs::copy(&hello, root.join("components").join("hello_v1.wasm")).with_context(|| format!("{} (cargo xtask build)", hello.display()))?;
     let port = free_port()?;
-    let mut child = server_command(&root, port).spawn().context("starting opshost")?;
+    let cache = std::env::var("OPSHOST_BENCH_FLOOR_ANSWER_CACHE").unwrap_or_else(|_| "false".into());
+    let mut child = server_command(&root, port).env("OPERATIONSAPI_ANSWERCACHE", &cache).spawn().context("starting opshost")?;
     let result = (|| -> Result<Vec<Vec<(f64, f64)>>> {
         wait_ready(port, Duration::from_secs(60))?;
         setup(port)?;
@@ -53,7 +56,7 @@ pub fn run() -> Result<()> {
     })();
     stop(&mut child);
     let _ = std::fs::remove_dir_all(&root);
-    println!("request floor, wrk -t2 -c16 -d{seconds}s per scenario, {rounds} rounds alternated (req/s; server CPU µs per request):");
+    println!("request floor, wrk -t2 -c16 -d{seconds}s per scenario, {rounds} rounds alternated, answer cache {}: (req/s; server CPU µs per request):", if cache == "true" { "on" } else { "off" });
     for ((label, _), runs) in SCENARIOS.iter().zip(result?) {
         let rps: Vec<String> = runs.iter().map(|(r, _)| format!("{r:.0}")).collect();
         let cpu: Vec<String> = runs.iter().map(|(_, c)| format!("{c:.1}")).collect();
