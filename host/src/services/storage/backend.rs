@@ -136,7 +136,7 @@ impl StorageBackend for Storage {
         let (rcf, _) = self.cfs(db, table)?;
         let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
         let mut out = Vec::with_capacity(keys.len());
-        for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
+        for found in self.get_many(&rcf, &keys) {
             if let Some(bytes) = found.map_err(internal)? {
                 out.push(serde_json::from_slice(&bytes).map_err(internal)?);
             }
@@ -327,7 +327,7 @@ impl Storage {
         let meta = self.meta().map_err(internal)?;
         let keys: Vec<Vec<u8>> = prepared.iter().map(|(pk, _, _)| keys::encoded(pk)).collect();
         let _stripes = locks.lock_keys(keys.iter());
-        let existing = self.db.batched_multi_get_cf(&rcf, &keys, false);
+        let existing = self.get_many(&rcf, &keys);
         let marks = self.marks(db, table, &keys)?;
         let (mut records, mut index, mut marked) = (SortedOps::default(), SortedOps::default(), SortedOps::default());
         let mut outcome = WriteOutcome::default();
@@ -408,7 +408,7 @@ impl Storage {
         let (mut records, mut index, mut marked) = (SortedOps::default(), SortedOps::default(), SortedOps::default());
         let mut outcome = WriteOutcome::default();
         let mut seen = BTreeSet::new();
-        let found = self.db.batched_multi_get_cf(&rcf, &keys, false);
+        let found = self.get_many(&rcf, &keys);
         let marks = self.marks(db, table, &keys)?;
         let tombstone = || Mark { tombstone: true, time, origin: by.to_string() }.encode();
         for (((id, key), old), mark) in ids.into_iter().zip(keys).zip(found).zip(marks) {

@@ -33,7 +33,7 @@ impl Storage {
         // An inexact number (beyond 2^53) can never have been stored: its key is a neighbour's.
         let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
         let mut out = Vec::with_capacity(ids.len());
-        for found in self.db.batched_multi_get_cf(&rcf, &keys, false) {
+        for found in self.get_many(&rcf, &keys) {
             if let Some(bytes) = found.map_err(internal)? {
                 out.push(each(&projection, &bytes)?);
             }
@@ -127,7 +127,7 @@ impl Storage {
                 // Small by construction: one step returns them all.
                 if resume.is_none() {
                     let keys: Vec<Vec<u8>> = ids.iter().filter(|id| keys::exact_value(id)).map(keys::encoded).collect();
-                    for (key, found) in keys.iter().zip(self.db.batched_multi_get_cf(&rcf, &keys, false)) {
+                    for (key, found) in keys.iter().zip(self.get_many(&rcf, &keys)) {
                         if let Some(bytes) = found.map_err(internal)? {
                             out.extend(accept(key, &bytes)?);
                         }
@@ -186,7 +186,7 @@ impl Storage {
                         break;
                     }
                 }
-                for (key, found) in pks.iter().zip(self.db.batched_multi_get_cf(&rcf, &pks, false)) {
+                for (key, found) in pks.iter().zip(self.get_many(&rcf, &pks)) {
                     if let Some(bytes) = found.map_err(internal)? {
                         out.extend(accept(key, &bytes)?);
                     }
@@ -200,7 +200,7 @@ impl Storage {
     pub(super) fn fetch(&self, db: &str, table: &str, keys: &[Vec<u8>]) -> Result<Vec<rocksdb::DBPinnableSlice<'_>>, ServiceError> {
         let (rcf, _) = self.cfs(db, table)?;
         let mut out = Vec::with_capacity(keys.len());
-        for found in self.db.batched_multi_get_cf(&rcf, keys, false) {
+        for found in self.get_many(&rcf, keys) {
             if let Some(bytes) = found.map_err(internal)? {
                 out.push(bytes);
             }

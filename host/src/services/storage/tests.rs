@@ -432,3 +432,34 @@ fn a_write_on_a_worker_gives_way_to_held_locks() {
     assert!(seq.is_some());
     assert_eq!(s.get("dev", "dog", &[json!(7)], &[]).expect("get").len(), 1);
 }
+
+/// The answer cache's condition (answers.rs): every write, delete and schema change moves the
+/// change count, and a version taken while nothing changes holds until one does.
+#[test]
+fn every_change_moves_the_change_count() {
+    let (_t, s) = open();
+    let settled = |s: &Storage| s.settled_version().expect("nothing under way");
+    let changed = |what: &str, s: &Storage, before: u64| {
+        assert!(!s.unchanged_since(before), "{what} did not move the change count");
+        let now = settled(s);
+        assert!(s.unchanged_since(now));
+        now
+    };
+    let v = settled(&s);
+    s.create_table("dev", "dog", "id").expect("create");
+    let v = changed("create_table", &s, v);
+    s.write("dev", "dog", WriteMode::Insert, vec![json!({"id": 1, "name": "Penny"})]).expect("insert");
+    let v = changed("insert", &s, v);
+    s.get_json("dev", "dog", &[json!(1)], &[]).expect("get");
+    assert!(s.unchanged_since(v), "a read is not a change");
+    s.write("dev", "dog", WriteMode::Update, vec![json!({"id": 1, "age": 3})]).expect("update");
+    let v = changed("update with a new attribute", &s, v);
+    s.delete("dev", "dog", vec![json!(1)]).expect("delete");
+    let v = changed("delete", &s, v);
+    s.drop_table("dev", "dog").expect("drop");
+    let v = changed("drop_table", &s, v);
+    s.create_database("other").expect("create database");
+    let v = changed("create_database", &s, v);
+    s.drop_database("other").expect("drop database");
+    changed("drop_database", &s, v);
+}

@@ -212,7 +212,7 @@ impl Storage {
     /// part is what later records of the part see.
     fn write_chunk(&self, rcf: &Arc<BoundColumnFamily<'_>>, part: Vec<Prepared>, ctx: &ChunkContext<'_>) -> Result<Chunk, ServiceError> {
         let keys: Vec<&[u8]> = part.iter().map(|p| p.key.as_slice()).collect();
-        let existing = self.db.batched_multi_get_cf(rcf, &keys, false);
+        let existing = self.get_many(rcf, &keys);
         drop(keys);
         let mut chunk = Chunk {
             records: SortedOps(Vec::with_capacity(part.len())),
@@ -309,7 +309,7 @@ impl Storage {
         let mut outcome = WriteOutcome::default();
         let mut seen = BTreeSet::new();
         let mut audit = self.audit_begin(db, table, "delete");
-        let found = self.db.batched_multi_get_cf(&rcf, &keys, false);
+        let found = self.get_many(&rcf, &keys);
         for ((id, key), old) in ids.into_iter().zip(keys).zip(found) {
             // A key named twice is deleted once; the second is reported skipped. An inexact
             // number (beyond 2^53) can never have been stored: its key is a neighbour's.
