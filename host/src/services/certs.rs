@@ -54,6 +54,9 @@ pub struct CertService {
     storage: Arc<dyn StorageBackend>,
     /// Parsed once, handed out until the next add or remove.
     cache: RwLock<Option<Arc<Vec<CertRecord>>>>,
+    /// Bumped with every invalidation: a list read from storage before one is not cached
+    /// after it (it may miss the change that caused it).
+    changes: std::sync::atomic::AtomicU64,
     /// `list_certificates`'s JSON, encoded once per version of `cache` (answer.rs).
     answer: answer::AnswerCache,
 }
@@ -76,7 +79,7 @@ impl CertService {
                 .map_err(ServiceError::into_anyhow)
                 .context("creating system.hdb_certificate")?;
         }
-        Ok(Self { keys_dir, storage, cache: RwLock::new(None), answer: Default::default() })
+        Ok(Self { keys_dir, storage, cache: RwLock::new(None), changes: Default::default(), answer: Default::default() })
     }
 
     /// Every certificate, sorted by name.
@@ -84,6 +87,7 @@ impl CertService {
         if let Some(cached) = self.cache.read().as_ref() {
             return Ok(cached.clone());
         }
+        let changes = self.changes.load(std::sync::atomic::Ordering::SeqCst);
         let rows = self.storage.search(SYSTEM_DATABASE, TABLE, Default::default())?.collect_all()?;
         let mut all = rows
             .into_iter()
@@ -91,13 +95,23 @@ impl CertService {
             .collect::<Result<Vec<_>, _>>()?;
         all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         let all = Arc::new(all);
-        *self.cache.write() = Some(all.clone());
+        let mut cache = self.cache.write();
+        if self.changes.load(std::sync::atomic::Ordering::SeqCst) == changes {
+            *cache = Some(all.clone());
+        }
         Ok(all)
+    }
+
+    /// Forgets the cached list (after the table changed), and any list being read meanwhile.
+    fn invalidate(&self) {
+        let mut cache = self.cache.write();
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *cache = None;
     }
 
     /// Forgets the cached list after replication changed `system.hdb_certificate`.
     pub fn reload_replicated(&self) {
-        *self.cache.write() = None;
+        self.invalidate();
     }
 
     /// Every certificate as `list_certificates` answers (HarperDB's JSON), cached.
@@ -157,7 +171,7 @@ impl CertService {
     pub fn remove(&self, name: &str) -> Result<(), ServiceError> {
         let record = self.get(name)?.ok_or_else(|| ServiceError::BadRequest(format!("{name} not found")))?;
         self.storage.delete(SYSTEM_DATABASE, TABLE, vec![Value::String(name.to_string())])?;
-        *self.cache.write() = None;
+        self.invalidate();
         if let Some(key) = &record.private_key_name {
             let shared = self.list()?.iter().any(|c| c.private_key_name.as_deref() == Some(key.as_str()));
             if !shared && valid_cert_name(key) {
@@ -252,7 +266,7 @@ impl CertService {
             map.remove("__updatedtime__");
         }
         self.storage.write(SYSTEM_DATABASE, TABLE, WriteMode::Upsert, vec![value])?;
-        *self.cache.write() = None;
+        self.invalidate();
         Ok(())
     }
 
