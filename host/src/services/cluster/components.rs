@@ -25,6 +25,9 @@ use tokio::io::AsyncReadExt as _;
 /// that was away is re-seeded anyway.
 const KEEP: std::time::Duration = std::time::Duration::from_millis(crate::services::storage::backend::TOMBSTONE_HORIZON_MS);
 
+/// Tries of a replicated deploy before it is logged as not applied (pauses of 1 s, then 2 s).
+const APPLY_ATTEMPTS: u32 = 3;
+
 impl Cluster {
     /// Hands in the component service that applies other nodes' deploys (once, at start).
     pub fn set_components(&self, components: Weak<ComponentService>) {
@@ -92,6 +95,19 @@ impl Cluster {
         }
     }
 
+    /// A replicated component's bytes from JetStream's object store, checked against their hash.
+    async fn fetch_component(&self, js: &jetstream::Context, name: &str, hash: &str) -> Result<Vec<u8>, String> {
+        let store = self.object_store(js).await.map_err(|e| format!("{e:#}"))?;
+        let mut object = store.get(hash).await.map_err(|e| format!("fetching component {name} ({hash}) from JetStream: {e}"))?;
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.map_err(|e| format!("reading component {name} from JetStream: {e}"))?;
+        let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if got != hash {
+            return Err(format!("component {name}: the stored bytes hash to {got}, not {hash}"));
+        }
+        Ok(bytes)
+    }
+
     /// Applies another node's component change: whether it changed anything here, or why not.
     pub(super) async fn apply_component(&self, js: &jetstream::Context, change: Change) -> (String, u64, Result<bool, String>) {
         let (origin, time) = (change.origin.clone(), change.time);
@@ -123,17 +139,37 @@ impl Cluster {
                         return Ok(true);
                     }
                 }
-                let store = self.object_store(js).await.map_err(|e| format!("{e:#}"))?;
-                let mut object = store.get(&hash).await.map_err(|e| format!("fetching component {name} ({hash}) from JetStream: {e}"))?;
-                let mut bytes = Vec::new();
-                object.read_to_end(&mut bytes).await.map_err(|e| format!("reading component {name} from JetStream: {e}"))?;
-                let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-                if got != hash {
-                    return Err(format!("component {name}: the stored bytes hash to {got}, not {hash}"));
+                // A change not applied is never delivered again (the stream moves on), and under
+                // load a JetStream request can time out or `describe` run past its deadline once:
+                // tried again before giving up. A refusal that holds fails every try the same way.
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let tried = async {
+                        // A try that failed after it was recorded here is not deployed twice.
+                        if attempt > 1 && components.deployed().map_err(|e| e.to_string())?.get(&name).is_some_and(|d| d.hash == hash) {
+                            return Ok(true);
+                        }
+                        let bytes = self.fetch_component(js, &name, &hash).await?;
+                        let payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                        let request = DeployRequest {
+                            name: name.clone(),
+                            payload,
+                            grants: grants.clone(),
+                            signature: signature.clone(),
+                            user: user.clone(),
+                            replicated: false,
+                        };
+                        components.apply_deploy(request).await.map(|_| true).map_err(|e| e.to_string())
+                    };
+                    match tried.await {
+                        Err(e) if attempt < APPLY_ATTEMPTS => {
+                            tracing::warn!("clustering: deploying component {name} from another node failed (try {attempt} of {APPLY_ATTEMPTS}): {e}");
+                            tokio::time::sleep(std::time::Duration::from_secs(1 << (attempt - 1))).await;
+                        }
+                        result => return result,
+                    }
                 }
-                let payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
-                let request = DeployRequest { name, payload, grants, signature, user, replicated: false };
-                components.apply_deploy(request).await.map(|_| true).map_err(|e| e.to_string())
             }
             Kind::DropComponent { name, user } => match components.remove(&name, &user, false).await {
                 Ok(_) => Ok(true),
