@@ -106,6 +106,20 @@ fn eventually<T: std::fmt::Debug>(what: &str, mut probe: impl FnMut() -> T, chec
     }
 }
 
+/// [`eventually`] on one node, whose clustering log lines are in the panic if it never holds
+/// (a change a node failed to apply is only in its log).
+fn eventually_on<T: std::fmt::Debug>(node: &Server, what: &str, probe: impl FnMut() -> T, check: impl Fn(&T) -> bool) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eventually(what, probe, check))) {
+        Ok(value) => value,
+        Err(panic) => {
+            let log = node.log();
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains("clustering")).collect();
+            eprintln!("{what}: the node's clustering log lines:\n{}", lines.join("\n"));
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
 fn has_table(server: &Server, table: &str) -> bool {
     server.post(json!({"operation": "describe_table", "database": "dev", "table": table})).0 == 200
 }
@@ -519,7 +533,7 @@ fn a_snapshot_carries_replicated_components_and_cluster_wide_configuration() {
     ok_replicated(&a, json!({"operation": "deploy_component", "name": "test_panic", "payload": payload("test_panic"), "replicated": true}));
     ok_replicated(&c, json!({"operation": "deploy_component", "name": "test_memory", "payload": payload("test_memory")}));
     ok_replicated(&a, json!({"operation": "create_table", "database": "dev", "table": "log", "primary_key": "id"}));
-    eventually("the replicated component and the table reach c", || (components(&c), has_table(&c, "log")), |(names, table)| {
+    eventually_on(&c, "the replicated component and the table reach c", || (components(&c), has_table(&c, "log")), |(names, table)| {
         *table && names.iter().any(|n| n == "test_panic")
     });
     let retention_before = config_value(&c, "logging.auditRetention");
@@ -532,8 +546,8 @@ fn a_snapshot_carries_replicated_components_and_cluster_wide_configuration() {
         ok_replicated(&a, json!({"operation": "insert", "database": "dev", "table": "log", "records": [{"id": i}]}));
     }
     let c = small("node_c").root(root).start();
-    eventually("c serves the component deployed while it was away", || hello(&c), |v| *v == Some(json!(1)));
-    eventually("c drops the component dropped while it was away", || components(&c), |names| !names.iter().any(|n| n == "test_panic"));
+    eventually_on(&c, "c serves the component deployed while it was away", || hello(&c), |v| *v == Some(json!(1)));
+    eventually_on(&c, "c drops the component dropped while it was away", || components(&c), |names| !names.iter().any(|n| n == "test_panic"));
     eventually("c takes the cluster-wide key set while it was away", || config_value(&c, "logging.auditRetention"), |v| *v == json!("6d"));
     assert_eq!(components(&c), ["test_hello", "test_memory"], "c's own local component stays");
     // The merge is counted once all of it is applied (the component reloads take a moment).
