@@ -384,9 +384,9 @@ impl Storage {
             batch.merge_cf(&meta, format!("count/{db}/{table}"), added.to_le_bytes());
         }
         batch.merge_cf(&meta, format!("last/{db}/{table}"), (last as i64).to_le_bytes());
-        let _changing = self.changing();
         self.commit(batch).map_err(internal)?;
         if !new_attributes.is_empty() {
+            let _changing = self.changing();
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
                 t.attributes.extend(new_attributes);
             }

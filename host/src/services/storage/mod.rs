@@ -141,7 +141,8 @@ pub struct Storage {
 /// they end. A read taken while the two counts are equal saw a settled state, and that state
 /// still holds while no change has started since; the answer cache (`answers.rs`) keeps a
 /// storage read's answer on exactly that condition. Every RocksDB write and every catalog
-/// update holds a [`Changing`] across itself.
+/// update holds a [`Changing`] across itself (a write followed by a catalog update is two
+/// changes: a read between them sees a settled state that the second one then ends).
 #[derive(Default)]
 struct Changes {
     started: std::sync::atomic::AtomicU64,

@@ -172,10 +172,9 @@ impl Storage {
                 batch
             }
         };
-        // One change from the write to the catalog's new attributes (see `Changes`).
-        let _changing = self.changing();
         self.commit_as(batch, commit)?;
         if !new_attributes.is_empty() {
+            let _changing = self.changing();
             if let Some(t) = self.catalog.write().get_mut(db).and_then(|d| d.get_mut(table)) {
                 t.attributes.extend(new_attributes);
             }
@@ -185,10 +184,10 @@ impl Storage {
 
     /// Writes a finished batch as `commit` says.
     fn commit_as(&self, batch: WriteBatch, commit: Commit) -> Result<(), ServiceError> {
-        let _changing = self.changing();
         match commit {
             Commit::Synced => self.commit(batch).map_err(internal),
             Commit::Unsynced => {
+                let _changing = self.changing();
                 let _slow = self.slow_write(batch.size_in_bytes() >= durable::LARGE_BATCH);
                 self.db.write_opt(batch, &Self::unsynced_write_options()).map_err(internal)
             }
@@ -197,6 +196,7 @@ impl Storage {
                 if self.slow_writes_in_flight() {
                     return Err(would_stall());
                 }
+                let _changing = self.changing();
                 let mut options = Self::unsynced_write_options();
                 options.set_no_slowdown(true);
                 self.db.write_opt(batch, &options).map_err(|e| match e.kind() {
