@@ -272,12 +272,12 @@ impl Storage {
             };
             note_new_attributes(&mut chunk.new_attributes, new.keys().filter(|a| *a != CREATED && *a != UPDATED), ctx.known);
             self.reindex(&mut chunk.index, ctx.pk_name, &key, old.as_ref(), Some(&new));
+            let stored = stored_text(&new, ctx.audited.then_some(&mut chunk.audited), old)?;
             if ctx.repeats {
-                let stored = stored_text(&new, ctx.audited.then_some(&mut chunk.audited), old)?;
                 chunk.records.put(key.clone(), stored);
                 pending.insert(key, Some(new));
             } else {
-                chunk.records.put(key, stored_text(&new, ctx.audited.then_some(&mut chunk.audited), old)?);
+                chunk.records.put(key, stored);
             }
             chunk.written.push(pk);
         }
